@@ -12,7 +12,14 @@ from typing import Protocol, runtime_checkable
 
 from app.domain.candles import Candles
 
-__all__ = ["Candles", "MarketInfo", "MarketSource", "TIMEFRAME_SECONDS", "timeframe_seconds", "to_decimal"]
+__all__ = [
+    "Candles",
+    "MarketInfo",
+    "MarketSource",
+    "TIMEFRAME_SECONDS",
+    "timeframe_seconds",
+    "to_decimal",
+]
 
 TIMEFRAME_SECONDS: dict[str, int] = {
     "1m": 60,

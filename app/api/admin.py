@@ -1,0 +1,9 @@
+"""Admin: users and the audit log (being built)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Registers nothing yet."""

@@ -1,0 +1,9 @@
+"""Accounts: register, login, refresh, logout, me (being built)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Registers nothing yet."""

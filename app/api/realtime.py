@@ -1,0 +1,9 @@
+"""Server-sent events (being built)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Registers nothing yet."""

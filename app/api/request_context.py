@@ -1,0 +1,56 @@
+"""Per-request plumbing: the request id and the one database session of the request.
+
+The session is opened lazily, committed after a successful response and rolled back
+otherwise, so a failed request never leaves a half-written change behind.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, g, request
+from sqlalchemy.orm import Session
+
+from app.store.db import new_session
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def db_session() -> Session:
+    """The request's session (created on first use)."""
+    session = g.get("db_session")
+    if session is None:
+        session = new_session()
+        g.db_session = session
+    return session
+
+
+def _assign_request_id() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def _finish_unit_of_work(response: Response) -> Response:
+    session: Session | None = g.get("db_session")
+    if session is not None:
+        if response.status_code < 400:
+            session.commit()
+        else:
+            session.rollback()
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    return response
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.rollback()
+        session.close()
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_assign_request_id)
+    app.after_request(_finish_unit_of_work)
+    app.teardown_request(_close_session)

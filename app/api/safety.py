@@ -1,0 +1,9 @@
+"""Emergency stop, live-trading gates, alerts and incidents (being built)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Registers nothing yet."""

@@ -1,0 +1,112 @@
+"""JWT wiring (flask-jwt-extended): every token failure answers 401 in the error envelope,
+and every authenticated request resolves its user from the database, so a disabled account
+stops working at once.
+
+`auth_required` / `admin_required` guard views; `current_user()` is the signed-in `User`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, Response
+from flask_jwt_extended import JWTManager, get_current_user, verify_jwt_in_request
+
+from app.api.errors import error_response
+from app.errors import Forbidden
+from app.store.models import User
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+jwt = JWTManager()
+
+
+def _unauthorized(message: str, code: str = "unauthorized") -> Response:
+    return error_response(401, code, message)
+
+
+def _lookup_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
+    from app.api.request_context import db_session
+
+    try:
+        user_id = int(payload["sub"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    user = db_session().get(User, user_id)
+    if user is None or user.is_disabled:
+        return None
+    return user
+
+
+def _is_revoked(header: dict[str, Any], payload: dict[str, Any]) -> bool:
+    from app.auth.revocation import is_token_revoked
+
+    return is_token_revoked(header, payload)
+
+
+def init_app(app: Flask) -> None:
+    from config import get_settings
+
+    settings = get_settings()
+    app.config.update(
+        JWT_SECRET_KEY=settings.effective_jwt_secret,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.jwt_access_minutes),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=settings.jwt_refresh_days),
+        JWT_ERROR_MESSAGE_KEY="message",
+    )
+    jwt.init_app(app)
+    jwt.user_lookup_loader(_lookup_user)
+    jwt.token_in_blocklist_loader(_is_revoked)
+    jwt.user_lookup_error_loader(
+        lambda _h, _p: _unauthorized("the account is unknown or disabled", "account_unavailable")
+    )
+    jwt.unauthorized_loader(lambda reason: _unauthorized(f"authentication required: {reason}"))
+    jwt.invalid_token_loader(
+        lambda reason: _unauthorized(f"invalid token: {reason}", "invalid_token")
+    )
+    jwt.expired_token_loader(lambda _h, _p: _unauthorized("token has expired", "token_expired"))
+    jwt.revoked_token_loader(
+        lambda _h, _p: _unauthorized("token has been revoked", "token_revoked")
+    )
+    jwt.token_verification_failed_loader(
+        lambda _h, _p: _unauthorized("token verification failed", "invalid_token")
+    )
+
+
+def current_user() -> User:
+    """The signed-in user of this request (only inside a guarded view)."""
+    user = get_current_user()
+    assert isinstance(user, User)
+    return user
+
+
+def auth_required(view: F) -> F:
+    """A valid, unrevoked access token of an enabled user."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verify_jwt_in_request()
+        return view(*args, **kwargs)
+
+    wrapper._tw_auth = "user"  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def admin_required(view: F) -> F:
+    """As `auth_required`, and the user is an admin (403 otherwise)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verify_jwt_in_request()
+        if current_user().role != "admin":
+            raise Forbidden("admin role required")
+        return view(*args, **kwargs)
+
+    wrapper._tw_auth = "admin"  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]

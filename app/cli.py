@@ -1,0 +1,60 @@
+"""Operator commands of the foundation: `flask preflight` and `flask worker`.
+
+Feature commands (create-admin, import-candles, backtest, ...) are registered by their
+feature modules.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+from flask import Flask
+
+
+@click.command("preflight")
+def preflight_command() -> None:
+    """Check config, database, migrations and Redis; exit non-zero when one fails.
+
+    Run it in a deploy pipeline before switching traffic.
+    """
+    from app.services.health import readiness
+    from app.store.db import get_engine
+    from config import get_settings
+
+    settings = get_settings()
+    click.echo(f"[ok]   config: APP_ENV={settings.app_env}, MARKET_DATA={settings.market_data}")
+    for name in settings.insecure_defaults_in_use():
+        click.echo(f"[warn] config: {name} not set (development default in use)")
+    failed = False
+    for check in readiness(get_engine()):
+        click.echo(f"[{'ok' if check.ok else 'FAIL':4}] {check.name}: {check.detail}")
+        if not check.ok:
+            failed = True
+            click.echo(f"       fix: {check.fix}")
+    if failed:
+        sys.exit(1)
+
+
+@click.command("worker")
+def worker_command() -> None:
+    """Run a scheduler-only process (bot ticks, jobs, self-healing) until SIGTERM/SIGINT."""
+    from app.lifecycle import lifecycle
+    from config import get_settings
+
+    settings = get_settings().model_copy(update={"scheduler_enabled": True})
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    lifecycle.start(settings)
+    click.echo("worker running; SIGTERM to stop")
+    stop.wait()
+    failed = lifecycle.stop()
+    sys.exit(1 if failed else 0)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(preflight_command)
+    app.cli.add_command(worker_command)

@@ -1,0 +1,96 @@
+"""APScheduler inside a worker process: started after fork, never at import or in the master.
+
+One `BackgroundScheduler` per process runs the jobs of `app.jobs.periodic`; a job never
+overlaps itself within a process (`max_instances=1`) and never raises out of the scheduler.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from app.jobs.periodic import PERIODIC_JOBS, PeriodicJob
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from config import Settings
+
+log = logging.getLogger("tradewind.scheduler")
+
+_lock = threading.Lock()
+_scheduler: BackgroundScheduler | None = None
+_owner_id: str | None = None
+
+
+def worker_id() -> str:
+    """A name for this process that is unique across machines, used as the lease owner."""
+    global _owner_id
+    if _owner_id is None or not _owner_id.endswith(f":{os.getpid()}"):
+        _owner_id = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}:{os.getpid()}"
+    return _owner_id
+
+
+def _resolve(target: str) -> Callable[[], object]:
+    module_name, _, func_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def _guarded(job: PeriodicJob) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            _resolve(job.target)()
+        except Exception:
+            log.exception("periodic job %s failed", job.name)
+
+    return run
+
+
+def enabled_jobs(settings: Settings) -> list[PeriodicJob]:
+    return [j for j in PERIODIC_JOBS if j.flag is None or getattr(settings, j.flag)]
+
+
+def start_scheduler(settings: Settings) -> bool:
+    """Start this process's scheduler; a second call is a no-op. True when it started."""
+    global _scheduler
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    with _lock:
+        if _scheduler is not None:
+            return False
+        scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+        )
+        for job in enabled_jobs(settings):
+            scheduler.add_job(_guarded(job), "interval", seconds=job.seconds, id=job.name)
+        scheduler.start()
+        _scheduler = scheduler
+        log.info(
+            "scheduler started in pid %s with jobs %s",
+            os.getpid(),
+            [j.name for j in enabled_jobs(settings)],
+        )
+        return True
+
+
+def stop_scheduler(wait: bool = True) -> None:
+    """Stop the scheduler if it runs (waiting for running jobs); a second call is a no-op."""
+    global _scheduler
+    with _lock:
+        scheduler, _scheduler = _scheduler, None
+    if scheduler is None:
+        return
+    if scheduler.running:
+        scheduler.shutdown(wait=wait)
+    log.info("scheduler stopped in pid %s", os.getpid())
+
+
+def scheduler_running() -> bool:
+    return _scheduler is not None and _scheduler.running

@@ -1,0 +1,1 @@
+"""Models for accounts tables (tokens, credentials, audit log)."""

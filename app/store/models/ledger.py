@@ -1,0 +1,1 @@
+"""Models for market and ledger tables (orders, fills, positions, balances, snapshots)."""

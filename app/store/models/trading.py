@@ -1,0 +1,1 @@
+"""Models for trading and backtest additions."""

@@ -1,0 +1,189 @@
+"""Tradewind configuration: the environment, read once into one validated settings object.
+
+Every process (web worker, scheduler worker, CLI, Alembic) calls `get_settings()`; tests build
+their own `Settings(...)` and hand it to `create_app`. In production (`APP_ENV=production`) weak
+or missing secrets stop the start with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me-please-0000"
+# A valid Fernet key, public on purpose: only ever used outside production.
+DEV_ENCRYPTION_KEY = "ZGV2LWluc2VjdXJlLWVuY3J5cHRpb24ta2V5LTAwMDA="
+MIN_JWT_SECRET_LENGTH = 32
+
+log = logging.getLogger("tradewind.config")
+
+
+class ConfigError(RuntimeError):
+    """Configuration that must stop the start; the message names the variable."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept `postgres://` (as PaaS platforms hand it out) and pick the psycopg2 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, with the environment variable of the same name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    app_env: Literal["development", "production", "test"] = "development"
+    database_url: str = f"sqlite:///{INSTANCE_DIR / 'tradewind.sqlite3'}"
+    redis_url: str | None = None
+    redis_prefix: str = "tw:"
+    jwt_secret_key: str | None = None
+    encryption_key: str | None = None
+    cors_origins: str = ""
+    jwt_access_minutes: int = Field(default=15, gt=0)
+    jwt_refresh_days: int = Field(default=30, gt=0)
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] | None = None
+    max_content_length: int = 1_048_576
+
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    market_data: Literal["replay", "ccxt"] = "replay"
+    candles_dir: str = str(BASE_DIR / "data" / "candles")
+    candles_import_dir: str = str(INSTANCE_DIR / "candles")
+    replay_anchor: str = "2026-01-01T00:00:00Z"
+    replay_speed: float = Field(default=1.0, gt=0)
+    ccxt_exchange: str = "binance"
+    ccxt_base_url: str | None = None
+    ccxt_api_key: str | None = None
+    ccxt_secret: str | None = None
+    ccxt_password: str | None = None
+    ccxt_timeout_ms: int = 10_000
+
+    scheduler_enabled: bool = True
+    trading_enabled: bool = True
+    self_healing_enabled: bool = True
+    live_trading_enabled: bool = False
+
+    port: int = 8000
+    web_concurrency: int = 2
+    web_threads: int = 8
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("redis_url", "ccxt_base_url", "jwt_secret_key", "encryption_key")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> Settings:
+        if self.app_env == "production":
+            if not self.jwt_secret_key:
+                raise ConfigError("JWT_SECRET_KEY is required in production")
+            if len(self.jwt_secret_key) < MIN_JWT_SECRET_LENGTH:
+                raise ConfigError(
+                    f"JWT_SECRET_KEY must be at least {MIN_JWT_SECRET_LENGTH} characters "
+                    "in production"
+                )
+            if not self.encryption_key:
+                raise ConfigError("ENCRYPTION_KEY is required in production")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def effective_jwt_secret(self) -> str:
+        return self.jwt_secret_key or DEV_JWT_SECRET
+
+    @property
+    def effective_encryption_keys(self) -> list[str]:
+        """Fernet keys, newest first: `ENCRYPTION_KEY` may hold several, comma-separated."""
+        raw = self.encryption_key or DEV_ENCRYPTION_KEY
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
+    def insecure_defaults_in_use(self) -> list[str]:
+        used = []
+        if not self.jwt_secret_key:
+            used.append("JWT_SECRET_KEY")
+        if not self.encryption_key:
+            used.append("ENCRYPTION_KEY")
+        return used
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus overrides), turning errors into ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for error in exc.errors():
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, ConfigError):
+                raise cause from None
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]).upper() or "configuration"
+        raise ConfigError(f"{name}: {first['msg']}") from None
+
+
+_active: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings: read from the environment once, or those `use_settings` set."""
+    global _active
+    if _active is None:
+        _active = load_settings()
+    return _active
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make these the process-wide settings (the app factory and tests call this)."""
+    global _active
+    _active = settings
+    return settings
+
+
+def settings_or_exit() -> Settings:
+    """For entry points: one clear line and exit code 2 instead of a traceback."""
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        print(f"tradewind: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for name in settings.insecure_defaults_in_use():
+        log.warning("%s is not set: using an insecure development default", name)
+    return settings
+
+
+def generate_secret() -> str:
+    """A strong value for JWT_SECRET_KEY (documented in the README)."""
+    return secrets.token_urlsafe(48)

@@ -1,0 +1,111 @@
+"""Shared fixtures: a real database per run (Postgres by default, SQLite with TEST_DB=sqlite),
+a real Redis under a per-run key prefix, the app, a client, users and their tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from config import Settings
+from tests.support.databases import (
+    REDIS_URL,
+    create_test_database,
+    drop_test_database,
+    truncate_all,
+)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = create_test_database(Path(tmp_path_factory.mktemp("db")))
+    yield url
+    from app.store.db import shutdown_database
+
+    shutdown_database()
+    drop_test_database(url)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        app_env="test",
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        redis_prefix=f"twtest:{uuid.uuid4().hex[:10]}:",
+        scheduler_enabled=False,
+        log_level="INFO",
+    )
+
+
+@pytest.fixture(scope="session")
+def _app(settings: Settings) -> Flask:
+    from app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def app(_app: Flask, settings: Settings, database_url: str) -> Iterator[Flask]:
+    """The app over an empty database (every table emptied before the test)."""
+    from config import use_settings
+
+    use_settings(settings)
+    truncate_all(database_url)
+    yield _app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    from app.store.db import new_session
+
+    db = new_session()
+    yield db
+    db.rollback()
+    db.close()
+
+
+@pytest.fixture
+def make_user(app: Flask) -> Callable[..., Any]:
+    """Insert a user directly (role, disabled) and return it; its password is unusable."""
+    from app.store.db import session_scope
+    from app.store.models import User
+
+    def make(email: str | None = None, role: str = "user", **fields: Any) -> User:
+        with session_scope() as db:
+            user = User(
+                email=email or f"user-{uuid.uuid4().hex[:8]}@example.com",
+                password_hash=fields.pop("password_hash", "!unusable"),
+                role=role,
+                **fields,
+            )
+            db.add(user)
+            db.flush()
+            db.expunge(user)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def auth_headers(app: Flask) -> Callable[[Any], dict[str, str]]:
+    """`Authorization` headers with a fresh access token for a user."""
+    from flask_jwt_extended import create_access_token
+
+    def headers(user: Any) -> dict[str, str]:
+        with app.app_context():
+            token = create_access_token(identity=str(user.id))
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers

@@ -1,0 +1,87 @@
+"""Throw-away databases for a test run: a fresh Postgres database (or SQLite file) per run,
+migrated with `alembic upgrade head`, so tests never depend on data left by hand."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg2
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[2]
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def test_backend() -> str:
+    """`TEST_DB=sqlite` runs the suite on the embedded default; Postgres otherwise."""
+    return os.environ.get("TEST_DB", "postgres").lower()
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.attributes["database_url"] = database_url
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def create_postgres_database(prefix: str = "tw_test") -> str:
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(f"{POSTGRES_ADMIN_URL}/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return f"postgresql+psycopg2://{POSTGRES_ADMIN_URL.split('://', 1)[1]}/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = psycopg2.connect(f"{POSTGRES_ADMIN_URL}/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+def create_test_database(tmp_dir: Path) -> str:
+    """A new, migrated database for this run; returns its SQLAlchemy URL."""
+    if test_backend() == "sqlite":
+        url = f"sqlite:///{tmp_dir / f'tradewind-{uuid.uuid4().hex[:8]}.sqlite3'}"
+    else:
+        url = create_postgres_database()
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+def drop_test_database(url: str) -> None:
+    if url.startswith("postgresql"):
+        drop_postgres_database(url)
+
+
+def truncate_all(url: str) -> None:
+    """Empty every table (keeping the migration version and the system-state row)."""
+    import app.store.models  # noqa: F401
+    from app.store.base import Base
+
+    engine = create_engine(url)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+        conn.execute(
+            text(
+                "INSERT INTO system_state (id, emergency_stop) VALUES (1, false)"
+                if conn.dialect.name == "postgresql"
+                else "INSERT INTO system_state (id, emergency_stop) VALUES (1, 0)"
+            )
+        )
+    engine.dispose()

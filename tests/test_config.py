@@ -1,0 +1,62 @@
+"""Configuration: production refuses weak secrets with one clear line; URLs are normalised."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from config import ConfigError, load_settings
+from tests.support.processes import ROOT, VENV_BIN
+
+STRONG = "x" * 40
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"encryption_key": "k"}, "JWT_SECRET_KEY"),
+        ({"jwt_secret_key": "short", "encryption_key": "k"}, "JWT_SECRET_KEY"),
+        ({"jwt_secret_key": STRONG}, "ENCRYPTION_KEY"),
+    ],
+)
+def test_production_refuses_weak_or_missing_secrets(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(app_env="production", **env)
+
+
+def test_production_accepts_strong_secrets() -> None:
+    settings = load_settings(app_env="production", jwt_secret_key=STRONG, encryption_key="k")
+    assert settings.is_production
+
+
+def test_postgres_scheme_is_normalised() -> None:
+    settings = load_settings(database_url="postgres://u:p@db.example:5432/app")
+    assert settings.database_url == "postgresql+psycopg2://u:p@db.example:5432/app"
+
+
+def test_development_defaults_are_flagged_insecure() -> None:
+    settings = load_settings(app_env="development", jwt_secret_key="", encryption_key="")
+    assert settings.insecure_defaults_in_use() == ["JWT_SECRET_KEY", "ENCRYPTION_KEY"]
+
+
+def test_production_start_exits_non_zero_naming_the_variable() -> None:
+    env = {
+        "APP_ENV": "production",
+        "JWT_SECRET_KEY": "too-short",
+        "ENCRYPTION_KEY": "k",
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", "import wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "JWT_SECRET_KEY" in lines[0]
+    assert "Traceback" not in proc.stderr
