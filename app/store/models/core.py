@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Float,
     ForeignKey,
     Index,
@@ -99,6 +100,19 @@ class Job(TimestampMixin, Base):
         UniqueConstraint("user_id", "idempotency_key"),
         Index("ix_jobs_claim", "state", "run_after"),
         Index("ix_jobs_user_id", "user_id", "created_at"),
+        # At most one identical active job per user: concurrent duplicates collide here.
+        Index(
+            "uq_jobs_active_payload",
+            "user_id",
+            "kind",
+            "payload_hash",
+            unique=True,
+            postgresql_where=text("state IN ('queued', 'running')"),
+            sqlite_where=text("state IN ('queued', 'running')"),
+        ),
+        CheckConstraint(
+            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="state"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
