@@ -8,9 +8,11 @@ Conventions every function keeps, so strategies and backtests can rely on them:
   whole array or on any prefix that contains i. Recursive indicators (EMA, Wilder) are seeded
   with the simple mean of their first `period` inputs (the TA-Lib convention), so they depend
   on where the series starts: compute on enough history for the seed to have faded.
-* Work is O(n): rolling sums run over fixed blocks with a block-local reference value (exact
-  enough on prices of any magnitude and any series length), and recursive smoothing uses a
-  closed form over fixed chunks. The only Python loops are per block/chunk, never per value.
+* Work is O(n): rolling sums run over fixed blocks with a block-local reference value, and
+  recursive smoothing uses a closed form over fixed chunks. The only Python loops are per
+  block/chunk (thousands of values each), never per value. Errors do not grow with the series
+  length or depend on the price's magnitude: means and EMAs stay within ~1e-12 of the price
+  even at 1 % moves per candle, far below the 1e-9 tie band strategies use for crossings.
 * Inputs are assumed finite; a NaN in the input spreads to later values.
 """
 
@@ -40,7 +42,10 @@ __all__ = [
     "wilder",
 ]
 
-_BLOCK = 1024
+# Block lengths for rolling sums. Variance cancels (E[d^2] - E[d]^2), so it wants short blocks
+# (less drift from the block's reference value); a plain mean can use long ones.
+_VAR_BLOCK = 1024
+_MEAN_BLOCK = 4096
 # Largest dynamic range w**-k used inside one smoothing chunk; far from float overflow.
 _MAX_LOG_RANGE = 100 * math.log(10)
 _MAX_CHUNK = 4096
@@ -71,9 +76,9 @@ def _nan(n: int) -> np.ndarray:
     return np.full(n, np.nan, dtype=np.float64)
 
 
-def _blocks(n: int, window: int) -> Iterator[tuple[int, int]]:
+def _blocks(n: int, window: int, block: int = _VAR_BLOCK) -> Iterator[tuple[int, int]]:
     """Output ranges [start, stop) of fixed blocks; fixed starts keep prefixes bit-identical."""
-    block = max(_BLOCK, 4 * window)
+    block = max(block, 4 * window)
     for start in range(window - 1, n, block):
         yield start, min(start + block, n)
 
@@ -83,6 +88,17 @@ def _window_sums(v: np.ndarray, window: int) -> np.ndarray:
     c[0] = 0.0
     np.cumsum(v, out=c[1:])
     return c[window:] - c[:-window]
+
+
+def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Rolling mean, valid from index window-1."""
+    n = x.shape[0]
+    mean = _nan(n)
+    for start, stop in _blocks(n, window, _MEAN_BLOCK):
+        seg = x[start - window + 1 : stop]
+        ref = seg[window - 1]
+        mean[start:stop] = _window_sums(seg - ref, window) / window + ref
+    return mean
 
 
 def _rolling_mean_var(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +119,7 @@ def _rolling_mean_var(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
 def sma(x: np.ndarray, period: int) -> np.ndarray:
     """Simple moving average; first valid index period-1."""
     _check_period(period)
-    return _rolling_mean_var(_as_float(x), period)[0]
+    return _rolling_mean(_as_float(x), period)
 
 
 def rolling_std(x: np.ndarray, period: int, ddof: int = 0) -> np.ndarray:

@@ -243,3 +243,16 @@ def test_every_indicator_is_identical_on_a_prefix(walk):
         }
         for name, values in part.items():
             np.testing.assert_array_equal(values, full[name][:cut], err_msg=f"{name} cut={cut}")
+
+
+def test_long_series_block_boundaries_and_precision():
+    # 20k values cross many rolling blocks: still prefix-identical and close to direct means
+    rng = np.random.default_rng(5)
+    x = 4e-5 * np.exp(np.cumsum(rng.normal(0.0, 0.01, 20_000)))
+    full_sma, full_std = ind.sma(x, 10), ind.rolling_std(x, 10)
+    for cut in (4104, 4105, 4106, 8201, 12_000, 16_397):
+        np.testing.assert_array_equal(ind.sma(x[:cut], 10), full_sma[:cut])
+        np.testing.assert_array_equal(ind.rolling_std(x[:cut], 10), full_std[:cut])
+    windows = np.lib.stride_tricks.sliding_window_view(x, 10)
+    np.testing.assert_allclose(full_sma[9:], windows.mean(axis=1), rtol=1e-11)
+    np.testing.assert_allclose(full_std[9:], windows.std(axis=1), rtol=1e-7)

@@ -11,6 +11,8 @@ from app.domain.strategies import (
     ENTER,
     EXIT,
     NONE,
+    crossed_above,
+    crossed_below,
     get_strategy,
     list_strategies,
     position_from_signals,
@@ -181,32 +183,47 @@ def test_empty_and_short_inputs():
 
 
 def reference_signals(name, candles, p):
-    """Rule restated with explicit per-candle comparisons over the indicator values."""
+    """Rule restated with explicit per-candle comparisons over the indicator values.
+
+    Values within the tie band (1e-9 of the close; 1e-9 RSI points) count as equal.
+    """
     c = candles.close
+    tol = [1e-9 * abs(x) for x in c]
+
+    def cross_up(d, t, i):  # d: difference series, t: tie band
+        return d(i) > t(i) and d(i - 1) == d(i - 1) and not d(i - 1) > t(i - 1)
+
+    def cross_down(d, t, i):
+        return d(i) < -t(i) and d(i - 1) == d(i - 1) and not d(i - 1) < -t(i - 1)
+
     if name == "sma_crossover":
         a, b = ind.sma(c, p.fast), ind.sma(c, p.slow)
-        up = lambda i: a[i] > b[i] and a[i - 1] <= b[i - 1]  # noqa: E731
-        down = lambda i: a[i] < b[i] and a[i - 1] >= b[i - 1]  # noqa: E731
+        up = down = lambda i: a[i] - b[i]  # noqa: E731
+        t_up = t_down = lambda i: tol[i]  # noqa: E731
     elif name == "rsi_mean_reversion":
         r = ind.rsi(c, p.period)
-        up = lambda i: r[i] > p.oversold >= r[i - 1]  # noqa: E731
-        down = lambda i: r[i] > p.overbought >= r[i - 1]  # noqa: E731
+        up = lambda i: r[i] - p.oversold  # noqa: E731
+        down = lambda i: r[i] - p.overbought  # noqa: E731
+        t_up = t_down = lambda i: 1e-9  # noqa: E731
     elif name == "bollinger_breakout":
         bands = ind.bollinger(c, p.period, p.k)
-        up = lambda i: c[i] > bands.upper[i] and c[i - 1] <= bands.upper[i - 1]  # noqa: E731
-        down = lambda i: c[i] < bands.mid[i] and c[i - 1] >= bands.mid[i - 1]  # noqa: E731
+        up = lambda i: c[i] - bands.upper[i]  # noqa: E731
+        down = lambda i: c[i] - bands.mid[i]  # noqa: E731
+        t_up = t_down = lambda i: tol[i]  # noqa: E731
     else:
         h = ind.macd(c, p.fast, p.slow, p.signal).histogram
-        up = lambda i: h[i] > 0 >= h[i - 1]  # noqa: E731
-        down = lambda i: h[i] < 0 <= h[i - 1]  # noqa: E731
+        up = down = lambda i: h[i]  # noqa: E731
+        t_up = t_down = lambda i: tol[i]  # noqa: E731
     s = get_strategy(name)
     out = []
     for i in range(len(candles)):
         if i < s.warmup(p):
             out.append(NONE)
-        elif down(i):
+        elif name == "rsi_mean_reversion" and cross_up(down, t_down, i):
+            out.append(EXIT)  # RSI exits on a cross *above* overbought
+        elif name != "rsi_mean_reversion" and cross_down(down, t_down, i):
             out.append(EXIT)
-        elif up(i):
+        elif cross_up(up, t_up, i):
             out.append(ENTER)
         else:
             out.append(NONE)
@@ -255,6 +272,30 @@ def test_changing_the_future_does_not_change_the_past(name):
     a, b = s.signals(base, p), s.signals(spliced, p)
     np.testing.assert_array_equal(a[:cut], b[:cut])
     assert not np.array_equal(a[cut:], b[cut:])
+
+
+def test_flat_market_noise_never_makes_a_signal():
+    # BTC-quoted prices on 1e-8 ticks with long runs of equal closes: exact maths says the
+    # indicators tie or decay smoothly there; float noise must not flip a cross back and forth
+    rng = np.random.default_rng(0)
+    close = np.round(4e-5 * np.exp(np.cumsum(rng.normal(0, 0.002, 5000))), 8)
+    close[1000:1400] = close[1000]
+    close[3000:3300] = close[3000]
+    candles = candles_from_close(close)
+    for s in list_strategies():
+        sig = s.signals(candles, s.default_params())
+        assert np.count_nonzero(sig) > 50, s.name
+        assert not sig[1060:1400].any(), s.name
+        assert not sig[3060:3300].any(), s.name
+
+
+def test_crossing_helpers_tie_band():
+    a = np.array([1.0, 1.0 + 1e-12, 1.0 - 1e-12, 1.5, np.nan, 2.0, 0.5])
+    # within the 1e-9 band the first three are "equal to 1": no cross until 1.5; NaN blocks
+    assert crossed_above(a, 1.0, 1e-9).tolist() == [0, 0, 0, 1, 0, 0, 0]
+    assert crossed_below(a, 1.0, 1e-9).tolist() == [0, 0, 0, 0, 0, 0, 1]
+    # without a band the noise is a cross
+    assert crossed_above(a, 1.0).tolist()[1] == 1
 
 
 # ---- positions --------------------------------------------------------------------------

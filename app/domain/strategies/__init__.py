@@ -9,15 +9,18 @@ from app.domain.strategies.base import (
     ENTER,
     EXIT,
     NONE,
+    TIE_TOLERANCE,
     Strategy,
     crossed_above,
     crossed_below,
     position_from_signals,
+    price_tolerance,
 )
 from app.domain.strategies.registry import get_strategy, list_strategies
 
 __all__ = [
     "ENTER",
+    "TIE_TOLERANCE",
     "EXIT",
     "NONE",
     "Strategy",
@@ -26,4 +29,5 @@ __all__ = [
     "get_strategy",
     "list_strategies",
     "position_from_signals",
+    "price_tolerance",
 ]

@@ -12,6 +12,9 @@ Signal contract (the engine, backtests and tests rely on it):
 * `lookback(params)` is how many candles a live tick should load so its last signal matches a
   long backtest: more than `warmup` for strategies with recursive (EMA/Wilder) smoothing.
 * Everything is vectorised over the whole array: no Python loop per candle.
+* Crossings treat values closer than TIE_TOLERANCE (1e-9) of the price as equal, so that
+  floating-point noise on a flat market (equal closes, coarse ticks) cannot flip a
+  comparison back and forth and invent signals. That is far below any tick size.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from app.domain.candles import Candles
 from app.domain.validation import validate_model
 
 __all__ = [
+    "TIE_TOLERANCE",
     "ENTER",
     "EXIT",
     "NONE",
@@ -34,11 +38,14 @@ __all__ = [
     "crossed_above",
     "crossed_below",
     "position_from_signals",
+    "price_tolerance",
 ]
 
 ENTER = 1
 EXIT = -1
 NONE = 0
+
+TIE_TOLERANCE = 1e-9
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -104,22 +111,35 @@ class Strategy(ABC, Generic[P]):
         return f"<Strategy {self.name}>"
 
 
-def crossed_above(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
-    """True at i when a[i] > b[i] and a[i-1] <= b[i-1] (False at 0 and wherever NaN)."""
-    above = np.asarray(a > b)
-    not_above_before = np.asarray(a <= b)
-    out = np.zeros(above.shape[0], dtype=bool)
-    out[1:] = above[1:] & not_above_before[:-1]
+def _cross(over: np.ndarray, diff: np.ndarray) -> np.ndarray:
+    """True at i when `over` starts at i: over[i], not over[i-1], and diff[i-1] is a number."""
+    out = np.zeros(over.shape[0], dtype=bool)
+    out[1:] = over[1:] & ~over[:-1] & np.isfinite(diff[:-1])
     return out
 
 
-def crossed_below(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
-    """True at i when a[i] < b[i] and a[i-1] >= b[i-1] (False at 0 and wherever NaN)."""
-    below = np.asarray(a < b)
-    not_below_before = np.asarray(a >= b)
-    out = np.zeros(below.shape[0], dtype=bool)
-    out[1:] = below[1:] & not_below_before[:-1]
-    return out
+def crossed_above(
+    a: np.ndarray, b: np.ndarray | float, tol: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """True at i when a[i] > b[i] + tol and not a[i-1] > b[i-1] + tol (False at 0 and NaN).
+
+    `tol` (scalar or per-candle array, >= 0) is the band within which a and b count as equal.
+    """
+    diff = np.asarray(a - b, dtype=np.float64)
+    return _cross(diff > tol, diff)
+
+
+def crossed_below(
+    a: np.ndarray, b: np.ndarray | float, tol: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """True at i when a[i] < b[i] - tol and not a[i-1] < b[i-1] - tol (False at 0 and NaN)."""
+    diff = np.asarray(a - b, dtype=np.float64)
+    return _cross(diff < -tol, diff)
+
+
+def price_tolerance(close: np.ndarray) -> np.ndarray:
+    """Per-candle tie band for comparing price-valued series (see TIE_TOLERANCE)."""
+    return TIE_TOLERANCE * np.abs(np.asarray(close, dtype=np.float64))
 
 
 def position_from_signals(signals: np.ndarray) -> np.ndarray:

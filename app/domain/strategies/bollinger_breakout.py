@@ -7,7 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain.candles import Candles
 from app.domain.indicators import bollinger
-from app.domain.strategies.base import Strategy, crossed_above, crossed_below
+from app.domain.strategies.base import (
+    Strategy,
+    crossed_above,
+    crossed_below,
+    price_tolerance,
+)
 
 
 class BollingerBreakoutParams(BaseModel):
@@ -34,4 +39,5 @@ class BollingerBreakout(Strategy[BollingerBreakoutParams]):
     ) -> tuple[np.ndarray, np.ndarray]:
         bands = bollinger(candles.close, params.period, params.k)
         close = np.asarray(candles.close, dtype=np.float64)
-        return crossed_above(close, bands.upper), crossed_below(close, bands.mid)
+        tol = price_tolerance(close)
+        return crossed_above(close, bands.upper, tol), crossed_below(close, bands.mid, tol)

@@ -7,7 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.domain.candles import Candles
 from app.domain.indicators import macd
-from app.domain.strategies.base import Strategy, crossed_above, crossed_below
+from app.domain.strategies.base import (
+    Strategy,
+    crossed_above,
+    crossed_below,
+    price_tolerance,
+)
 
 # EMAs forget their seed by (1 - 2/(p+1)) per candle: 10 slow periods leave ~e^-20.
 _CONVERGENCE_PERIODS = 10
@@ -46,4 +51,5 @@ class MacdTrend(Strategy[MacdTrendParams]):
         self, candles: Candles, params: MacdTrendParams
     ) -> tuple[np.ndarray, np.ndarray]:
         hist = macd(candles.close, params.fast, params.slow, params.signal).histogram
-        return crossed_above(hist, 0.0), crossed_below(hist, 0.0)
+        tol = price_tolerance(candles.close)
+        return crossed_above(hist, 0.0, tol), crossed_below(hist, 0.0, tol)

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.domain.candles import Candles
 from app.domain.indicators import rsi
-from app.domain.strategies.base import Strategy, crossed_above
+from app.domain.strategies.base import TIE_TOLERANCE, Strategy, crossed_above
 
 # Wilder smoothing forgets its seed by (1 - 1/period) per candle: 10 periods leave < 0.01 %.
 _CONVERGENCE_PERIODS = 10
@@ -46,5 +46,8 @@ class RsiMeanReversion(Strategy[RsiMeanReversionParams]):
         self, candles: Candles, params: RsiMeanReversionParams
     ) -> tuple[np.ndarray, np.ndarray]:
         r = rsi(candles.close, params.period)
-        # crossed_above is strict (r > level); RSI sitting exactly on the level is not a cross
-        return crossed_above(r, params.oversold), crossed_above(r, params.overbought)
+        # strict: RSI sitting on the level (within TIE_TOLERANCE RSI points) is not a cross
+        return (
+            crossed_above(r, params.oversold, TIE_TOLERANCE),
+            crossed_above(r, params.overbought, TIE_TOLERANCE),
+        )

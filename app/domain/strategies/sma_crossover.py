@@ -7,7 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.domain.candles import Candles
 from app.domain.indicators import sma
-from app.domain.strategies.base import Strategy, crossed_above, crossed_below
+from app.domain.strategies.base import (
+    Strategy,
+    crossed_above,
+    crossed_below,
+    price_tolerance,
+)
 
 
 class SmaCrossoverParams(BaseModel):
@@ -40,4 +45,5 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
     ) -> tuple[np.ndarray, np.ndarray]:
         fast = sma(candles.close, params.fast)
         slow = sma(candles.close, params.slow)
-        return crossed_above(fast, slow), crossed_below(fast, slow)
+        tol = price_tolerance(candles.close)
+        return crossed_above(fast, slow, tol), crossed_below(fast, slow, tol)
