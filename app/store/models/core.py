@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -45,6 +46,7 @@ class Bot(TimestampMixin, Base):
     __table_args__ = (
         Index("ix_bots_due", "status", "next_tick_at"),
         Index("ix_bots_user_id", "user_id"),
+        Index("ix_bots_next_tick_at", "next_tick_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -73,6 +75,10 @@ class Bot(TimestampMixin, Base):
     paper_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cooldown_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # open time (epoch ms) of the newest closed candle a tick acted on: one decision per candle
+    last_candle_ts: Mapped[int | None] = mapped_column(BigInteger)
+    # set by POST /api/bots/{id}/exit; the next tick sells the position, even when not running
+    exit_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class SystemState(Base):
