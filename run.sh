@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Tradewind, the two commands of the README:
+#   ./run.sh          set everything up (virtualenv, dependencies, database, demo data) and serve
+#                     the API on http://127.0.0.1:8000 (SQLite + the replay market by default)
+#   ./run.sh test     run the test suite (needs Postgres and Redis on 127.0.0.1; see README)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(cat requirements-prod.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  echo "$want" > "$stamp"
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+
+case "${1:-serve}" in
+  serve)
+    alembic upgrade head
+    flask --app wsgi seed-demo
+    echo "Tradewind on http://127.0.0.1:${PORT:-8000} (Ctrl-C to stop)"
+    exec gunicorn -c gunicorn.conf.py --bind "127.0.0.1:${PORT:-8000}" wsgi:app
+    ;;
+  test)
+    shift
+    exec python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh [serve|test [pytest args]]" >&2
+    exit 2
+    ;;
+esac
