@@ -68,8 +68,32 @@ def upgrade() -> None:
         batch_op.create_index("ix_incidents_bot_id", ["bot_id"], unique=False)
         batch_op.create_index("ix_incidents_kind", ["kind", "id"], unique=False)
 
+    op.create_table(
+        "protection_trips",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("bot_id", sa.Integer(), nullable=False),
+        sa.Column("protection", sa.String(length=32), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("tripped_at", app.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resume_at", app.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["bot_id"],
+            ["bots.id"],
+            name=op.f("fk_protection_trips_bot_id_bots"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_protection_trips")),
+    )
+    with op.batch_alter_table("protection_trips", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_protection_trips_bot_id", ["bot_id", "tripped_at"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("protection_trips", schema=None) as batch_op:
+        batch_op.drop_index("ix_protection_trips_bot_id")
+    op.drop_table("protection_trips")
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.drop_index("ix_incidents_kind")
         batch_op.drop_index("ix_incidents_bot_id")

@@ -1,5 +1,5 @@
-"""Safety tables: alerts (what a person should look at) and incidents (what self-healing saw
-and did). Both outlive the rows they mention: a deleted bot or job leaves its alerts behind."""
+"""Safety tables: alerts (what a person should look at), incidents (what self-healing saw
+and did) and protection trips. Alerts and incidents outlive the rows they mention."""
 
 from __future__ import annotations
 
@@ -50,3 +50,18 @@ class Incident(Base):
     job_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ProtectionTrip(Base):
+    """A protection that paused (or held back) a bot. The newest trip of a bot is where its
+    protections start counting again, so a resumed bot does not trip on old history."""
+
+    __tablename__ = "protection_trips"
+    __table_args__ = (Index("ix_protection_trips_bot_id", "bot_id", "tripped_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
+    protection: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    tripped_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resume_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

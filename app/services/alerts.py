@@ -1,0 +1,142 @@
+"""Alerts: notices a person should see. A user sees their own; admins also see system alerts
+(`user_id` NULL). Raising one never fails the caller's unit of work for want of Redis."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, or_, select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound
+from app.store.base import utcnow
+from app.store.models import User
+from app.store.models.safety import Alert
+
+log = logging.getLogger("tradewind.alerts")
+
+SEVERITIES = ("info", "warning", "critical")
+_LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
+
+
+def on_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once after this session's current transaction commits (never if it
+    rolls back), so news (events, Redis notices) never runs ahead of the database."""
+    callbacks: list[Callable[[], None]] = session.info.setdefault("tw_after_commit", [])
+    callbacks.append(callback)
+    if not session.info.get("tw_after_commit_hooked"):
+        session.info["tw_after_commit_hooked"] = True
+        event.listen(session, "after_commit", _run_after_commit)
+        event.listen(session, "after_rollback", _drop_after_commit)
+
+
+def _run_after_commit(session: Session) -> None:
+    callbacks = session.info.pop("tw_after_commit", [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit callback failed")
+
+
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop("tw_after_commit", None)
+
+
+def _publish(user_id: int | None, data: dict[str, Any]) -> None:
+    try:
+        from app.services.events import publish_event
+    except ImportError:
+        return
+    publish_event(user_id, "alert", data)
+
+
+def raise_alert(
+    session: Session,
+    *,
+    user_id: int | None,
+    severity: str,
+    code: str,
+    message: str,
+    bot_id: int | None = None,
+) -> Alert:
+    """Record an alert (user_id None: a system alert for admins) and announce it on commit."""
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown alert severity {severity!r}")
+    alert = Alert(
+        user_id=user_id,
+        bot_id=bot_id,
+        severity=severity,
+        code=code,
+        message=message,
+        created_at=utcnow(),
+    )
+    session.add(alert)
+    session.flush()
+    log.log(
+        _LOG_LEVELS[severity],
+        "alert %s (%s) user=%s bot=%s: %s",
+        code,
+        severity,
+        user_id,
+        bot_id,
+        message,
+    )
+    data = alert_view(alert)
+    on_commit(session, lambda: _publish(user_id, data))
+    return alert
+
+
+def alert_view(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "user_id": alert.user_id,
+        "bot_id": alert.bot_id,
+        "severity": alert.severity,
+        "code": alert.code,
+        "message": alert.message,
+        "created_at": alert.created_at,
+        "acknowledged_at": alert.acknowledged_at,
+        "system": alert.user_id is None,
+    }
+
+
+def _visible_to(user: User) -> Any:
+    if user.role == "admin":
+        return or_(Alert.user_id == user.id, Alert.user_id.is_(None))
+    return Alert.user_id == user.id
+
+
+def list_alerts(
+    session: Session,
+    user: User,
+    *,
+    unacknowledged: bool = False,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[Alert]:
+    """Newest first; page with `before_id` (the smallest id of the previous page)."""
+    stmt = select(Alert).where(_visible_to(user))
+    if unacknowledged:
+        stmt = stmt.where(Alert.acknowledged_at.is_(None))
+    if before_id is not None:
+        stmt = stmt.where(Alert.id < before_id)
+    return list(session.scalars(stmt.order_by(Alert.id.desc()).limit(limit)))
+
+
+def acknowledge_alert(
+    session: Session, user: User, alert_id: int, *, now: datetime | None = None
+) -> Alert:
+    """Mark an alert seen; acknowledging twice keeps the first time. Others' alerts: 404."""
+    alert = session.scalar(select(Alert).where(Alert.id == alert_id, _visible_to(user)))
+    if alert is None:
+        raise NotFound("alert not found")
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at = now or utcnow()
+        alert.acknowledged_by_user_id = user.id
+        session.flush()
+    return alert
+
