@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from app.observability.multiprocess import prepare_dir
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
@@ -13,6 +15,27 @@ graceful_timeout = 30
 keepalive = 5
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-" if os.environ.get("ACCESS_LOG", "1") != "0" else None
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+logger_class = "app.observability.gunicorn_logging.GunicornLogger"
+
+# Before any worker imports prometheus_client: every process writes its metrics here.
+prepare_dir()
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Forget metric files left by processes of a previous run."""
+    from app.observability.multiprocess import remove_stale_files
+
+    remove_stale_files(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def when_ready(server):  # type: ignore[no-untyped-def]
+    """Optionally serve the aggregated metrics on an internal port (METRICS_PORT)."""
+    port = os.environ.get("METRICS_PORT")
+    if port:
+        from app.observability.multiprocess import start_metrics_server
+
+        start_metrics_server(int(port), os.environ.get("METRICS_ADDR", "127.0.0.1"))
 
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]
@@ -28,9 +51,34 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     from config import get_settings
 
     lifecycle.start(get_settings())
+    _end_event_streams_on_term()
+
+
+def _end_event_streams_on_term():  # type: ignore[no-untyped-def]
+    """On SIGTERM, end open SSE streams at once (clients resume elsewhere) instead of letting
+    them hold the graceful shutdown for `graceful_timeout`."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):  # type: ignore[no-untyped-def]
+        from app.services.events import broker
+
+        broker.shutdown()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]
     from app.lifecycle import lifecycle
 
     lifecycle.stop()
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A worker is gone: clean its live-gauge metric files."""
+    from app.observability.multiprocess import mark_process_dead
+
+    mark_process_dead(worker.pid)

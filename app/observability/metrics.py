@@ -8,6 +8,7 @@ adds them up across workers. Label values must come from small fixed sets (never
 
 from __future__ import annotations
 
+import logging
 import os
 
 from prometheus_client import (
@@ -18,6 +19,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+log = logging.getLogger("tradewind.metrics")
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TICK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -90,3 +93,18 @@ def render_latest() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def refresh_emergency_stop() -> None:
+    """Set the gauge from the database flag (the source of truth); never raises."""
+    from sqlalchemy import select
+
+    from app.store.db import session_scope
+    from app.store.models import SystemState
+
+    try:
+        with session_scope() as session:
+            active = session.scalar(select(SystemState.emergency_stop).where(SystemState.id == 1))
+        EMERGENCY_STOP.set(1 if active else 0)
+    except Exception as exc:  # a scrape must still answer while the database is down
+        log.warning("emergency-stop gauge not refreshed: %s", type(exc).__name__)

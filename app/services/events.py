@@ -117,24 +117,33 @@ def _publish_redis(body: dict[str, Any], payload: str) -> bool:
     return True
 
 
-def recent_events(user_id: int, *, is_admin: bool, after_id: int) -> list[dict[str, Any]]:
-    """Events newer than `after_id` still in the bounded history, oldest first."""
-    audiences = [_audience(user_id)] + ([SYSTEM] if is_admin else [])
+def recent_events(
+    user_id: int, *, is_admin: bool, after_id: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Events newer than `after_id` still in the bounded history, oldest first, and whether
+    that is all of them (False when a full history no longer reaches back to `after_id`)."""
     from app.store.redis import get_redis
 
+    audiences = [_audience(user_id)] + ([SYSTEM] if is_admin else [])
     client = get_redis()
+    size = history_size()
     events: list[dict[str, Any]] = []
-    if client is None:
-        for audience in audiences:
-            events.extend(_local.history(audience))
-    else:
-        for audience in audiences:
+    complete = True
+    for audience in audiences:
+        if client is None:
+            kept = _local.history(audience)
+        else:
+            kept = []
             for raw in client.lrange(_history_key(audience), 0, -1):
                 try:
-                    events.append(json.loads(raw))
+                    kept.append(json.loads(raw))
                 except ValueError:
                     continue
-    return sorted((e for e in events if int(e.get("id", 0)) > after_id), key=lambda e: e["id"])
+        ids = [int(e.get("id", 0)) for e in kept]
+        if ids and len(ids) >= size and min(ids) > after_id + 1:
+            complete = False
+        events.extend(e for e, i in zip(kept, ids, strict=True) if i > after_id)
+    return sorted(events, key=lambda e: int(e["id"])), complete
 
 
 @dataclass(eq=False)
@@ -184,7 +193,7 @@ class LocalBus:
             if kept is None or kept.maxlen != size:
                 kept = self._history[audience] = deque(kept or (), maxlen=size)
             kept.appendleft(event)
-        broker.deliver(event)
+            broker.deliver(event)  # under the lock: delivery order is id order
 
     def history(self, audience: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -248,7 +257,6 @@ class Broker:
             if alive and self._listener_pid == os.getpid():
                 return
             self._ready.clear()
-            self._stopping.clear()
             self._listener_pid = os.getpid()
             self._listener = threading.Thread(
                 target=self._listen, name="tradewind-events", daemon=True
