@@ -274,7 +274,7 @@ class Broker:
                 log.warning("event listener lost Redis (%s); retrying", type(exc).__name__)
                 self.close_all()  # streams end; clients resume from history
                 self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 2.0)
 
     def _listen_once(self) -> None:
         from app.store.redis import get_redis

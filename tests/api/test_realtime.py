@@ -1,0 +1,238 @@
+"""The SSE endpoint in-process: authentication (header or `token` parameter), per-user
+delivery through Redis pub/sub, admin-only system events, Last-Event-ID resume from the
+bounded history, the per-worker stream cap and heartbeats."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from app.services.events import publish_event
+from config import Settings, use_settings
+
+URL = "/api/realtime/events"
+
+
+@pytest.fixture
+def tune(settings: Settings) -> Iterator[Callable[..., None]]:
+    """Run the test with some settings changed (fields the lead may not have added yet)."""
+
+    def apply(**changes: Any) -> None:
+        use_settings(settings.model_copy(update=changes))
+
+    apply(sse_heartbeat_seconds=0.1)
+    yield apply
+    use_settings(settings)
+
+
+class Stream:
+    """An open event stream read chunk by chunk."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self._chunks = iter(response.response)
+
+    def next_chunk(self) -> str:
+        chunk = next(self._chunks)
+        return chunk.decode() if isinstance(chunk, bytes) else chunk
+
+    def events(self, count: int, max_chunks: int = 100) -> list[dict[str, Any]]:
+        """The next `count` events (heartbeats skipped); fails after `max_chunks` chunks."""
+        found: list[dict[str, Any]] = []
+        for _ in range(max_chunks):
+            if len(found) == count:
+                break
+            found.extend(parse_events(self.next_chunk()))
+        assert len(found) == count, f"expected {count} events, got {found}"
+        return found
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def parse_events(text: str) -> list[dict[str, Any]]:
+    """The events of an SSE chunk: fields id, event and the decoded data."""
+    parsed = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line.startswith(":") or ":" not in line:
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+        if "data" in fields:
+            data = json.loads(fields["data"])
+            parsed.append({"sse_id": fields.get("id"), "event": fields.get("event"), **data})
+    return parsed
+
+
+@contextmanager
+def open_stream(client: FlaskClient, url: str = URL, **kwargs: Any) -> Iterator[Stream]:
+    response = client.get(url, buffered=False, **kwargs)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    stream = Stream(response)
+    try:
+        hello = stream.next_chunk()
+        assert "retry:" in hello and ": connected worker=" in hello
+        yield stream
+    finally:
+        stream.close()
+
+
+def test_stream_requires_a_valid_token(client: FlaskClient, make_user: Callable[..., Any]) -> None:
+    missing = client.get(URL)
+    assert missing.status_code == 401
+    assert missing.get_json()["error"]["code"] == "unauthorized"
+    bad = client.get(URL + "?token=not-a-jwt")
+    assert bad.status_code == 401
+    assert bad.get_json()["error"]["code"] == "invalid_token"
+
+
+def test_users_get_their_own_events_only(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    alice, bob = make_user(), make_user()
+    alice_token = auth_headers(alice)["Authorization"].split()[1]
+    with (
+        open_stream(client, f"{URL}?token={alice_token}") as alice_stream,
+        open_stream(client, headers=auth_headers(bob)) as bob_stream,
+    ):
+        publish_event(bob.id, "order", {"order_id": 1, "state": "filled"})
+        publish_event(alice.id, "trade", {"side": "buy", "amount": "0.5"})
+        publish_event(None, "alert", {"code": "emergency_stop"})
+
+        (got,) = alice_stream.events(1)
+        assert got["event"] == "trade" and got["type"] == "trade"
+        assert got["user_id"] == alice.id and got["data"] == {"side": "buy", "amount": "0.5"}
+        assert got["sse_id"] == str(got["id"]) and got["id"] > 0
+
+        (bobs,) = bob_stream.events(1)
+        assert bobs["type"] == "order" and bobs["user_id"] == bob.id
+        # neither sees the other's event nor the system alert (admins only): next is a heartbeat
+        assert parse_events(alice_stream.next_chunk()) == []
+        assert parse_events(bob_stream.next_chunk()) == []
+
+
+def test_system_events_reach_admins(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    admin = make_user(role="admin")
+    with open_stream(client, headers=auth_headers(admin)) as stream:
+        publish_event(None, "alert", {"code": "emergency_stop", "active": True})
+        (got,) = stream.events(1)
+        assert got["type"] == "alert" and got["user_id"] is None
+        assert got["data"]["code"] == "emergency_stop"
+
+
+def test_last_event_id_resumes_from_history(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    user = make_user()
+    headers = auth_headers(user)
+    with open_stream(client, headers=headers) as stream:
+        for n in range(3):
+            publish_event(user.id, "job_progress", {"progress": n / 2})
+        first, second, third = stream.events(3)
+    assert first["id"] < second["id"] < third["id"]
+
+    # reconnect after the first: the two missed events come from the history, in order
+    with open_stream(client, headers={**headers, "Last-Event-ID": first["sse_id"]}) as resumed:
+        replayed = resumed.events(2)
+        assert [e["id"] for e in replayed] == [second["id"], third["id"]]
+        publish_event(user.id, "bot_status", {"status": "paused"})
+        (live,) = resumed.events(1)
+        assert live["type"] == "bot_status" and live["id"] > third["id"]
+
+    # the query parameter does the same for clients that cannot set the header
+    with open_stream(client, f"{URL}?last_event_id={second['id']}", headers=headers) as again:
+        replayed = again.events(2)
+        assert [e["type"] for e in replayed] == ["job_progress", "bot_status"]
+
+
+def test_truncated_history_asks_the_client_to_resync(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    tune(sse_heartbeat_seconds=0.1, sse_history_size=2)
+    user = make_user()
+    publish_event(user.id, "trade", {"n": 0})
+    for n in range(1, 5):
+        publish_event(user.id, "trade", {"n": n})
+    with open_stream(client, headers={**auth_headers(user), "Last-Event-ID": "0"}) as stream:
+        resync, *kept = stream.events(3)
+    assert resync["type"] == "resync" and resync["data"]["reason"] == "history_truncated"
+    assert [e["data"]["n"] for e in kept] == [3, 4]
+
+
+def test_bad_last_event_id_is_a_validation_error(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any]
+) -> None:
+    headers = {**auth_headers(make_user()), "Last-Event-ID": "yesterday"}
+    response = client.get(URL, headers=headers)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "validation_error"
+    response = client.get(URL + "?last_event_id=-3", headers=auth_headers(make_user()))
+    assert response.status_code == 422
+
+
+def test_stream_cap_per_worker_answers_503_and_frees_on_close(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    tune(sse_heartbeat_seconds=0.1, sse_max_connections=1)
+    headers = auth_headers(make_user())
+    with open_stream(client, headers=headers):
+        refused = client.get(URL, headers=headers)
+        assert refused.status_code == 503
+        assert refused.get_json()["error"]["code"] == "too_many_streams"
+        assert refused.headers["Retry-After"] == "5"
+        assert client.get("/api/health/ping").status_code == 200
+    # closing the first stream (even before reading it) frees the slot
+    unread = client.get(URL, headers=headers, buffered=False)
+    assert unread.status_code == 200
+    unread.close()
+    with open_stream(client, headers=headers):
+        pass
+
+
+def test_quiet_stream_sends_heartbeat_comments(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    with open_stream(client, headers=auth_headers(make_user())) as stream:
+        assert stream.next_chunk() == ": heartbeat\n\n"
+        assert stream.response.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.response.headers["Cache-Control"] == "no-cache"
+        assert stream.response.headers["X-Accel-Buffering"] == "no"
+
+
+def test_without_redis_events_stay_in_process(
+    client: FlaskClient,
+    make_user: Callable[..., Any],
+    auth_headers: Callable[..., Any],
+    tune: Any,
+) -> None:
+    tune(sse_heartbeat_seconds=0.1, redis_url=None)
+    user = make_user()
+    with open_stream(client, headers=auth_headers(user)) as stream:
+        publish_event(user.id, "order", {"state": "open"})
+        (got,) = stream.events(1)
+        assert got["type"] == "order" and got["data"] == {"state": "open"}
+    with open_stream(client, headers={**auth_headers(user), "Last-Event-ID": "0"}) as resumed:
+        (again,) = resumed.events(1)
+        assert again["id"] == got["id"]
+
+
+def test_publish_never_raises(settings: Settings, make_user: Callable[..., Any]) -> None:
+    use_settings(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    try:
+        from app.store.redis import reset_redis
+
+        reset_redis()
+        publish_event(1, "trade", {"x": 1})  # Redis unreachable: logged and dropped
+        publish_event(1, "trade", {"x": object()})  # not JSON: rendered with str()
+    finally:
+        use_settings(settings)
+        reset_redis()
