@@ -17,7 +17,7 @@ POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def test_backend() -> str:
+def db_backend() -> str:
     """`TEST_DB=sqlite` runs the suite on the embedded default; Postgres otherwise."""
     return os.environ.get("TEST_DB", "postgres").lower()
 
@@ -51,7 +51,7 @@ def drop_postgres_database(url: str) -> None:
 
 def create_test_database(tmp_dir: Path) -> str:
     """A new, migrated database for this run; returns its SQLAlchemy URL."""
-    if test_backend() == "sqlite":
+    if db_backend() == "sqlite":
         url = f"sqlite:///{tmp_dir / f'tradewind-{uuid.uuid4().hex[:8]}.sqlite3'}"
     else:
         url = create_postgres_database()
