@@ -294,12 +294,15 @@ def retry_or_fail(
 # -- by the user ---------------------------------------------------------------------------
 
 
-def request_cancel(session: Session, job_id: int, *, now: datetime) -> str:
-    """Cancel a queued job at once, or ask a running one to stop between units of work.
+@dataclass(frozen=True)
+class CancelOutcome:
+    action: str  # "cancelled" (was queued), "cancel_requested" (running), "none" (finished)
+    state: str | None  # the job's state afterwards (None: no such job)
 
-    Returns "cancelled", "cancel_requested", or the job's terminal state when it already
-    finished (nothing changes then).
-    """
+
+def request_cancel(session: Session, job_id: int, *, now: datetime) -> CancelOutcome:
+    """Cancel a queued job at once, or ask a running one to stop between units of work; a
+    finished job is left as it is."""
     state: str | None = None
     for _ in range(3):  # the job may move between two statements: look again
         if _one(
@@ -309,7 +312,7 @@ def request_cancel(session: Session, job_id: int, *, now: datetime) -> str:
             CANCELLED,
             values={"finished_at": now, "error": "cancelled by request", "cancel_requested": True},
         ):
-            return CANCELLED
+            return CancelOutcome("cancelled", CANCELLED)
         flagged = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.state == RUNNING)
@@ -318,11 +321,11 @@ def request_cancel(session: Session, job_id: int, *, now: datetime) -> str:
             execution_options={"synchronize_session": False},
         ).first()
         if flagged is not None:
-            return "cancel_requested"
+            return CancelOutcome("cancel_requested", RUNNING)
         state = session.scalar(select(Job.state).where(Job.id == job_id))
         if state not in ACTIVE:
             break
-    return str(state)
+    return CancelOutcome("none", state)
 
 
 # -- self-healing --------------------------------------------------------------------------

@@ -160,8 +160,8 @@ def list_jobs(
     *,
     state: str | None = None,
     kind: str | None = None,
-    page: int = 1,
-    per_page: int = 50,
+    limit: int = 50,
+    offset: int = 0,
 ) -> tuple[list[Job], int]:
     """The user's jobs, newest first, and the total matching count."""
     where = [Job.user_id == user_id]
@@ -174,8 +174,8 @@ def list_jobs(
         select(Job)
         .where(*where)
         .order_by(Job.created_at.desc(), Job.id.desc())
-        .offset((page - 1) * per_page)
-        .limit(per_page)
+        .offset(offset)
+        .limit(limit)
     ).all()
     return list(jobs), int(total)
 
@@ -189,9 +189,9 @@ def cancel_job(session: Session, user_id: int, job_id: int) -> tuple[Job, str]:
     get_job(session, user_id, job_id)
     outcome = states.request_cancel(session, job_id, now=utcnow())
     job = get_job(session, user_id, job_id)
-    if outcome not in ("cancelled", "cancel_requested"):
+    if outcome.action == "none":
         raise Conflict(
-            f"job {job_id} already finished ({outcome}); nothing to cancel",
+            f"job {job_id} already finished ({outcome.state}); nothing to cancel",
             code="job_finished",
         )
-    return job, outcome
+    return job, outcome.action

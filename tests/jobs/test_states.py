@@ -229,10 +229,13 @@ def test_user_cancel(make_job: Callable[..., int]) -> None:
     queued, running = make_job(QUEUED), make_job(RUNNING)
     finished = {s: make_job(s) for s in (SUCCEEDED, FAILED, CANCELLED)}
     with session_scope() as s:
-        assert states.request_cancel(s, queued, now=utcnow()) == CANCELLED
-        assert states.request_cancel(s, running, now=utcnow()) == "cancel_requested"
+        assert states.request_cancel(s, queued, now=utcnow()).action == CANCELLED
+        assert states.request_cancel(s, running, now=utcnow()).action == "cancel_requested"
         for state, job_id in finished.items():
-            assert states.request_cancel(s, job_id, now=utcnow()) == state
+            assert states.request_cancel(s, job_id, now=utcnow()) == states.CancelOutcome(
+                "none", state
+            )
+        assert states.request_cancel(s, 10**9, now=utcnow()) == states.CancelOutcome("none", None)
     assert _state(queued) == CANCELLED
     job = _job(running)
     assert job.state == RUNNING and job.cancel_requested
