@@ -139,4 +139,3 @@ def acknowledge_alert(
         alert.acknowledged_by_user_id = user.id
         session.flush()
     return alert
-
