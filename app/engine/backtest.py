@@ -1,0 +1,305 @@
+"""Backtests that run a bot's own code over recorded candles.
+
+The same pieces a live tick uses, in the same order: the strategy's vectorised signals (one
+per closed candle), the sizing rule (`app.domain.sizing`), and the paper broker's pure fill
+rules (`app.engine.fill_model`) on an in-memory `Book`. Only the loop differs: signals are
+computed once for the whole series, and Python runs per *event* (a candle with a signal),
+never per candle; the equity curve is rebuilt with numpy from the fills.
+
+Conventions (docs/backtesting.md compares them with freqtrade's backtesting):
+
+* the signal of candle i is known when candle i closes; its market order fills at the open of
+  candle i+1 (moved by the slippage), at the taker fee; a signal on the last candle has no
+  next candle and is not acted on;
+* one position at a time: an entry signal while long (or an exit while flat) is ignored;
+* the stake is the entry's notional; the entry fee comes on top (`entry_budget`), so with
+  a fixed stake the amount bought is `stake / price` like freqtrade's;
+* a position still open after the last candle is closed at that candle's close
+  (`exit_reason` "end_of_data"; freqtrade's "force_exit");
+* the equity curve has one point per candle: cash + position * close.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from app.domain.candles import Candles
+from app.domain.metrics import (
+    ClosedTrade,
+    PerformanceMetrics,
+    compute_metrics,
+    periods_per_year_for,
+)
+from app.domain.sizing import SizingConfig, SizingDecision, size_position
+from app.domain.strategies import ENTER, EXIT, Strategy
+from app.engine.fill_model import (
+    Book,
+    FeeSchedule,
+    FillRejected,
+    FillResult,
+    PaperOrderRejected,
+    execute,
+    market_fill_price,
+    prepare_order,
+    reserve,
+)
+from app.engine.tick import entry_budget
+from app.market.base import MarketInfo, to_decimal
+
+log = logging.getLogger("tradewind.backtest")
+
+Progress = Callable[[float], None]
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal without exponent or trailing zeros ("0.00003003", not "3.003E-5")."""
+    return format(value.normalize(), "f") if value else "0"
+
+
+@dataclass(frozen=True)
+class BacktestTrade:
+    entry_index: int
+    entry_ts: int
+    entry_price: Decimal
+    amount: Decimal
+    entry_cost: Decimal
+    entry_fee: Decimal
+    exit_index: int
+    exit_ts: int
+    exit_price: Decimal
+    exit_proceeds: Decimal
+    exit_fee: Decimal
+    pnl: Decimal
+    exit_reason: str
+    bootstrap: bool
+    sizing_reason: str
+
+    @property
+    def profit_ratio(self) -> Decimal:
+        """Net PnL over what the entry cost, fee included (freqtrade's profit_ratio)."""
+        return self.pnl / (self.entry_cost + self.entry_fee)
+
+    def to_dict(self) -> dict[str, Any]:
+        from app.domain.metrics import ms_to_datetime
+
+        return {
+            "entry_time": ms_to_datetime(self.entry_ts).isoformat(),
+            "entry_price": _plain(self.entry_price),
+            "amount": _plain(self.amount),
+            "entry_cost": _plain(self.entry_cost),
+            "entry_fee": _plain(self.entry_fee),
+            "exit_time": ms_to_datetime(self.exit_ts).isoformat(),
+            "exit_price": _plain(self.exit_price),
+            "exit_proceeds": _plain(self.exit_proceeds),
+            "exit_fee": _plain(self.exit_fee),
+            "pnl": _plain(self.pnl),
+            "profit_ratio": f"{self.profit_ratio:.8f}",
+            "exit_reason": self.exit_reason,
+            "bootstrap": self.bootstrap,
+        }
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """An entry signal that did not trade (zero stake, or an order the broker refused)."""
+
+    index: int
+    ts: int
+    reason: str
+
+
+@dataclass
+class BacktestResult:
+    candles: int
+    signals: int
+    trades: list[BacktestTrade]
+    skipped: list[SkippedEntry]
+    ts: np.ndarray
+    equity: np.ndarray
+    metrics: PerformanceMetrics
+    final_book: Book
+    start_capital: Decimal
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_equity(self) -> Decimal:
+        """Cash at the end (every position is closed by then)."""
+        return self.final_book.cash
+
+
+@dataclass
+class _State:
+    book: Book
+    pnls: list[Decimal] = field(default_factory=list)
+    fills: list[tuple[int, Book]] = field(default_factory=list)  # (candle index, book after)
+    trades: list[BacktestTrade] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    entry: tuple[int, FillResult, SizingDecision] | None = None
+
+
+def run_backtest(
+    candles: Candles,
+    strategy: Strategy[Any],
+    params: Any,
+    *,
+    capital: Decimal,
+    market: MarketInfo,
+    fees: FeeSchedule,
+    sizing: SizingConfig | None = None,
+    timeframe_seconds: int,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Trade `strategy` over `candles` (closed, ascending) and measure the result."""
+    n = len(candles)
+    sig = strategy.signals(candles, params)
+    events = np.flatnonzero(sig[: max(n - 1, 0)])  # the last candle has no next open
+    state = _State(book=Book.opening(capital))
+    sizing = sizing or SizingConfig()
+    opens, closes = candles.open, candles.close
+    step = max(1, len(events) // 100)
+    for k, i in enumerate(events.tolist()):
+        if sig[i] == ENTER and state.entry is None:
+            _enter(state, i, candles, capital, market, fees, sizing)
+        elif sig[i] == EXIT and state.entry is not None:
+            _exit(state, i + 1, to_decimal(float(opens[i + 1])), "exit_signal", candles, market,
+                  fees)  # fmt: skip
+        if progress is not None and k % step == 0:
+            progress(k / max(len(events), 1))
+    if state.entry is not None and n:
+        _exit(state, n - 1, to_decimal(float(closes[n - 1])), "end_of_data", candles, market,
+              fees, at_close=True)  # fmt: skip
+    equity = _equity_curve(candles, state, capital)
+    trades = [ClosedTrade(t.pnl, t.entry_ts, t.exit_ts) for t in state.trades]
+    metrics = compute_metrics(
+        candles.ts,
+        equity,
+        trades,
+        periods_per_year=periods_per_year_for(timeframe_seconds),
+    )
+    if progress is not None:
+        progress(1.0)
+    return BacktestResult(
+        candles=n,
+        signals=int(events.size),
+        trades=state.trades,
+        skipped=state.skipped,
+        ts=candles.ts,
+        equity=equity,
+        metrics=metrics,
+        final_book=state.book,
+        start_capital=capital,
+    )
+
+
+def _enter(
+    state: _State,
+    i: int,
+    candles: Candles,
+    capital: Decimal,
+    market: MarketInfo,
+    fees: FeeSchedule,
+    sizing: SizingConfig,
+) -> None:
+    book = state.book
+    ref = to_decimal(float(candles.close[i]))
+    kelly = sizing.mode == "kelly"
+    decision = size_position(
+        state.pnls if kelly else (),  # only Kelly learns from past trades
+        equity=book.equity(ref) if sizing.mode != "fixed" else book.cash,
+        capital=capital,
+        cash=book.quote_free,
+        config=sizing,
+    )
+    ts = int(candles.ts[i])
+    if decision.stake <= 0:
+        state.skipped.append(SkippedEntry(i, ts, f"no stake: {decision.reason}"))
+        return
+    budget = entry_budget(decision.stake, fees.taker, book.quote_free)
+    try:
+        ticket = prepare_order(
+            side="buy", order_type="market", market=market, fees=fees, book=book,
+            quote_amount=budget, reference_price=ref,
+        )  # fmt: skip
+    except PaperOrderRejected as exc:
+        state.skipped.append(SkippedEntry(i, ts, f"order rejected: {exc.message}"))
+        return
+    price = market_fill_price("buy", to_decimal(float(candles.open[i + 1])), fees,
+                              market.price_step)  # fmt: skip
+    outcome = execute(ticket, price, fees=fees, market=market, book=reserve(book, ticket))
+    if isinstance(outcome, FillRejected):
+        state.book = outcome.book
+        state.skipped.append(SkippedEntry(i, ts, f"fill rejected: {outcome.message}"))
+        return
+    state.book = outcome.book
+    state.fills.append((i + 1, outcome.book))
+    state.entry = (i + 1, outcome, decision)
+
+
+def _exit(
+    state: _State,
+    j: int,
+    raw_price: Decimal,
+    reason: str,
+    candles: Candles,
+    market: MarketInfo,
+    fees: FeeSchedule,
+    *,
+    at_close: bool = False,
+) -> None:
+    assert state.entry is not None
+    book = state.book
+    ticket = prepare_order(
+        side="sell", order_type="market", market=market, fees=fees, book=book,
+        amount=book.base_free,
+    )  # fmt: skip
+    price = market_fill_price("sell", raw_price, fees, market.price_step)
+    outcome = execute(ticket, price, fees=fees, market=market, book=reserve(book, ticket))
+    assert isinstance(outcome, FillResult), "a sell of what is held always fills"
+    entry_index, bought, decision = state.entry
+    state.book = outcome.book
+    # at the close, the new book holds from the next candle on (the curve's last point)
+    state.fills.append((j + 1 if at_close else j, outcome.book))
+    pnl = outcome.closed_trade_pnl
+    assert pnl is not None
+    state.pnls.append(pnl)
+    state.trades.append(
+        BacktestTrade(
+            entry_index=entry_index,
+            entry_ts=int(candles.ts[entry_index]),
+            entry_price=bought.price,
+            amount=bought.amount,
+            entry_cost=bought.cost,
+            entry_fee=bought.fee,
+            exit_index=j,
+            exit_ts=int(candles.ts[j]),
+            exit_price=outcome.price,
+            exit_proceeds=outcome.cost,
+            exit_fee=outcome.fee,
+            pnl=pnl,
+            exit_reason=reason,
+            bootstrap=decision.bootstrap,
+            sizing_reason=decision.reason,
+        )
+    )
+    state.entry = None
+
+
+def _equity_curve(candles: Candles, state: _State, capital: Decimal) -> np.ndarray:
+    """cash + position * close per candle, from the piecewise-constant book after fills."""
+    n = len(candles)
+    if n == 0:
+        return np.empty(0, dtype=np.float64)
+    starts = np.array([f for f, _ in state.fills], dtype=np.int64)
+    cash = np.array([float(capital)] + [float(b.cash) for _, b in state.fills])
+    held = np.array([0.0] + [float(b.position) for _, b in state.fills])
+    seg = np.searchsorted(starts, np.arange(n), side="right")
+    equity = cash[seg] + held[seg] * candles.close
+    if starts.size and starts[-1] >= n:  # closed at the very end: the last point is the cash
+        equity[-1] = cash[-1]
+    return equity

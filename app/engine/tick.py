@@ -1,0 +1,381 @@
+"""One bot's tick, and the grid of instants on which bots tick.
+
+A bot ticks once per closed candle of its timeframe: the planned instants are the candle
+boundaries of its market's clock. For an exchange that is wall time (epoch-aligned
+boundaries); for the replay feed it is the replay clock, whose candles close every
+`timeframe / REPLAY_SPEED` wall seconds starting at `REPLAY_ANCHOR`. So a bot on the replay
+feed at speed 60 with 1m candles ticks every second and still sees exactly one new closed
+candle per tick - this is how tests and benchmarks get many ticks quickly without a special
+interval that would make a bot act on the same candle twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal, localcontext
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain.candles import Candles
+from app.domain.sizing import size_position, validate_sizing_config
+from app.domain.strategies import ENTER, EXIT, Strategy, get_strategy
+from app.market.base import MarketInfo, MarketSource, timeframe_seconds, to_decimal
+from app.market.replay_clock import parse_anchor
+from app.store.models import Bot
+from app.store.models.ledger import Position
+
+log = logging.getLogger("tradewind.tick")
+
+
+def to_ms(moment: datetime) -> int:
+    return int(round(moment.timestamp() * 1000))
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True)
+class TickGrid:
+    """Instants `origin + ceil(k * interval)` in epoch ms (k any integer).
+
+    Rounding up keeps every planned instant at or after the candle close it stands for, so
+    a tick never runs a hair before its candle is closed on the replay clock.
+    """
+
+    origin_ms: int
+    interval_ms: Fraction
+    timeframe_ms: int
+
+    def at(self, k: int) -> int:
+        return self.origin_ms + math.ceil(k * self.interval_ms)
+
+    def index_at_or_before(self, t_ms: int) -> int:
+        k = math.floor((t_ms - self.origin_ms) / self.interval_ms)
+        while self.at(k) > t_ms:
+            k -= 1
+        while self.at(k + 1) <= t_ms:
+            k += 1
+        return k
+
+    def latest_due(self, t_ms: int) -> int:
+        """The last planned instant at or before `t_ms`."""
+        return self.at(self.index_at_or_before(t_ms))
+
+    def next_after(self, t_ms: int) -> int:
+        """The first planned instant strictly after `t_ms`."""
+        return self.at(self.index_at_or_before(t_ms) + 1)
+
+    def steps_between(self, earlier_ms: int, later_ms: int) -> int:
+        """How many grid steps lie from one planned instant to a later one."""
+        return self.index_at_or_before(later_ms) - self.index_at_or_before(earlier_ms)
+
+    @property
+    def interval_seconds(self) -> float:
+        return float(self.interval_ms) / 1000.0
+
+
+def tick_grid(exchange: str, timeframe: str) -> TickGrid:
+    """The grid of a bot on `exchange` ("replay" or an exchange id) with `timeframe`."""
+    from config import get_settings
+
+    tf_ms = timeframe_seconds(timeframe) * 1000
+    if exchange == "replay":
+        settings = get_settings()
+        speed = Fraction(str(settings.replay_speed))
+        return TickGrid(parse_anchor(settings.replay_anchor), Fraction(tf_ms) / speed, tf_ms)
+    return TickGrid(0, Fraction(tf_ms), tf_ms)
+
+
+def entry_budget(stake: Decimal, taker_fee: Decimal, cash: Decimal) -> Decimal:
+    """Quote to hand the broker for a market entry whose notional is `stake`: the entry fee
+    comes on top (freqtrade's convention: amount = stake / price), capped at the free cash."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        budget = stake * (Decimal(1) + taker_fee)
+        return min(budget, max(cash, Decimal(0))).quantize(Decimal("1E-18"), rounding=ROUND_FLOOR)
+
+
+# -- the tick ------------------------------------------------------------------------------
+
+
+@dataclass
+class TickResult:
+    """What one tick did; `app.jobs.bot_ticks` records it in `bot_ticks` and on the bot."""
+
+    outcome: str = "ok"  # ok | no_data | error
+    candle_ts: int | None = None
+    signal: int | None = None
+    action: str | None = None  # buy | sell | exit | no_stake | held | rejected | halted
+    details: dict[str, Any] = field(default_factory=dict)
+    last_candle_ts: int | None = None
+    exit_done: bool = False
+    pause_reason: str | None = None
+    error: str | None = None
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+_params_cache: dict[tuple[str, str], Any] = {}
+_signal_cache: dict[tuple[Any, ...], int] = {}
+_market_cache: dict[tuple[str, str], tuple[float, MarketInfo]] = {}
+MARKET_INFO_TTL_SECONDS = 300.0
+
+
+def strategy_params(bot: Bot) -> tuple[Strategy[Any], Any]:
+    """The bot's strategy and its validated params (parsed once per distinct params)."""
+    strategy = get_strategy(bot.strategy)
+    key = (bot.strategy, json.dumps(bot.strategy_params or {}, sort_keys=True))
+    params = _params_cache.get(key)
+    if params is None:
+        params = strategy.validate_params(bot.strategy_params or {})
+        if len(_params_cache) > 4096:
+            _params_cache.clear()
+        _params_cache[key] = params
+    return strategy, params
+
+
+def latest_signal(
+    strategy: Strategy[Any], params: Any, candles: Candles, key: tuple[Any, ...]
+) -> int:
+    """The signal of the newest closed candle; bots sharing a market, strategy and params
+    compute it once per candle."""
+    full_key = (*key, strategy.name, repr(params), int(candles.ts[-1]), len(candles))
+    value = _signal_cache.get(full_key)
+    if value is None:
+        if len(candles) <= strategy.warmup(params):
+            value = 0
+        else:
+            value = int(strategy.signals(candles, params)[-1])
+        if len(_signal_cache) > 8192:
+            _signal_cache.clear()
+        _signal_cache[full_key] = value
+    return value
+
+
+def market_info(source: MarketSource, exchange: str, symbol: str) -> MarketInfo:
+    key = (exchange, symbol)
+    hit = _market_cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < MARKET_INFO_TTL_SECONDS:
+        return hit[1]
+    info = source.market(symbol)
+    _market_cache[key] = (now, info)
+    return info
+
+
+def position_amount(session: Session, bot: Bot) -> Decimal:
+    """What the bot holds of its base asset (0 before its ledger exists)."""
+    from app.store.models.ledger import Position
+
+    amount = session.scalar(select(Position.amount).where(Position.bot_id == bot.id))
+    return amount if amount is not None else Decimal(0)
+
+
+def run_tick(session: Session, bot: Bot, *, planned_at: datetime, now: datetime) -> TickResult:
+    """One tick of one (claimed, row-locked) bot, inside the caller's transaction.
+
+    Order of work: candles (shared cache) -> fill the bot's open orders against them ->
+    the signal of the newest closed candle (once per candle) -> act: an exit (signal, or a
+    requested exit) sells the free position; an entry while flat asks the protections, sizes
+    the stake and places a market buy. Orders carry `client_order_id = {bot}-{planned
+    epoch}-{n}`, so a retried tick returns the order it already placed. The market order
+    fills at the next candle's open (`fill_from`), like in a backtest.
+    """
+    from app.engine import broker
+    from app.market.cache import cached_candles
+    from app.market.registry import get_market_source
+
+    result = TickResult()
+    strategy, params = strategy_params(bot)
+    source = get_market_source(bot.exchange)
+    tf_ms = timeframe_seconds(bot.timeframe) * 1000
+    candles = cached_candles(source, bot.symbol, bot.timeframe, strategy.lookback(params) + 1)
+    if len(candles) == 0:
+        result.outcome = "no_data"
+        return result
+    market = market_info(source, bot.exchange, bot.symbol)
+    last_ts = int(candles.ts[-1])
+    result.candle_ts = last_ts
+    price = to_decimal(float(candles.close[-1]))
+
+    for fill in broker.process_fills(session, bot, candles, now, market=market):
+        result.events.append(("trade", _fill_event(bot, fill)))
+
+    new_candle = bot.last_candle_ts is None or last_ts > bot.last_candle_ts
+    signal = 0
+    if new_candle:
+        signal = latest_signal(strategy, params, candles, (bot.exchange, bot.symbol,
+                                                           bot.timeframe))  # fmt: skip
+        result.last_candle_ts = last_ts
+    result.signal = signal
+
+    position = session.get(Position, bot.id, populate_existing=True)
+    if position is None:
+        result.details["note"] = "no ledger yet"
+        return result
+    held = position.amount
+    ctx = _OrderContext(bot, market, price, planned_at, now, last_ts + tf_ms)
+    if bot.exit_requested_at is not None:
+        _requested_exit(session, ctx, result)
+    elif signal == EXIT and held > 0:
+        _sell(session, ctx, result, "exit signal", action="sell")
+    elif signal == ENTER and held == 0:
+        _buy(session, ctx, result)
+    if new_candle and (held > 0 or result.events or bot.last_candle_ts is None):
+        # while flat and idle equity cannot change: the curve is forward-filled in between
+        from app.services.ledger import record_equity_snapshot
+
+        record_equity_snapshot(session, bot, price, ts=from_ms(last_ts + tf_ms))
+    return result
+
+
+@dataclass(frozen=True)
+class _OrderContext:
+    bot: Bot
+    market: MarketInfo
+    price: Decimal  # the close the decision was made on
+    planned_at: datetime
+    now: datetime
+    fill_from_ms: int  # the next candle's open
+
+    def client_order_id(self, n: int) -> str:
+        return f"{self.bot.id}-{to_ms(self.planned_at) // 1000}-{n}"
+
+
+def _place(session: Session, ctx: _OrderContext, result: TickResult, **order: Any) -> Any:
+    from app.engine import broker
+    from app.services.trading_gate import TradingHalted
+
+    try:
+        placed = broker.place_order(
+            session,
+            ctx.bot,
+            order_type="market",
+            now=ctx.now,
+            market=ctx.market,
+            reference_price=ctx.price,
+            fill_from=from_ms(ctx.fill_from_ms),
+            **order,
+        )
+    except TradingHalted:
+        result.action = "halted"
+        result.details["halted"] = "emergency stop active: no order placed"
+        return None
+    except broker.PaperOrderRejected as exc:
+        result.action = "rejected"
+        result.details["rejected"] = {"reason": exc.reason, "message": exc.message}
+        log.info("bot %s: %s order refused by the broker: %s", ctx.bot.id, order["side"],
+                 exc.message)  # fmt: skip
+        return None
+    result.details["order"] = {"client_order_id": placed.client_order_id, "side": placed.side}
+    result.events.append(("order", _order_event(ctx.bot, placed)))
+    return placed
+
+
+def _sell(
+    session: Session, ctx: _OrderContext, result: TickResult, reason: str, *, action: str
+) -> None:
+    from app.engine.broker import load_book
+
+    book = load_book(session, ctx.bot.id)
+    if book.base_free <= 0:
+        return  # already selling (the position is reserved by an open sell)
+    if _place(session, ctx, result, side="sell", client_order_id=ctx.client_order_id(1),
+              amount=book.base_free, reason=reason) is not None:  # fmt: skip
+        result.action = action
+
+
+def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
+    from app.engine.broker import load_book
+    from app.services.ledger import closed_trade_pnls
+    from app.services.risk import check_before_trade
+
+    bot = ctx.bot
+    book = load_book(session, bot.id)
+    if book.quote_locked > 0:
+        return  # an entry is already on its way
+    blocked = check_before_trade(session, bot, ctx.now)
+    if blocked is not None:
+        result.action = "held"
+        result.details["held"] = blocked
+        if bot.status == "paused":
+            result.events.append(("bot_status", {"bot_id": bot.id, "status": "paused",
+                                                 "previous": "running",
+                                                 "pause_reason": bot.pause_reason}))  # fmt: skip
+        log.info("bot %s: entry held back: %s", bot.id, blocked)
+        return
+    capital = _bot_decimal(bot, bot.capital)
+    config = validate_sizing_config(bot.sizing or {})
+    decision = size_position(
+        closed_trade_pnls(session, bot.id),
+        equity=book.equity(ctx.price),
+        capital=capital,
+        cash=book.quote_free,
+        config=config,
+    )
+    result.details["sizing"] = decision.to_dict()
+    if decision.stake <= 0:
+        result.action = "no_stake"
+        log.info(
+            "bot %s: no entry, stake 0 (%s): trades=%s win_rate=%s payoff=%s kelly=%s",
+            bot.id, decision.reason, decision.trades, decision.win_rate,
+            decision.payoff_ratio, decision.kelly_fraction,
+        )  # fmt: skip
+        return
+    budget = entry_budget(decision.stake, _bot_decimal(bot, bot.taker_fee), book.quote_free)
+    if _place(session, ctx, result, side="buy", client_order_id=ctx.client_order_id(0),
+              quote_amount=budget, bootstrap=decision.bootstrap,
+              reason=f"entry signal; {decision.reason}") is not None:  # fmt: skip
+        result.action = "buy"
+
+
+def _requested_exit(session: Session, ctx: _OrderContext, result: TickResult) -> None:
+    """Sell everything; an entry still waiting to fill is cancelled first. Done when flat."""
+    from app.engine.broker import cancel_open_orders, load_book
+
+    book = load_book(session, ctx.bot.id)
+    if book.quote_locked > 0:
+        cancel_open_orders(session, bot_id=ctx.bot.id, reason="exit requested", now=ctx.now)
+        book = load_book(session, ctx.bot.id)
+    if book.base_free > 0:
+        _sell(session, ctx, result, "exit requested by the owner", action="exit")
+    elif book.position == 0 and book.quote_locked == 0:
+        result.exit_done = True
+
+
+def _bot_decimal(bot: Bot, value: Decimal) -> Decimal:
+    from app.engine.broker import bot_decimal
+
+    return bot_decimal(bot, value)
+
+
+def _order_event(bot: Bot, order: Any) -> dict[str, Any]:
+    return {
+        "bot_id": bot.id,
+        "order_id": order.id,
+        "client_order_id": order.client_order_id,
+        "side": order.side,
+        "type": order.type,
+        "state": order.state,
+        "bootstrap": bool(order.bootstrap),
+    }
+
+
+def _fill_event(bot: Bot, fill: Any) -> dict[str, Any]:
+    return {
+        "bot_id": bot.id,
+        "order_id": fill.order_id,
+        "side": fill.side,
+        "amount": str(fill.amount),
+        "price": str(fill.price),
+        "fee": str(fill.fee),
+        "closed_trade_pnl": None if fill.closed_trade_pnl is None else str(fill.closed_trade_pnl),
+    }

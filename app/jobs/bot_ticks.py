@@ -1,0 +1,356 @@
+"""Dispatch due bot ticks, each exactly once across every worker and machine.
+
+Every worker's scheduler calls `run()` once a second. A call claims batches of due bots
+(`app.jobs.claims`: `FOR UPDATE SKIP LOCKED` on Postgres, compare-and-set on SQLite, each
+claim a lease that expires), ticks each claimed bot in its own transaction, and - while the
+scheduler runs - sleeps until the next bot is due, so a tick starts within milliseconds of
+its planned time instead of up to a second late. It returns after about TICK_RUN_SECONDS.
+
+Why a tick cannot run twice:
+
+* the claim hands a due bot to one worker only (its lease);
+* the tick's writes (orders, fills, the `bot_ticks` row) and the bot's next planned time
+  commit in ONE transaction that ends with a release fenced on the lease owner: a worker
+  whose lease expired and was taken over writes nothing (`claims.release` matches no row
+  and the transaction is rolled back);
+* `bot_ticks` is UNIQUE(bot_id, planned_at) and every order's `client_order_id` is derived
+  from (bot, planned tick), so even a fencing bug could not record a tick or an order twice.
+
+Why a tick is not lost: a worker killed mid-tick committed nothing; its leases expire after
+TICK_LEASE_SECONDS and another worker claims the bot. The next planned time always comes
+from the planned grid (`planned + interval`), never from "now", so ticks do not drift. A bot
+that fell more than one interval behind runs once, for the latest due boundary, and the
+tick row records how many planned ticks it `skipped`: every boundary is accounted for once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from app.engine.tick import TickResult, from_ms, run_tick, tick_grid, to_ms
+from app.jobs.claims import claim, release
+from app.jobs.scheduler import scheduler_running, worker_id
+from app.observability.logging import log_context
+from app.store.base import utcnow
+from app.store.db import new_session, session_scope
+from app.store.models import Bot
+from app.store.models.trading import BotTick
+
+log = logging.getLogger("tradewind.ticks")
+
+
+@dataclass(frozen=True)
+class TickSettings:
+    lease_seconds: float = 30.0
+    batch_size: int = 25
+    run_seconds: float = 1.0
+    max_error_streak: int = 5
+
+    @classmethod
+    def current(cls) -> TickSettings:
+        from config import get_settings
+
+        s = get_settings()
+        return cls(
+            lease_seconds=float(getattr(s, "tick_lease_seconds", cls.lease_seconds)),
+            batch_size=int(getattr(s, "tick_batch_size", cls.batch_size)),
+            run_seconds=float(getattr(s, "tick_run_seconds", cls.run_seconds)),
+            max_error_streak=int(getattr(s, "tick_max_error_streak", cls.max_error_streak)),
+        )
+
+
+def due_condition(now: datetime) -> Any:
+    """Bots that should tick now: running, or holding a pending exit, and due."""
+    return and_(
+        Bot.next_tick_at <= now,
+        Bot.deleted_at.is_(None),
+        or_(Bot.status == "running", Bot.exit_requested_at.is_not(None)),
+    )
+
+
+def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -> list[int]:
+    """Lease a batch of due bots to `owner` (committed before any of them runs)."""
+    now = now or utcnow()
+    with session_scope() as session:
+        return claim(
+            session,
+            Bot,
+            owner=owner,
+            now=now,
+            lease_seconds=settings.lease_seconds,
+            limit=settings.batch_size,
+            where=due_condition(now),
+            order_by=Bot.next_tick_at,
+        )
+
+
+def next_due_at() -> datetime | None:
+    """When the earliest ticking bot is next due (leases ignored: a cheap hint for sleeping)."""
+    with session_scope() as session:
+        return session.scalar(
+            select(func.min(Bot.next_tick_at)).where(
+                Bot.deleted_at.is_(None),
+                or_(Bot.status == "running", Bot.exit_requested_at.is_not(None)),
+            )
+        )
+
+
+def run(max_seconds: float | None = None) -> int:
+    """One scheduler call: tick due bots until none is due (and, while the scheduler runs,
+    keep waiting for the next due bot up to `max_seconds`). Never raises; returns ticks run."""
+    settings = TickSettings.current()
+    budget = settings.run_seconds if max_seconds is None else max_seconds
+    started = time.monotonic()
+    deadline = started + budget
+    hard_deadline = started + max(10 * budget, 10.0)  # a backlog is drained, but not forever
+    scheduled = scheduler_running()
+    owner = worker_id()
+    done = 0
+    try:
+        while True:
+            ids = claim_due(owner, settings)
+            if ids:
+                done += tick_batch(ids, owner, settings)
+                stopping = scheduled and not scheduler_running()
+                if stopping or time.monotonic() > hard_deadline:
+                    break
+                continue
+            if not _wait_for_next_due(deadline):
+                break
+    except Exception:
+        log.exception("bot tick dispatch failed")
+    return done
+
+
+def _wait_for_next_due(deadline: float) -> bool:
+    """Sleep until the next bot is due if that is before `deadline` and the scheduler runs;
+    False when there is nothing to wait for in this call."""
+    if not scheduler_running():
+        return False
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    due = next_due_at()
+    wait = remaining if due is None else (due - utcnow()).total_seconds()
+    wait = min(max(wait, 0.0), remaining)
+    if due is None or wait >= remaining:
+        return False  # nothing due in this call; the next scheduler call looks again
+    # sleep in short steps so a stopping scheduler is never held up
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        if not scheduler_running():
+            return False
+        time.sleep(min(0.05, max(end - time.monotonic(), 0.0)))
+    return True
+
+
+def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
+    """Tick each claimed bot in its own transaction; one bot's failure never touches another."""
+    session = new_session()
+    done = 0
+    try:
+        for bot_id in ids:
+            if tick_one(session, bot_id, owner, settings):
+                done += 1
+    finally:
+        session.close()
+    return done
+
+
+def _lock_bot(session: Session, bot_id: int, owner: str) -> Bot | None:
+    """The claimed bot, row-locked for this tick's transaction (so a concurrent stop or pause
+    from the API waits for the tick, or the tick sees it); None if the lease is gone."""
+    return session.scalars(
+        select(Bot)
+        .where(Bot.id == bot_id, Bot.lease_owner == owner)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def plan(bot: Bot, now: datetime) -> tuple[int, int, int]:
+    """(planned ms, skipped boundaries, next planned ms) for a due bot at `now`."""
+    grid = tick_grid(bot.exchange, bot.timeframe)
+    assert bot.next_tick_at is not None
+    planned = to_ms(bot.next_tick_at)
+    now_ms = to_ms(now)
+    skipped = 0
+    latest = grid.latest_due(now_ms)
+    if latest > planned:  # more than one interval behind: catch up to the latest boundary
+        skipped = max(grid.steps_between(planned, latest), 1)
+        planned = latest
+    if bot.last_tick_at is not None and planned <= to_ms(bot.last_tick_at):
+        # the grid moved (e.g. REPLAY_SPEED changed): never tick one boundary twice
+        planned = grid.next_after(to_ms(bot.last_tick_at))
+    return planned, skipped, grid.next_after(planned)
+
+
+def tick_one(session: Session, bot_id: int, owner: str, settings: TickSettings) -> bool:
+    """Run one claimed bot's tick and commit it with a fenced release. True when committed."""
+    bot = _lock_bot(session, bot_id, owner)
+    if bot is None:
+        session.rollback()
+        _lost()
+        return False
+    with log_context(bot_id=bot.id, user_id=bot.user_id):
+        return _tick_locked(session, bot, owner, settings)
+
+
+def _tick_locked(session: Session, bot: Bot, owner: str, settings: TickSettings) -> bool:
+    started = utcnow()
+    bot_id = bot.id
+    planned_ms, skipped, next_ms = plan(bot, started)
+    if planned_ms > to_ms(started):  # nothing to do yet (see `plan`): just reschedule
+        return _commit_release(session, bot_id, owner, {"next_tick_at": from_ms(planned_ms)})
+    planned = from_ms(planned_ms)
+    _observe_lag(started, planned)
+    t0 = time.perf_counter()
+    try:
+        result = run_tick(session, bot, planned_at=planned, now=started)
+        error: str | None = None
+    except Exception as exc:  # any failure of this bot stays with this bot
+        session.rollback()
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("tick of bot %s failed: %s", bot_id, error, exc_info=True)
+        result = TickResult(outcome="error", error=error)
+    values = _bot_values(bot, result, planned, from_ms(next_ms), error, settings)
+    session.add(
+        BotTick(
+            bot_id=bot_id,
+            planned_at=planned,
+            worker=owner,
+            started_at=started,
+            finished_at=utcnow(),
+            outcome=result.outcome,
+            skipped=skipped,
+            candle_ts=result.candle_ts,
+            signal=result.signal,
+            action=result.action,
+            error=error,
+            details=result.details or None,
+        )
+    )
+    committed = _commit_release(session, bot_id, owner, values)
+    _observe(result.outcome if committed else "lost", time.perf_counter() - t0)
+    if committed:
+        _after_commit(bot, result, values, error, settings)
+    return committed
+
+
+def _bot_values(
+    bot: Bot,
+    result: TickResult,
+    planned: datetime,
+    next_at: datetime,
+    error: str | None,
+    settings: TickSettings,
+) -> dict[str, Any]:
+    values: dict[str, Any] = {"last_tick_at": planned}
+    if error is not None:
+        streak = (bot.error_streak or 0) + 1
+        values.update(error_streak=streak, last_error=error)
+        if streak >= settings.max_error_streak and bot.status == "running":
+            result.pause_reason = f"{streak} consecutive tick errors; last: {error}"[:200]
+    else:
+        values.update(error_streak=0)
+        if result.last_candle_ts is not None:
+            values["last_candle_ts"] = result.last_candle_ts
+    if result.exit_done:
+        values["exit_requested_at"] = None
+    pausing = result.pause_reason is not None and bot.status == "running"
+    if pausing:
+        values.update(status="paused", pause_reason=result.pause_reason)
+    still_ticking = (bot.status == "running" and not pausing) or (
+        bot.exit_requested_at is not None and not result.exit_done
+    )
+    values["next_tick_at"] = next_at if still_ticking else None
+    return values
+
+
+def _commit_release(session: Session, bot_id: int, owner: str, values: dict[str, Any]) -> bool:
+    try:
+        if not release(session, Bot, bot_id, owner=owner, values=values):
+            session.rollback()
+            log.warning("lease on bot %s lost to another worker; tick discarded", bot_id)
+            _lost()
+            return False
+        session.commit()
+        return True
+    except Exception:
+        session.rollback()
+        log.exception("could not record the tick of bot %s", bot_id)
+        return False
+
+
+def _after_commit(
+    bot: Bot, result: TickResult, values: dict[str, Any], error: str | None, s: TickSettings
+) -> None:
+    """News of a committed tick: events for dashboards, an alert when a bot was paused."""
+    try:
+        from app.services.events import publish_event
+
+        for kind, data in result.events:
+            publish_event(bot.user_id, kind, data)
+        if values.get("status") == "paused":
+            publish_event(
+                bot.user_id,
+                "bot_status",
+                {
+                    "bot_id": bot.id,
+                    "status": "paused",
+                    "previous": "running",
+                    "pause_reason": values.get("pause_reason"),
+                },
+            )
+            _alert_paused(bot, str(values.get("pause_reason")))
+    except Exception:
+        log.exception("after-tick notifications failed for bot %s", bot.id)
+
+
+def _alert_paused(bot: Bot, reason: str) -> None:
+    from app.services.alerts import raise_alert
+
+    with session_scope() as session:
+        raise_alert(
+            session,
+            user_id=bot.user_id,
+            severity="warning",
+            code="bot_paused",
+            message=f"bot {bot.name!r} (#{bot.id}) was paused: {reason}",
+            bot_id=bot.id,
+        )
+
+
+def _observe_lag(started: datetime, planned: datetime) -> None:
+    try:
+        from app.observability.metrics import BOT_TICK_LAG
+
+        BOT_TICK_LAG.observe(max((started - planned).total_seconds(), 0.0))
+    except Exception:  # metrics are never worth a failed tick
+        pass
+
+
+def _observe(outcome: str, seconds: float) -> None:
+    try:
+        from app.observability.metrics import BOT_TICK_DURATION, BOT_TICKS
+
+        BOT_TICKS.labels(outcome=outcome).inc()
+        BOT_TICK_DURATION.observe(seconds)
+    except Exception:
+        pass
+
+
+def _lost() -> None:
+    try:
+        from app.observability.metrics import CLAIMS_LOST
+
+        CLAIMS_LOST.labels(kind="tick").inc()
+    except Exception:
+        pass

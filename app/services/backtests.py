@@ -1,0 +1,416 @@
+"""Backtests as background jobs (kind "backtest"), and the pieces `flask backtest` shares.
+
+A request is checked up front (strategy, parameters, sizing, symbol, timeframe, range), so a
+bad one answers 422 instead of becoming a failed job; the job then loads the candles, runs
+`app.engine.backtest.run_backtest` - the strategy, sizing and fill code of a live bot - and
+stores trades, metrics and the equity curve as the job's result.
+
+Candles: for the replay exchange, the RECORDED files behind the replay feed (real
+timestamps, not the replay's looping timeline), from CANDLES_DIR then CANDLES_IMPORT_DIR
+(later wins, as in the replay feed); a timeframe that is a whole multiple of a file's is
+aggregated from it. For a ccxt exchange, its history is paged through the market source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.domain.candles import Candles
+from app.domain.sizing import SizingConfig
+from app.errors import NotFound, ValidationFailed
+from app.market.base import TIMEFRAME_SECONDS, MarketInfo
+from app.store.models import Job
+
+log = logging.getLogger("tradewind.backtests")
+
+KIND = "backtest"
+MAX_EQUITY_POINTS = 2000
+MAX_TRADES_IN_RESULT = 10_000
+CCXT_PAGE = 1000
+
+
+def _invalid(field: str, message: str, code: str = "validation_error") -> ValidationFailed:
+    return ValidationFailed(message, code=code, details=[{"loc": ["body", field], "msg": message}])
+
+
+# -- candles ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandleData:
+    candles: Candles
+    market: MarketInfo
+    timeframe: str
+    source: str
+
+
+def _aggregate(c: Candles, tf_ms: int) -> Candles:
+    """Candles bucketed into `tf_ms` candles aligned to the epoch (as exchanges do)."""
+    if len(c) == 0:
+        return c
+    bucket = c.ts - np.mod(c.ts, tf_ms)
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], c.ts.size]
+    return Candles(
+        bucket[starts],
+        c.open[starts],
+        np.maximum.reduceat(c.high, starts),
+        np.minimum.reduceat(c.low, starts),
+        c.close[ends - 1],
+        np.add.reduceat(c.volume, starts),
+    )
+
+
+def _clip(c: Candles, start_ms: int | None, end_ms: int | None) -> Candles:
+    lo = 0 if start_ms is None else int(np.searchsorted(c.ts, start_ms, "left"))
+    hi = len(c) if end_ms is None else int(np.searchsorted(c.ts, end_ms, "left"))
+    return c.slice(lo, hi)
+
+
+def candle_file_data(path: str | Path, timeframe: str | None = None) -> CandleData:
+    """A candle CSV named `<EXCHANGE>_<BASE>-<QUOTE>_<TF>.csv` as backtest input."""
+    from app.market.csv_candles import load_candle_file
+
+    name, series = load_candle_file(path)
+    candles = series.candles
+    tf = timeframe or name.timeframe
+    if tf != name.timeframe:
+        want, have = TIMEFRAME_SECONDS.get(tf, 0), TIMEFRAME_SECONDS[name.timeframe]
+        if not want or want % have:
+            raise _invalid("timeframe", f"{tf} cannot be built from {name.timeframe} candles",
+                           "unknown_timeframe")  # fmt: skip
+        candles = _aggregate(candles, want * 1000)
+    market = MarketInfo(
+        symbol=name.symbol,
+        base=name.base,
+        quote=name.quote,
+        amount_step=series.amount_step,
+        price_step=series.price_step,
+    )
+    return CandleData(candles, market, tf, str(path))
+
+
+def recorded_files(symbol: str) -> dict[str, Path]:
+    """timeframe -> file of the recorded candles behind the replay feed for `symbol`."""
+    from app.market.csv_candles import CandleFileName
+    from config import get_settings
+
+    settings = get_settings()
+    found: dict[str, Path] = {}
+    for directory in (settings.candles_dir, settings.candles_import_dir):
+        d = Path(directory)
+        if not d.is_dir():
+            continue
+        for path in sorted(d.glob("*.csv")):
+            try:
+                name = CandleFileName.parse(path.name)
+            except Exception:
+                continue
+            if name.symbol == symbol:
+                found[name.timeframe] = path
+    return found
+
+
+def replay_data(symbol: str, timeframe: str) -> CandleData:
+    files = recorded_files(symbol)
+    if not files:
+        raise _invalid("symbol", f"unknown symbol {symbol!r} in replay data", "unknown_symbol")
+    if timeframe not in TIMEFRAME_SECONDS:
+        raise _invalid(
+            "timeframe",
+            f"unknown timeframe {timeframe!r}; supported: {', '.join(TIMEFRAME_SECONDS)}",
+            "unknown_timeframe",
+        )
+    if timeframe in files:
+        return candle_file_data(files[timeframe])
+    want = TIMEFRAME_SECONDS[timeframe]
+    usable = [tf for tf in files if want % TIMEFRAME_SECONDS[tf] == 0]
+    if not usable:
+        raise _invalid(
+            "timeframe",
+            f"timeframe {timeframe} not available for {symbol}; recorded: {', '.join(files)}",
+            "unknown_timeframe",
+        )
+    best = max(usable, key=lambda tf: TIMEFRAME_SECONDS[tf])
+    return candle_file_data(files[best], timeframe)
+
+
+def exchange_data(
+    exchange: str, symbol: str, timeframe: str, start_ms: int | None, end_ms: int | None
+) -> CandleData:
+    """History from a ccxt exchange, paged oldest first."""
+    from app.market.registry import get_market_source
+
+    source = get_market_source(exchange)
+    market = source.market(symbol)
+    tf_ms = TIMEFRAME_SECONDS[timeframe] * 1000
+    since = start_ms
+    if since is None:
+        return CandleData(source.candles(symbol, timeframe, limit=CCXT_PAGE), market, timeframe,
+                          exchange)  # fmt: skip
+    pages: list[Candles] = []
+    while end_ms is None or since < end_ms:
+        page = source.candles(symbol, timeframe, since_ms=since, limit=CCXT_PAGE)
+        if len(page) == 0:
+            break
+        pages.append(page)
+        since = int(page.ts[-1]) + tf_ms
+        if len(page) < CCXT_PAGE:
+            break
+    if not pages:
+        return CandleData(Candles.empty(), market, timeframe, exchange)
+    joined = Candles(*(np.concatenate([getattr(p, f) for p in pages])
+                       for f in ("ts", "open", "high", "low", "close", "volume")))  # fmt: skip
+    return CandleData(joined, market, timeframe, exchange)
+
+
+def load_candles(spec: BacktestSpec) -> CandleData:
+    if spec.exchange == "replay":
+        data = replay_data(spec.symbol, spec.timeframe)
+    else:
+        data = exchange_data(spec.exchange, spec.symbol, spec.timeframe, spec.start_ms,
+                             spec.end_ms)  # fmt: skip
+    clipped = _clip(data.candles, spec.start_ms, spec.end_ms)
+    return CandleData(clipped, data.market, data.timeframe, data.source)
+
+
+# -- the request -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BacktestSpec:
+    """A validated backtest request (what the job's payload holds, normalised)."""
+
+    strategy: str
+    strategy_params: dict[str, Any]
+    exchange: str
+    symbol: str
+    timeframe: str
+    start_ms: int | None
+    end_ms: int | None
+    capital: Decimal
+    sizing: dict[str, Any]
+    maker_fee: Decimal
+    taker_fee: Decimal
+    slippage_bps: Decimal
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "strategy_params": self.strategy_params,
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "capital": str(self.capital),
+            "sizing": self.sizing,
+            "maker_fee": str(self.maker_fee),
+            "taker_fee": str(self.taker_fee),
+            "slippage_bps": str(self.slippage_bps),
+        }
+
+    @classmethod
+    def from_payload(cls, p: dict[str, Any]) -> BacktestSpec:
+        return cls(
+            strategy=p["strategy"],
+            strategy_params=dict(p.get("strategy_params") or {}),
+            exchange=p.get("exchange") or "replay",
+            symbol=p["symbol"],
+            timeframe=p["timeframe"],
+            start_ms=p.get("start_ms"),
+            end_ms=p.get("end_ms"),
+            capital=Decimal(p["capital"]),
+            sizing=dict(p.get("sizing") or {}),
+            maker_fee=Decimal(p.get("maker_fee", "0.001")),
+            taker_fee=Decimal(p.get("taker_fee", "0.001")),
+            slippage_bps=Decimal(p.get("slippage_bps", "0")),
+        )
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def build_spec(data: dict[str, Any]) -> BacktestSpec:
+    """Validate a request (422 naming the field) into a spec; checks the candles exist."""
+    from app.services.bots import check_exchange, normalised_params, normalised_sizing
+
+    start, end = data.get("start"), data.get("end")
+    if start is not None and end is not None and end <= start:
+        raise _invalid("end", "end must be after start")
+    spec = BacktestSpec(
+        strategy=data["strategy"],
+        strategy_params=normalised_params(data["strategy"], data.get("strategy_params")),
+        exchange=check_exchange(data.get("exchange") or "replay"),
+        symbol=data["symbol"],
+        timeframe=data["timeframe"],
+        start_ms=_ms(start),
+        end_ms=_ms(end),
+        capital=Decimal(data["capital"]),
+        sizing=normalised_sizing(data.get("sizing")),
+        maker_fee=Decimal(data.get("maker_fee", Decimal("0.001"))),
+        taker_fee=Decimal(data.get("taker_fee", Decimal("0.001"))),
+        slippage_bps=Decimal(data.get("slippage_bps", Decimal("0"))),
+    )
+    if spec.exchange == "replay":
+        replay_data_check(spec.symbol, spec.timeframe)
+    else:
+        from app.services.bots import check_market
+
+        check_market(spec.exchange, spec.symbol, spec.timeframe)
+    return spec
+
+
+def replay_data_check(symbol: str, timeframe: str) -> None:
+    """Fail fast (422) when the recorded data cannot serve this symbol and timeframe."""
+    files = recorded_files(symbol)
+    if not files:
+        raise _invalid("symbol", f"unknown symbol {symbol!r} in replay data", "unknown_symbol")
+    if timeframe not in TIMEFRAME_SECONDS:
+        raise _invalid("timeframe", f"unknown timeframe {timeframe!r}", "unknown_timeframe")
+    want = TIMEFRAME_SECONDS[timeframe]
+    if not any(want % TIMEFRAME_SECONDS[tf] == 0 for tf in files):
+        raise _invalid(
+            "timeframe",
+            f"timeframe {timeframe} not available for {symbol}; recorded: {', '.join(files)}",
+            "unknown_timeframe",
+        )
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+def execute(
+    spec: BacktestSpec,
+    data: CandleData,
+    progress: Callable[[float], None] | None = None,
+) -> Any:
+    """Run the backtest of `spec` over `data` (the engine's `BacktestResult`)."""
+    from app.domain.sizing import validate_sizing_config
+    from app.domain.strategies import get_strategy
+    from app.engine.backtest import run_backtest
+    from app.engine.fill_model import FeeSchedule
+
+    strategy = get_strategy(spec.strategy)
+    params = strategy.validate_params(spec.strategy_params)
+    sizing: SizingConfig = validate_sizing_config(spec.sizing)
+    fees = FeeSchedule(maker=spec.maker_fee, taker=spec.taker_fee, slippage_bps=spec.slippage_bps)
+    return run_backtest(
+        data.candles,
+        strategy,
+        params,
+        capital=spec.capital,
+        market=data.market,
+        fees=fees,
+        sizing=sizing,
+        timeframe_seconds=TIMEFRAME_SECONDS[data.timeframe],
+        progress=progress,
+    )
+
+
+def downsample(ts: np.ndarray, values: np.ndarray, limit: int = MAX_EQUITY_POINTS) -> dict:
+    """At most `limit` evenly spaced points, always with the first and the last."""
+    n = int(ts.size)
+    if n > limit:
+        idx = np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+        ts, values = ts[idx], values[idx]
+    return {"ts": [int(t) for t in ts], "equity": [round(float(v), 12) for v in values]}
+
+
+def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
+    """The job's stored result: summary, metrics, trades, the equity curve."""
+    from app.domain.metrics import ms_to_datetime
+
+    c = data.candles
+    trades = result.trades
+    return {
+        "summary": {
+            "strategy": spec.strategy,
+            "strategy_params": spec.strategy_params,
+            "symbol": data.market.symbol,
+            "timeframe": data.timeframe,
+            "candles": result.candles,
+            "start": ms_to_datetime(int(c.ts[0])).isoformat() if len(c) else None,
+            "end": ms_to_datetime(int(c.ts[-1])).isoformat() if len(c) else None,
+            "capital": str(spec.capital),
+            "final_equity": format(result.final_equity.normalize(), "f"),
+            "trades": len(trades),
+            "bootstrap_trades": sum(1 for t in trades if t.bootstrap),
+            "skipped_entries": len(result.skipped),
+            "signals": result.signals,
+        },
+        "metrics": result.metrics.to_dict(),
+        "trades": [t.to_dict() for t in trades[:MAX_TRADES_IN_RESULT]],
+        "skipped_entries": [
+            {"time": ms_to_datetime(s.ts).isoformat(), "reason": s.reason}
+            for s in result.skipped[:100]
+        ],
+        "equity_curve": downsample(result.ts, result.equity),
+    }
+
+
+def run_backtest_job(ctx: Any) -> dict[str, Any]:
+    """Handler of job kind "backtest"."""
+    from app.jobs.handlers import TransientJobError
+    from app.market.errors import ExchangeUnavailable
+
+    spec = BacktestSpec.from_payload(ctx.payload)
+    try:
+        data = load_candles(spec)
+    except ExchangeUnavailable as exc:
+        raise TransientJobError(str(exc)) from exc
+    ctx.report_progress(0.1)
+    if len(data.candles) == 0:
+        raise ValidationFailed("no candles in the requested range", code="no_candles")
+    result = execute(spec, data, lambda f: ctx.report_progress(0.1 + 0.85 * f))
+    return result_dict(spec, data, result)
+
+
+def submit_backtest(
+    session: Session, user_id: int, data: dict[str, Any], idempotency_key: str | None = None
+) -> Any:
+    """Validate and queue; returns the jobs service's `Submission` (job, created)."""
+    from app.services.jobs import submit
+
+    spec = build_spec(data)
+    return submit(session, user_id, KIND, spec.payload(), idempotency_key)
+
+
+def get_backtest(session: Session, user_id: int, job_id: int) -> Job:
+    job = session.scalar(
+        select(Job).where(Job.id == job_id, Job.user_id == user_id, Job.kind == KIND)
+    )
+    if job is None:
+        raise NotFound(f"backtest {job_id} not found", code="backtest_not_found")
+    return job
+
+
+def list_backtests(
+    session: Session, user_id: int, *, limit: int, offset: int
+) -> tuple[list[Job], int]:
+    where = (Job.user_id == user_id, Job.kind == KIND)
+    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    jobs = session.scalars(
+        select(Job).where(*where).order_by(Job.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(jobs), int(total)
+
+
+def _register() -> None:
+    from app.jobs.handlers import register_handler
+
+    register_handler(KIND, run_backtest_job)
+
+
+_register()

@@ -1,0 +1,640 @@
+"""Bot use cases: create, read, edit, delete, and the lifecycle (start, pause, resume, stop,
+exit). Every bot belongs to one user; another user's bot is "not found".
+
+Lifecycle (anything else answers 409 `illegal_transition`):
+
+    created --start--> running --pause--> paused --resume--> running
+    created|running|paused --stop--> stopped --start--> running
+    created|stopped --delete--> (soft-deleted; orders, trades and ticks are kept)
+
+Scheduling invariant: `next_tick_at` is set exactly when the bot should tick (running, or an
+exit is pending on a bot that is not running); the tick claim only looks at such bots.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.domain.sizing import validate_sizing_config
+from app.domain.strategies import get_strategy
+from app.engine.tick import from_ms, tick_grid, to_ms
+from app.errors import AppError, Conflict, NotFound, ValidationFailed
+from app.market.errors import UnknownSymbol, UnknownTimeframe
+from app.store.base import utcnow
+from app.store.models import Bot
+
+log = logging.getLogger("tradewind.bots")
+
+STATUSES = ("created", "running", "paused", "stopped")
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "start": (frozenset({"created", "stopped"}), "running"),
+    "pause": (frozenset({"running"}), "paused"),
+    "resume": (frozenset({"paused"}), "running"),
+    "stop": (frozenset({"created", "running", "paused"}), "stopped"),
+}
+DELETABLE = frozenset({"created", "stopped"})
+# what may change, and when (everything may change before the first start)
+ALWAYS_EDITABLE = frozenset({"name"})
+EDITABLE_WHEN_NOT_RUNNING = frozenset(
+    {
+        "strategy",
+        "strategy_params",
+        "sizing",
+        "protections",
+        "maker_fee",
+        "taker_fee",
+        "slippage_bps",
+    }
+)
+EDITABLE_BEFORE_START = frozenset({"exchange", "symbol", "timeframe", "capital"})
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+def _invalid(field: str, message: str, code: str = "validation_error") -> ValidationFailed:
+    return ValidationFailed(message, code=code, details=[{"loc": ["body", field], "msg": message}])
+
+
+# -- validation --------------------------------------------------------------------------
+
+
+def _market_source(exchange: str) -> Any:
+    from app.market.registry import get_market_source
+
+    return get_market_source(exchange)
+
+
+def check_exchange(exchange: str) -> str:
+    from config import get_settings
+
+    exchange = exchange.strip().lower()
+    settings = get_settings()
+    allowed = {"replay"} | ({settings.ccxt_exchange} if settings.market_data == "ccxt" else set())
+    if exchange not in allowed:
+        raise _invalid(
+            "exchange",
+            f"unknown exchange {exchange!r}; available: {', '.join(sorted(allowed))}",
+            "unknown_exchange",
+        )
+    return exchange
+
+
+def check_market(exchange: str, symbol: str, timeframe: str) -> None:
+    """The symbol exists on the exchange and candles of this timeframe can be had for it."""
+    from app.market.base import timeframe_seconds
+
+    try:
+        timeframe_seconds(timeframe)
+    except UnknownTimeframe as exc:
+        raise _invalid("timeframe", exc.message, "unknown_timeframe") from None
+    source = _market_source(exchange)
+    try:
+        source.market(symbol)
+    except UnknownSymbol as exc:
+        raise _invalid("symbol", exc.message, "unknown_symbol") from None
+    try:
+        source.candles(symbol, timeframe, limit=1)
+    except UnknownTimeframe as exc:
+        raise _invalid("timeframe", exc.message, "unknown_timeframe") from None
+    except UnknownSymbol as exc:
+        raise _invalid("symbol", exc.message, "unknown_symbol") from None
+
+
+def normalised_params(strategy: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Params checked against the strategy's schema, with defaults filled in."""
+    try:
+        impl = get_strategy(strategy)
+    except ValidationFailed as exc:
+        raise _invalid("strategy", exc.message, "unknown_strategy") from None
+    try:
+        return impl.validate_params(params or {}).model_dump(mode="json")
+    except ValidationFailed as exc:
+        details = [
+            {"loc": ["body", "strategy_params", *d.get("loc", [])], "msg": d.get("msg", "")}
+            for d in exc.details
+        ]
+        raise ValidationFailed(
+            f"{exc.message}: {details[0]['msg'] if details else 'invalid'}",
+            code="invalid_strategy_params",
+            details=details,
+        ) from None
+
+
+def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
+    try:
+        config = validate_sizing_config(sizing or {})
+    except ValidationFailed as exc:
+        details = [
+            {"loc": ["body", "sizing", *d.get("loc", [])], "msg": d.get("msg", "")}
+            for d in exc.details
+        ]
+        raise ValidationFailed(
+            f"{exc.message}: {details[0]['msg'] if details else 'invalid'}",
+            code="invalid_sizing",
+            details=details,
+        ) from None
+    return config.model_dump(mode="json", exclude_none=True)
+
+
+def normalised_protections(protections: dict[str, Any] | None) -> dict[str, Any]:
+    """Protections are validated by the safety rules; stored as given (defaults apply)."""
+    try:
+        from app.domain.protections import parse_protections
+    except ImportError:  # the safety rules are not installed: store as given
+        return dict(protections or {})
+    try:
+        parse_protections(protections or {})
+    except ValueError as exc:
+        raise _invalid("protections", str(exc), "invalid_protections") from None
+    return dict(protections or {})
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def get_bot(session: Session, user_id: int, bot_id: int, *, lock: bool = False) -> Bot:
+    """The user's (not deleted) bot, or NotFound - also for another user's bot."""
+    stmt = select(Bot).where(Bot.id == bot_id, Bot.user_id == user_id, Bot.deleted_at.is_(None))
+    if lock:
+        stmt = stmt.with_for_update()
+    bot = session.scalars(stmt).one_or_none()
+    if bot is None:
+        raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
+    return bot
+
+
+def list_bots(
+    session: Session,
+    user_id: int,
+    *,
+    status: str | None = None,
+    symbol: str | None = None,
+    strategy: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Bot], int]:
+    """A page of the user's bots (newest first) and how many match in all."""
+    where = [Bot.user_id == user_id, Bot.deleted_at.is_(None)]
+    if status:
+        where.append(Bot.status == status)
+    if symbol:
+        where.append(Bot.symbol == symbol)
+    if strategy:
+        where.append(Bot.strategy == strategy)
+    total = session.scalar(select(func.count()).select_from(Bot).where(*where)) or 0
+    bots = session.scalars(
+        select(Bot).where(*where).order_by(Bot.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(bots), int(total)
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def create_bot(session: Session, user_id: int, data: dict[str, Any]) -> Bot:
+    """A new bot in state `created` (nothing ticks, no money moves until it is started)."""
+    exchange = check_exchange(data.get("exchange") or "replay")
+    mode = data.get("mode") or "paper"
+    if mode != "paper":
+        raise _invalid("mode", "only paper bots can be created; live trading is earned later")
+    strategy = data["strategy"]
+    bot = Bot(
+        user_id=user_id,
+        name=data["name"],
+        exchange=exchange,
+        symbol=data["symbol"],
+        timeframe=data["timeframe"],
+        strategy=strategy,
+        strategy_params=normalised_params(strategy, data.get("strategy_params")),
+        sizing=normalised_sizing(data.get("sizing")),
+        protections=normalised_protections(data.get("protections")),
+        capital=Decimal(data["capital"]),
+        maker_fee=Decimal(data.get("maker_fee", Decimal("0.001"))),
+        taker_fee=Decimal(data.get("taker_fee", Decimal("0.001"))),
+        slippage_bps=Decimal(data.get("slippage_bps", Decimal("0"))),
+        mode="paper",
+        status="created",
+    )
+    check_market(bot.exchange, bot.symbol, bot.timeframe)
+    session.add(bot)
+    session.flush()
+    log.info(
+        "bot %s created by user %s (%s %s %s)",
+        bot.id,
+        user_id,
+        bot.symbol,
+        bot.timeframe,
+        bot.strategy,
+    )
+    return bot
+
+
+def update_bot(session: Session, user_id: int, bot_id: int, changes: dict[str, Any]) -> Bot:
+    """Apply the given fields; what may change depends on the bot's state (see module doc)."""
+    bot = get_bot(session, user_id, bot_id, lock=True)
+    changes = {k: v for k, v in changes.items()}
+    for field in changes:
+        if field in ALWAYS_EDITABLE:
+            continue
+        if field in EDITABLE_WHEN_NOT_RUNNING and bot.status != "running":
+            continue
+        if field in EDITABLE_BEFORE_START and bot.status == "created":
+            continue
+        when = "before the first start" if field in EDITABLE_BEFORE_START else "while paused"
+        raise Conflict(
+            f"{field} can only be changed {when} (bot is {bot.status})",
+            code="bot_not_editable",
+            details=[{"loc": ["body", field], "msg": f"bot is {bot.status}"}],
+        )
+    if "exchange" in changes:
+        changes["exchange"] = check_exchange(changes["exchange"])
+    strategy = changes.get("strategy", bot.strategy)
+    if "strategy" in changes or "strategy_params" in changes:
+        params = changes.get("strategy_params")
+        if params is None and "strategy" in changes and changes["strategy"] != bot.strategy:
+            params = {}
+        elif params is None:
+            params = bot.strategy_params
+        changes["strategy_params"] = normalised_params(strategy, params)
+    if "sizing" in changes:
+        changes["sizing"] = normalised_sizing(changes["sizing"])
+    if "protections" in changes:
+        changes["protections"] = normalised_protections(changes["protections"])
+    for field, value in changes.items():
+        setattr(bot, field, value)
+    if {"exchange", "symbol", "timeframe"} & set(changes):
+        check_market(bot.exchange, bot.symbol, bot.timeframe)
+    session.flush()
+    return bot
+
+
+def delete_bot(session: Session, user_id: int, bot_id: int) -> None:
+    """Soft delete: the bot disappears from the API, its ledger and tick history stay."""
+    bot = get_bot(session, user_id, bot_id, lock=True)
+    if bot.status not in DELETABLE:
+        raise IllegalTransition(
+            f"a {bot.status} bot cannot be deleted; stop it first",
+            details=[{"loc": ["status"], "msg": bot.status}],
+        )
+    bot.deleted_at = utcnow()
+    bot.next_tick_at = None
+    session.flush()
+
+
+def first_tick_at(bot: Bot, now: datetime) -> datetime:
+    """The planned time of a (re)started bot's first tick: the latest candle boundary, so it
+    acts on the newest closed candle at once - unless a tick already ran for that boundary."""
+    grid = tick_grid(bot.exchange, bot.timeframe)
+    now_ms = to_ms(now)
+    due = grid.latest_due(now_ms)
+    if bot.last_tick_at is not None and to_ms(bot.last_tick_at) >= due:
+        due = grid.next_after(max(now_ms, to_ms(bot.last_tick_at)))
+    return from_ms(due)
+
+
+def change_status(
+    session: Session, user_id: int, bot_id: int, action: str, *, now: datetime | None = None
+) -> Bot:
+    """start | pause | resume | stop, or IllegalTransition (409) naming what is allowed."""
+    if action not in TRANSITIONS:
+        raise AppError(f"unknown action {action!r}", code="unknown_action", status=404)
+    now = now or utcnow()
+    bot = get_bot(session, user_id, bot_id, lock=True)
+    allowed_from, target = TRANSITIONS[action]
+    if bot.status not in allowed_from:
+        raise IllegalTransition(
+            f"cannot {action} a {bot.status} bot",
+            details=[
+                {
+                    "loc": ["status"],
+                    "msg": f"{action} needs one of "
+                    f"{', '.join(sorted(allowed_from))}; the bot is {bot.status}",
+                }
+            ],
+        )
+    previous = bot.status
+    bot.status = target
+    if target == "running":
+        if bot.paper_started_at is None:
+            _open_ledger(session, bot)
+            bot.paper_started_at = now
+        bot.pause_reason = None
+        bot.error_streak = 0
+        bot.next_tick_at = first_tick_at(bot, now)
+    elif target == "paused":
+        bot.pause_reason = "paused by its owner"
+        bot.next_tick_at = first_tick_at(bot, now) if bot.exit_requested_at else None
+    elif target == "stopped":
+        bot.pause_reason = None
+        if bot.paper_started_at is not None:
+            _cancel_open_orders(session, bot, "bot stopped")
+        bot.next_tick_at = first_tick_at(bot, now) if bot.exit_requested_at else None
+    session.flush()
+    announce_status(session, bot, previous)
+    log.info("bot %s: %s -> %s", bot.id, previous, bot.status)
+    return bot
+
+
+def request_exit(
+    session: Session, user_id: int, bot_id: int, *, now: datetime | None = None
+) -> Bot:
+    """Ask the bot's next tick to sell its whole position at market (even when the bot is
+    paused or stopped: such a bot keeps ticking until the position is closed). The sell is
+    placed by a tick, so it is as exactly-once as any other order."""
+    now = now or utcnow()
+    bot = get_bot(session, user_id, bot_id, lock=True)
+    if bot.paper_started_at is None or not has_open_position(session, bot):
+        raise Conflict("the bot holds no position to exit", code="no_position")
+    if bot.exit_requested_at is None:
+        bot.exit_requested_at = now
+    if bot.next_tick_at is None:
+        bot.next_tick_at = first_tick_at(bot, now)
+    session.flush()
+    return bot
+
+
+# -- ledger glue (the ledger helper owns the tables) -------------------------------------
+
+
+def _open_ledger(session: Session, bot: Bot) -> None:
+    from app.services.ledger import open_bot_ledger
+
+    open_bot_ledger(session, bot)
+
+
+def _cancel_open_orders(session: Session, bot: Bot, reason: str) -> int:
+    from app.engine.broker import cancel_open_orders
+
+    return cancel_open_orders(session, bot_id=bot.id, reason=reason)
+
+
+def has_open_position(session: Session, bot: Bot) -> bool:
+    from app.engine.tick import position_amount
+
+    return position_amount(session, bot) > 0
+
+
+def announce_status(session: Session, bot: Bot, previous: str) -> None:
+    """A `bot_status` event for the owner's dashboards, sent once the change is committed."""
+    from app.services.alerts import on_commit
+    from app.services.events import publish_event
+
+    data = {
+        "bot_id": bot.id,
+        "status": bot.status,
+        "previous": previous,
+        "pause_reason": bot.pause_reason,
+    }
+    user_id = bot.user_id
+    on_commit(session, lambda: publish_event(user_id, "bot_status", data))
+
+
+# -- ledger views --------------------------------------------------------------------------
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f") if value else "0"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def bot_orders(
+    session: Session, bot: Bot, *, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The bot's orders, newest first."""
+    from app.store.models.ledger import Order
+
+    where = Order.bot_id == bot.id
+    total = session.scalar(select(func.count()).select_from(Order).where(where)) or 0
+    rows = session.scalars(
+        select(Order).where(where).order_by(Order.id.desc()).limit(limit).offset(offset)
+    )
+    items = [
+        {
+            "id": o.id,
+            "client_order_id": o.client_order_id,
+            "side": o.side,
+            "type": o.type,
+            "state": o.state,
+            "amount": _dec(o.amount),
+            "quote_amount": _dec(o.quote_amount),
+            "price": _dec(o.price),
+            "filled_amount": _dec(o.filled_amount),
+            "average_price": _dec(o.average_price),
+            "cost": _dec(o.cost),
+            "fee": _dec(o.fee),
+            "bootstrap": o.bootstrap,
+            "reason": o.reason,
+            "state_reason": o.state_reason,
+            "fill_from": _iso(o.fill_from),
+            "created_at": _iso(o.created_at),
+            "filled_at": _iso(o.filled_at),
+            "closed_at": _iso(o.closed_at),
+        }
+        for o in rows
+    ]
+    return items, int(total)
+
+
+def bot_trades(
+    session: Session, bot: Bot, *, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The bot's executions (fills), newest first; a fill that closed a position carries
+    the round trip's net result in `closed_trade_pnl`."""
+    from app.store.models.ledger import Fill, Order
+
+    where = Fill.bot_id == bot.id
+    total = session.scalar(select(func.count()).select_from(Fill).where(where)) or 0
+    rows = session.execute(
+        select(Fill, Order.client_order_id, Order.bootstrap)
+        .join(Order, Order.id == Fill.order_id)
+        .where(where)
+        .order_by(Fill.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    items = [
+        {
+            "id": f.id,
+            "order_id": f.order_id,
+            "client_order_id": client_order_id,
+            "side": f.side,
+            "amount": _dec(f.amount),
+            "price": _dec(f.price),
+            "cost": _dec(f.cost),
+            "fee": _dec(f.fee),
+            "fee_asset": f.fee_asset,
+            "liquidity": f.liquidity,
+            "realised_pnl": _dec(f.realised_pnl),
+            "closed_trade_pnl": _dec(f.closed_trade_pnl),
+            "bootstrap": bootstrap,
+            "candle_ts": _iso(f.candle_ts),
+            "filled_at": _iso(f.filled_at),
+        }
+        for f, client_order_id, bootstrap in rows
+    ]
+    return items, int(total)
+
+
+def _last_price(bot: Bot) -> Decimal | None:
+    try:
+        return _market_source(bot.exchange).last_price(bot.symbol)
+    except Exception as exc:  # a view still answers without a live price
+        log.info("no last price for bot %s: %s", bot.id, exc)
+        return None
+
+
+def bot_positions(session: Session, bot: Bot) -> list[dict[str, Any]]:
+    """The bot's book for its symbol, valued at the market's last price (if available)."""
+    from app.store.models.ledger import Position
+
+    if session.get(Position, bot.id) is None:
+        return []
+    from app.services.ledger import ledger_view
+
+    price = _last_price(bot)
+    view = ledger_view(session, bot, price)
+    return [
+        {
+            "symbol": view.symbol,
+            "base": view.base,
+            "quote": view.quote,
+            "amount": _dec(view.position),
+            "avg_entry_price": _dec(view.avg_entry_price),
+            "cost_basis": _dec(view.cost_basis),
+            "initial_capital": _dec(view.initial_capital),
+            "cash": _dec(view.cash),
+            "realised_pnl": _dec(view.realised_pnl),
+            "fees_paid": _dec(view.fees_paid),
+            "open_orders": view.open_orders,
+            "price": _dec(price),
+            "equity": _dec(view.equity),
+            "unrealised_pnl": _dec(view.unrealised_pnl),
+            "balances": {
+                asset: {k: _dec(v) for k, v in parts.items()}
+                for asset, parts in view.balances.items()
+            },
+        }
+    ]
+
+
+def bot_equity(
+    session: Session, bot: Bot, *, limit: int, since: datetime | None
+) -> list[dict[str, Any]]:
+    """Equity snapshots, oldest first. Snapshots are written when something can change the
+    equity (a position is held, an order or fill happened); in between it is unchanged."""
+    from app.services.ledger import equity_curve
+
+    return [
+        {
+            "ts": _iso(s.ts),
+            "equity": _dec(s.equity),
+            "cash": _dec(s.cash),
+            "position_amount": _dec(s.position_amount),
+            "price": _dec(s.price),
+        }
+        for s in equity_curve(session, bot.id, since=since, limit=limit)
+    ]
+
+
+def bot_performance(session: Session, bot: Bot) -> dict[str, Any]:
+    """The metrics of the markets issue over the bot's equity, one point per candle
+    (snapshots forward-filled: while flat and idle the equity does not move)."""
+    import numpy as np
+
+    from app.domain.metrics import compute_metrics, datetime_to_ms, periods_per_year_for
+    from app.market.base import timeframe_seconds
+    from app.services.ledger import closed_trades, equity_curve
+    from app.store.models.ledger import Position
+
+    curve = equity_curve(session, bot.id)
+    tf_ms = timeframe_seconds(bot.timeframe) * 1000
+    position = session.get(Position, bot.id)
+    ts = np.array([datetime_to_ms(s.ts) for s in curve], dtype=np.int64)
+    values = np.array([float(s.equity) for s in curve], dtype=np.float64)
+    if ts.size:
+        end = ts[-1]
+        if bot.last_candle_ts is not None:
+            end = max(end, int(bot.last_candle_ts) + tf_ms)
+        grid = np.arange(ts[0], end + 1, tf_ms, dtype=np.int64)
+        idx = np.searchsorted(ts, grid, side="right") - 1
+        ts, values = grid, values[idx]
+    opened = position.opened_at if position is not None and position.amount > 0 else None
+    metrics = compute_metrics(
+        ts,
+        values,
+        closed_trades(session, bot.id),
+        periods_per_year=periods_per_year_for(tf_ms // 1000),
+        open_since_ts=datetime_to_ms(opened) if opened else None,
+    )
+    return {
+        "bot_id": bot.id,
+        "metrics": metrics.to_dict(),
+        "equity": {
+            "points": int(ts.size),
+            "start": metrics.start_equity,
+            "end": metrics.end_equity,
+            "capital": _dec(position.initial_capital) if position is not None else None,
+        },
+    }
+
+
+# -- demo data -----------------------------------------------------------------------------
+
+DEMO_EMAIL = "demo@tradewind.local"
+DEMO_PASSWORD = "tradewind-demo"
+DEMO_BOTS: tuple[dict[str, Any], ...] = (
+    {"name": "demo ETH fast SMA", "symbol": "ETH/BTC", "strategy": "sma_crossover",
+     "strategy_params": {"fast": 3, "slow": 8}},
+    {"name": "demo LTC RSI", "symbol": "LTC/BTC", "strategy": "rsi_mean_reversion",
+     "strategy_params": {"period": 6, "oversold": 35.0, "overbought": 65.0}},
+    {"name": "demo XMR Bollinger", "symbol": "XMR/BTC", "strategy": "bollinger_breakout",
+     "strategy_params": {"period": 12, "k": 1.5}},
+    {"name": "demo ETH MACD", "symbol": "ETH/BTC", "strategy": "macd_trend",
+     "strategy_params": {"fast": 6, "slow": 13, "signal": 4}},
+)  # fmt: skip
+
+
+def seed_demo(session: Session, *, now: datetime | None = None) -> tuple[Any, list[Bot], int]:
+    """A demo user with a few running paper bots on the replay market; safe to run again
+    (existing demo bots are kept and started if they are not running). Returns (user, bots,
+    how many bots were created)."""
+    from app.auth.passwords import hash_password
+    from app.store.models import User
+
+    now = now or utcnow()
+    user = session.scalar(select(User).where(User.email == DEMO_EMAIL))
+    if user is None:
+        user = User(email=DEMO_EMAIL, password_hash=hash_password(DEMO_PASSWORD), role="user")
+        session.add(user)
+        session.flush()
+    existing = {
+        b.name: b
+        for b in session.scalars(
+            select(Bot).where(Bot.user_id == user.id, Bot.deleted_at.is_(None))
+        )
+    }
+    bots, created = [], 0
+    for spec in DEMO_BOTS:
+        bot = existing.get(spec["name"])
+        if bot is None:
+            bot = create_bot(
+                session,
+                user.id,
+                {**spec, "exchange": "replay", "timeframe": "5m", "capital": Decimal("1")},
+            )
+            created += 1
+        if bot.status in TRANSITIONS["start"][0]:
+            change_status(session, user.id, bot.id, "start", now=now)
+        bots.append(bot)
+    return user, bots, created
