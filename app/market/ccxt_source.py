@@ -27,7 +27,9 @@ scheme and host of ``base_url`` (plus its path as a prefix).
 
 Orders are plain dicts: ``id, client_order_id, symbol, side, type, status, price, average,
 amount, filled, remaining, cost, fee (dict cost/currency or None), timestamp (ms or None)``
-with Decimal numbers.
+with Decimal numbers. ``status`` is ccxt's (``open``, ``closed``, ``canceled``, ...) or None when
+the exchange only acknowledged the request (kucoin and luno answer an order with its id only):
+fetch the order for its state.
 """
 
 from __future__ import annotations
@@ -203,34 +205,47 @@ class CcxtMarketSource:
         with self._lock:
             return fn(*args, **kwargs)
 
+    def _attempt(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """One ccxt call; a ccxt error is returned, not raised, so that the error we raise in
+        its place carries no reference to it (its text may hold signed URLs, and its HTTP
+        response would keep the socket open for as long as the caller keeps our error)."""
+        try:
+            return self._call(fn, *args, **kwargs), None
+        except self._ccxt.BaseError as exc:
+            return None, exc
+
     def _read(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One read, retried with exponential backoff on transient ccxt errors."""
         self._check_open()
-        ccxt = self._ccxt
         attempt = 0
         while True:
-            try:
-                return self._call(fn, *args, **kwargs)
-            except ccxt.NetworkError as exc:
-                if attempt >= self.max_retries:
-                    raise ExchangeUnavailable(
-                        f"{self.exchange_id} {what} failed after {attempt + 1} attempt(s): "
-                        f"{type(exc).__name__}: {self._scrub(str(exc))}"
-                    ) from None
-                delay = self.backoff_base_s * (2**attempt)
-                log.warning(
-                    "%s %s: %s, retry %d/%d in %.2fs",
-                    self.exchange_id,
-                    what,
-                    type(exc).__name__,
-                    attempt + 1,
-                    self.max_retries,
-                    delay,
+            result, exc = self._attempt(fn, *args, **kwargs)
+            if exc is None:
+                return result
+            error: AppError | None = None
+            if not isinstance(exc, self._ccxt.NetworkError):
+                error = self._map_error(exc, what)
+            elif attempt >= self.max_retries:
+                error = ExchangeUnavailable(
+                    f"{self.exchange_id} {what} failed after {attempt + 1} attempt(s): "
+                    f"{type(exc).__name__}: {self._scrub(str(exc))}"
                 )
-                self._sleep(delay)
-                attempt += 1
-            except ccxt.BaseError as exc:
-                raise self._map_error(exc, what) from None
+            kind = type(exc).__name__
+            del exc  # our traceback must not reach the ccxt error (see `_attempt`)
+            if error is not None:
+                raise error
+            delay = self.backoff_base_s * (2**attempt)
+            log.warning(
+                "%s %s: %s, retry %d/%d in %.2fs",
+                self.exchange_id,
+                what,
+                kind,
+                attempt + 1,
+                self.max_retries,
+                delay,
+            )
+            self._sleep(delay)
+            attempt += 1
 
     def _map_error(self, exc: Exception, what: str) -> AppError:
         ccxt = self._ccxt
@@ -366,6 +381,7 @@ class CcxtMarketSource:
 
     def fetch_balance(self) -> dict[str, dict[str, Decimal | None]]:
         """``{asset: {"free", "used", "total"}}`` for assets with a non-zero total."""
+        self._load_markets()  # ours first: ccxt would load them without our spot-only params
         raw = self._read("fetch balance", self.exchange.fetch_balance)
         out: dict[str, dict[str, Decimal | None]] = {}
         for asset, total in (raw.get("total") or {}).items():
@@ -402,38 +418,49 @@ class CcxtMarketSource:
             raise ValidationFailed("a limit order needs a price > 0")
         self.market(symbol)  # a read: markets load (with retries) before the single write
         self._check_open()
-        ccxt = self._ccxt
         params = {_CLIENT_ID_PARAM.get(self.exchange_id, "clientOrderId"): client_order_id}
-        try:
-            raw = self._call(
-                self.exchange.create_order,
-                symbol,
-                order_type,
-                side,
-                float(amount),
-                float(price) if price is not None else None,
-                params,
-            )
-        except ccxt.NetworkError as exc:
-            reason = {
-                ccxt.RequestTimeout: "timeout",
-                ccxt.RateLimitExceeded: "rate_limited",
-                ccxt.DDoSProtection: "rate_limited",
-                ccxt.ExchangeNotAvailable: "exchange_unavailable",
-            }.get(type(exc), "network")
-            raise OrderStateUnknown(
-                f"{self.exchange_id} create order {client_order_id!r}: no definite answer "
-                f"({reason}: {type(exc).__name__}); the order may or may not exist. It was not "
-                f"retried: look it up with fetch_order_by_client_id({client_order_id!r}) "
-                "before placing it again",
-                client_order_id=client_order_id,
-                reason=reason,
-            ) from None
-        except ccxt.BaseError as exc:
-            raise self._map_error(exc, f"order {client_order_id!r}") from None
+        raw, exc = self._attempt(
+            self.exchange.create_order,
+            symbol,
+            order_type,
+            side,
+            float(amount),
+            float(price) if price is not None else None,
+            params,
+        )
+        error = self._order_error(exc, client_order_id) if exc is not None else None
+        del exc  # our traceback must not reach the ccxt error (see `_attempt`)
+        if error is not None:
+            raise error
         order = self._order(raw, symbol)
+        # Some exchanges only acknowledge (an id); fill in what was asked, leave status None.
         order["client_order_id"] = order["client_order_id"] or client_order_id
+        order["side"] = order["side"] or side
+        order["type"] = order["type"] or order_type
+        if order["amount"] is None:
+            order["amount"] = amount
+        if order["price"] is None and order_type == "limit":
+            order["price"] = price
         return order
+
+    def _order_error(self, exc: Any, client_order_id: str) -> AppError:
+        ccxt = self._ccxt
+        if not isinstance(exc, ccxt.NetworkError):
+            return self._map_error(exc, f"order {client_order_id!r}")
+        reason = {
+            ccxt.RequestTimeout: "timeout",
+            ccxt.RateLimitExceeded: "rate_limited",
+            ccxt.DDoSProtection: "rate_limited",
+            ccxt.ExchangeNotAvailable: "exchange_unavailable",
+        }.get(type(exc), "network")
+        return OrderStateUnknown(
+            f"{self.exchange_id} create order {client_order_id!r}: no definite answer "
+            f"({reason}: {type(exc).__name__}); the order may or may not exist. It was not "
+            f"retried: look it up with fetch_order_by_client_id({client_order_id!r}) "
+            "before placing it again",
+            client_order_id=client_order_id,
+            reason=reason,
+        )
 
     def fetch_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any]:
         """The order placed with ``client_order_id``; raises `OrderNotFound` if none."""
@@ -476,15 +503,18 @@ class CcxtMarketSource:
         """Cancel once, never retried (a lost answer means: fetch the order to see)."""
         self.market(symbol)
         self._check_open()
-        try:
-            raw = self._call(self.exchange.cancel_order, order_id, symbol)
-        except self._ccxt.NetworkError as exc:
-            raise ExchangeUnavailable(
+        raw, exc = self._attempt(self.exchange.cancel_order, order_id, symbol)
+        error: AppError | None = None
+        if isinstance(exc, self._ccxt.NetworkError):
+            error = ExchangeUnavailable(
                 f"{self.exchange_id} cancel order {order_id!r}: no definite answer "
                 f"({type(exc).__name__}); fetch the order to see whether it is still open"
-            ) from None
-        except self._ccxt.BaseError as exc:
-            raise self._map_error(exc, f"cancel of order {order_id!r}") from None
+            )
+        elif exc is not None:
+            error = self._map_error(exc, f"cancel of order {order_id!r}")
+        del exc  # our traceback must not reach the ccxt error (see `_attempt`)
+        if error is not None:
+            raise error
         order = self._order(raw or {}, symbol)
         order["id"] = order["id"] or order_id
         return order

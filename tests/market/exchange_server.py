@@ -8,7 +8,7 @@ Routes and payloads come from ``tests/market/recorded/<exchange>.json``::
 A route key is ``METHOD /path``; a path segment ``*`` matches any one segment. Strings in a
 body may contain ``${param:NAME}``, replaced by that request parameter (query string, form or
 JSON body; ``_last_segment`` is the last path segment), so a placed order answers with the
-client order id it was sent.
+client order id it was sent; ``${header:NAME}`` likewise inserts a request header.
 
 A route may carry a ``live`` spec (where its candles are and how their open times are
 written). With ``server.live_candles = True`` such a route answers with its recorded candles
@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 RECORDED = Path(__file__).parent / "recorded"
-_PARAM_RE = re.compile(r"\$\{param:([A-Za-z0-9_]+)\}")
+_PARAM_RE = re.compile(r"\$\{(param|header):([A-Za-z0-9_-]+)\}")
 
 
 @dataclass
@@ -87,13 +87,18 @@ def _rebase_candles(body: Any, live: dict[str, Any]) -> Any:
     return body
 
 
-def _substitute(value: Any, params: dict[str, str]) -> Any:
+def _substitute(value: Any, req: Request) -> Any:
     if isinstance(value, str):
-        return _PARAM_RE.sub(lambda m: params.get(m.group(1), ""), value)
+
+        def repl(m: re.Match[str]) -> str:
+            source = req.params if m.group(1) == "param" else req.headers
+            return source.get(m.group(2), "")
+
+        return _PARAM_RE.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, params) for k, v in value.items()}
+        return {k: _substitute(v, req) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, params) for v in value]
+        return [_substitute(v, req) for v in value]
     return value
 
 
@@ -143,7 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = spec["body"]
         if st.live_candles and "live" in spec:
             body = _rebase_candles(body, spec["live"])
-        self._send(spec.get("status", 200), _substitute(body, params))
+        self._send(spec.get("status", 200), _substitute(body, req))
 
     def _send(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -198,6 +203,10 @@ class RecordedExchange:
         assert pattern is not None, f"no recorded route for {route}"
         with self.state.lock:
             self.state.faults.setdefault(pattern, deque()).extend(faults)
+
+    def add_error(self, name: str, status: int, body: Any) -> None:
+        """An extra error answer for `fail` (for cases no exchange recorded)."""
+        self.state.errors[name] = {"status": status, "body": body}
 
     def requests(self, route: str | None = None) -> list[Request]:
         with self.state.lock:
