@@ -42,7 +42,8 @@ def per_worker_counts(metrics_dir: Path) -> dict[int, float]:
 
 
 def test_metrics_add_up_across_workers(settings: Settings, tmp_path: Path) -> None:
-    with ops_gunicorn(settings, tmp_path, workers=2, threads=2) as (base, metrics_dir, _log):
+    with ops_gunicorn(settings, tmp_path, workers=2, threads=2) as server:
+        base, metrics_dir = server.base, server.metrics_dir
         before = scrape_count(base)
         sent = 0
         while sent < MAX_REQUESTS:

@@ -10,7 +10,8 @@ from typing import Any
 
 from app.services.events import publish_event
 from config import Settings
-from tests.observability.helpers import SseClient, ops_gunicorn
+from tests.observability.helpers import SseClient, json_lines, ops_gunicorn
+from tests.support.processes import stop_process
 
 MAX_ATTEMPTS = 60
 
@@ -23,7 +24,8 @@ def test_two_workers_see_the_same_event(
 ) -> None:
     user, other = make_user(), make_user()
     headers = auth_headers(user)
-    with ops_gunicorn(settings, tmp_path, workers=2, threads=4) as (base, _dir, _log):
+    with ops_gunicorn(settings, tmp_path, workers=2, threads=4) as server:
+        base = server.base
         by_worker: dict[int, SseClient] = {}
         for _ in range(MAX_ATTEMPTS):
             client = SseClient(base, headers)
@@ -47,3 +49,23 @@ def test_two_workers_see_the_same_event(
     assert first["type"] == "trade" and first["user_id"] == user.id
     assert first["data"] == {"side": "buy", "price": "0.0215"}
     assert first["sse_id"] == str(first["id"])
+
+
+def test_shutdown_ends_open_streams_cleanly(
+    settings: Settings,
+    tmp_path: Path,
+    make_user: Callable[..., Any],
+    auth_headers: Callable[..., Any],
+) -> None:
+    """SIGTERM ends open streams at once (clients reconnect elsewhere) instead of holding the
+    worker until gunicorn kills it at the end of graceful_timeout."""
+    headers = {**auth_headers(make_user()), "X-Request-ID": "open-at-shutdown"}
+    with ops_gunicorn(settings, tmp_path, workers=1, threads=4) as server:
+        stream = SseClient(server.base, headers)
+        assert stream.status == 200
+        assert stop_process(server.proc) == 0
+        rest = list(stream.response.iter_lines())  # the server closed the stream: EOF
+        stream.close()
+    assert all(line.startswith(b":") or not line for line in rest)
+    access = [e for e in json_lines(server.log_path) if e["logger"] == "gunicorn.access"]
+    assert any(e.get("request_id") == "open-at-shutdown" and e["status"] == 200 for e in access)

@@ -4,8 +4,10 @@ directory, JSON logs and quick heartbeats, and a reader for its event streams.""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,19 @@ from tests.support.processes import gunicorn, service_env
 EVENTS_URL = "/api/realtime/events"
 
 
+@dataclass
+class Server:
+    base: str
+    metrics_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+
+
 @contextmanager
 def ops_gunicorn(
     settings: Any, tmp_path: Path, workers: int = 2, threads: int = 4, **extra: str
-) -> Iterator[tuple[str, Path, Path]]:
-    """gunicorn with JSON logs to a file and a fresh metrics directory:
-    yields (base_url, metrics_dir, log_path)."""
+) -> Iterator[Server]:
+    """gunicorn with JSON logs to a file and a fresh metrics directory."""
     metrics_dir = tmp_path / "prometheus"
     log_path = tmp_path / "gunicorn.log"
     env = service_env(
@@ -35,8 +44,8 @@ def ops_gunicorn(
         ENCRYPTION_KEY=DEV_ENCRYPTION_KEY,
         **extra,
     )
-    with gunicorn(env, workers=workers, threads=threads, log_path=log_path) as (base, _proc):
-        yield base, metrics_dir, log_path
+    with gunicorn(env, workers=workers, threads=threads, log_path=log_path) as (base, proc):
+        yield Server(base, metrics_dir, log_path, proc)
 
 
 class SseClient:
