@@ -259,13 +259,19 @@ def import_candles_command(
             "no gaps"
             if gaps.count == 0
             else f"{gaps.count} gap(s), {gaps.missing_candles} missing candle(s); first: "
-            + ", ".join(f"after {g.after_ts} ({g.missing} missing)" for g in gaps.first)
+            + ", ".join(f"after {_iso(g.after_ts)} ({g.missing} missing)" for g in gaps.first)
         )
         click.echo(
             f"[ok]   {result.name.symbol} {result.name.timeframe} ({result.name.exchange}): "
-            f"{result.rows} candles {result.first_ts}..{result.last_ts}, {gap_text}"
+            f"{result.rows} candles {_iso(result.first_ts)}..{_iso(result.last_ts)}, {gap_text}"
             f"{' (replaced)' if result.replaced else ''} -> {result.path}"
         )
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _read_csv(path: Path) -> str:
