@@ -26,6 +26,7 @@ tick row records how many planned ticks it `skipped`: every boundary is accounte
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,20 @@ from app.store.models.trading import BotTick
 log = logging.getLogger("tradewind.ticks")
 
 
+def tick_setting(name: str, default: float) -> float:
+    """A tick setting: the Settings field once config.py has it, else the environment
+    variable of the same name (upper case), else the default."""
+    from config import get_settings
+
+    value = getattr(get_settings(), name, None)
+    if value is None:
+        value = os.environ.get(name.upper())
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
 @dataclass(frozen=True)
 class TickSettings:
     lease_seconds: float = 30.0
@@ -55,14 +70,11 @@ class TickSettings:
 
     @classmethod
     def current(cls) -> TickSettings:
-        from config import get_settings
-
-        s = get_settings()
         return cls(
-            lease_seconds=float(getattr(s, "tick_lease_seconds", cls.lease_seconds)),
-            batch_size=int(getattr(s, "tick_batch_size", cls.batch_size)),
-            run_seconds=float(getattr(s, "tick_run_seconds", cls.run_seconds)),
-            max_error_streak=int(getattr(s, "tick_max_error_streak", cls.max_error_streak)),
+            lease_seconds=tick_setting("tick_lease_seconds", cls.lease_seconds),
+            batch_size=int(tick_setting("tick_batch_size", cls.batch_size)),
+            run_seconds=tick_setting("tick_run_seconds", cls.run_seconds),
+            max_error_streak=int(tick_setting("tick_max_error_streak", cls.max_error_streak)),
         )
 
 

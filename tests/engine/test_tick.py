@@ -1,0 +1,248 @@
+"""One bot's tick against the ledger: orders at the next open with deterministic client ids,
+fills, sizing wired to the bot's closed trades (bootstrap, Kelly, negative edge), requested
+exits - and a bot ticked candle by candle trades exactly like the backtest of the same data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.engine.tick import run_tick, to_ms
+from app.store.base import utcnow
+from app.store.db import session_scope
+from app.store.models import Bot
+from app.store.models.ledger import EquitySnapshot, Fill, Order, Position
+from tests.engine.helpers import (
+    FIXTURE_CLOSE,
+    FIXTURE_OPEN,
+    HOUR_MS,
+    T0,
+    Clock,
+    at,
+    install_replay,
+    make_bot,
+    rows_from,
+    uninstall_replay,
+    write_candles,
+)
+
+D = Decimal
+
+
+@pytest.fixture
+def clock(app: Any, tmp_path: Path) -> Iterator[Clock]:
+    directory = tmp_path / "candles"
+    write_candles(directory, "TEST_AAA-BBB_1h.csv", rows_from(FIXTURE_OPEN, FIXTURE_CLOSE))
+    c = Clock(T0)
+    install_replay(directory, c)
+    yield c
+    uninstall_replay()
+
+
+@pytest.fixture
+def user_id(make_user: Any) -> int:
+    return int(make_user().id)
+
+
+def tick(bot_id: int, clock: Clock, k: int) -> Any:
+    """The tick planned when candle k closes (the clock is set there), committed the way the
+    dispatcher commits it (last_candle_ts moves on)."""
+    clock.ms = T0 + (k + 1) * HOUR_MS
+    with session_scope() as s:
+        bot = s.get(Bot, bot_id)
+        result = run_tick(s, bot, planned_at=at(clock.ms), now=utcnow())
+        if result.last_candle_ts is not None:
+            bot.last_candle_ts = result.last_candle_ts
+        if result.exit_done:
+            bot.exit_requested_at = None
+    return result
+
+
+def orders(bot_id: int) -> list[Order]:
+    with session_scope() as s:
+        return list(s.scalars(select(Order).where(Order.bot_id == bot_id).order_by(Order.id)))
+
+
+def test_entry_signal_places_a_market_buy_filled_at_the_next_open(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as s:
+        bot_id = make_bot(s, user_id).id
+    result = tick(bot_id, clock, 4)  # candle 4 carries the entry signal
+    assert (result.signal, result.action) == (1, "buy")
+    (order,) = orders(bot_id)
+    planned_s = (T0 + 5 * HOUR_MS) // 1000
+    assert order.client_order_id == f"{bot_id}-{planned_s}-0"
+    assert (order.side, order.type, order.state) == ("buy", "market", "open")
+    assert order.quote_amount == D("100.1")  # stake 100, the entry fee on top
+    assert to_ms(order.fill_from) == T0 + 5 * HOUR_MS  # the next candle's open
+    assert not order.bootstrap
+
+    result = tick(bot_id, clock, 5)  # candle 5 has closed: the buy fills at its open
+    assert result.signal == 0 and result.action is None
+    (order,) = orders(bot_id)
+    assert order.state == "filled" and order.average_price == D("13")
+    assert order.filled_amount == D("7.692")
+    with session_scope() as s:
+        assert s.get(Position, bot_id).amount == D("7.692")
+        snaps = s.scalars(select(EquitySnapshot).where(EquitySnapshot.bot_id == bot_id)).all()
+        # valued at the close of candle 5 (16), stamped with its close time
+        assert [to_ms(x.ts) for x in snaps][-1] == T0 + 6 * HOUR_MS
+        assert snaps[-1].equity == D("1000") - D("100.095996") + D("7.692") * 16
+
+
+def test_a_retried_tick_places_nothing_twice(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as s:
+        bot_id = make_bot(s, user_id).id
+    tick(bot_id, clock, 4)
+    with session_scope() as s:  # the same planned tick again, as if its commit was lost
+        bot = s.get(Bot, bot_id)
+        bot.last_candle_ts = None
+        again = run_tick(s, bot, planned_at=at(T0 + 5 * HOUR_MS), now=utcnow())
+    assert again.signal == 1 and again.action is None  # the entry is already on its way
+    assert len(orders(bot_id)) == 1
+    from app.engine import broker
+
+    with session_scope() as s:  # and the broker itself returns the order with that id
+        bot = s.get(Bot, bot_id)
+        same = broker.place_order(
+            s, bot, side="buy", order_type="market", quote_amount=D("100.1"),
+            client_order_id=f"{bot_id}-{(T0 + 5 * HOUR_MS) // 1000}-0", now=utcnow(),
+        )  # fmt: skip
+        assert same.id == orders(bot_id)[0].id
+    assert len(orders(bot_id)) == 1
+
+
+def test_one_decision_per_candle(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as s:
+        bot_id = make_bot(s, user_id).id
+    tick(bot_id, clock, 4)
+    with session_scope() as s:  # a second tick on the same candle acts on nothing
+        bot = s.get(Bot, bot_id)
+        result = run_tick(s, bot, planned_at=at(T0 + 5 * HOUR_MS + 1000), now=utcnow())
+    assert result.signal == 0 and result.last_candle_ts is None
+
+
+def test_ticked_candle_by_candle_the_bot_trades_like_the_backtest(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    from app.domain.sizing import SizingConfig
+    from app.domain.strategies import get_strategy
+    from app.engine.backtest import run_backtest
+    from app.engine.fill_model import FeeSchedule
+    from app.market.registry import get_market_source
+
+    with session_scope() as s:
+        bot_id = make_bot(s, user_id).id
+    for k in range(3, len(FIXTURE_CLOSE)):
+        tick(bot_id, clock, k)
+    source = get_market_source("replay")
+    strategy = get_strategy("sma_crossover")
+    backtest = run_backtest(
+        source.candles("AAA/BBB", "1h", since_ms=T0),
+        strategy,
+        strategy.validate_params({"fast": 2, "slow": 3}),
+        capital=D("1000"),
+        market=source.market("AAA/BBB"),
+        fees=FeeSchedule(D("0.001"), D("0.001")),
+        sizing=SizingConfig(mode="fixed", stake=D("100")),
+        timeframe_seconds=3600,
+    )
+    with session_scope() as s:
+        fills = s.scalars(select(Fill).where(Fill.bot_id == bot_id).order_by(Fill.id)).all()
+        live = [(f.side, f.price, f.amount, f.fee) for f in fills]
+        pnls = [f.closed_trade_pnl for f in fills if f.closed_trade_pnl is not None]
+        position = s.get(Position, bot_id)
+    expected = []
+    for t in backtest.trades:
+        expected += [("buy", t.entry_price, t.amount, t.entry_fee),
+                     ("sell", t.exit_price, t.amount, t.exit_fee)]  # fmt: skip
+    assert live == expected
+    assert pnls == [t.pnl for t in backtest.trades] == [D("-15.568608"), D("21.204598")]
+    assert position.amount == 0
+
+
+def _closed_trades(bot_id: int, pnls: list[str]) -> None:
+    """Closed round trips in the bot's history (what sizing learns from)."""
+    now = utcnow() - timedelta(days=2)
+    with session_scope() as s:
+        for n, pnl in enumerate(pnls):
+            order = Order(
+                bot_id=bot_id, symbol="AAA/BBB", side="sell", type="market", state="filled",
+                amount=D(1), reserved=D(1), client_order_id=f"hist-{bot_id}-{n}",
+                fill_from=now, created_at=now,
+            )  # fmt: skip
+            s.add(order)
+            s.flush()
+            s.add(
+                Fill(
+                    order_id=order.id, bot_id=bot_id, side="sell", amount=D(1), price=D(10),
+                    cost=D(10), fee=D(0), fee_asset="BBB", liquidity="taker",
+                    realised_pnl=D(pnl), cost_basis_change=D(0), closed_trade_pnl=D(pnl),
+                    candle_ts=now, filled_at=now + timedelta(seconds=n),
+                )
+            )  # fmt: skip
+
+
+def test_bootstrap_below_five_trades_stakes_one_percent_and_tags_the_order(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as s:
+        bot_id = make_bot(s, user_id, sizing={}).id
+    _closed_trades(bot_id, ["5", "-1", "2", "3"])  # 4 < 5 closed trades
+    result = tick(bot_id, clock, 4)
+    (order,) = [o for o in orders(bot_id) if o.state == "open"]
+    assert order.bootstrap is True
+    assert order.quote_amount == D("10.01")  # 1 % of capital 1000, fee on top
+    assert result.details["sizing"]["bootstrap"] is True
+
+
+def test_kelly_stake_from_the_bots_own_trades(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as s:
+        bot_id = make_bot(s, user_id, sizing={}).id
+    # W = 3/5 = 0.6, R = avg win 2 / avg loss 1 = 2, f* = 0.6 - 0.4 / 2 = 0.4;
+    # half-Kelly 0.2 (under the 0.25 cap) of equity 1000 = 200, + 0.1 % fee = 200.2
+    _closed_trades(bot_id, ["2", "-1", "2", "-1", "2"])
+    result = tick(bot_id, clock, 4)
+    (order,) = [o for o in orders(bot_id) if o.state == "open"]
+    assert order.quote_amount == D("200.2") and order.bootstrap is False
+    sizing = result.details["sizing"]
+    assert D(sizing["kelly_fraction"]) == D("0.4") and D(sizing["win_rate"]) == D("0.6")
+    assert D(sizing["payoff_ratio"]) == D("2") and D(sizing["applied_fraction"]) == D("0.2")
+
+
+def test_negative_edge_places_nothing_and_logs_the_numbers(clock, user_id, caplog) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as s:
+        bot_id = make_bot(s, user_id, sizing={}).id
+    # W = 2/5 = 0.4, R = avg win 1 / avg loss 2 = 0.5, f* = 0.4 - 0.6 / 0.5 = -0.8
+    _closed_trades(bot_id, ["1", "-2", "-2", "-2", "1"])
+    with caplog.at_level(logging.INFO, logger="tradewind.tick"):
+        result = tick(bot_id, clock, 4)
+    assert result.signal == 1 and result.action == "no_stake"
+    assert [o for o in orders(bot_id) if o.state == "open"] == []
+    (record,) = [r for r in caplog.records if "stake 0" in r.getMessage()]
+    assert record.levelno == logging.INFO
+    message = record.getMessage()
+    assert "win_rate=0.4" in message and "payoff=0.5" in message and "kelly=-0.8" in message
+
+
+def test_requested_exit_sells_even_when_paused_and_finishes_when_flat(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as s:
+        bot_id = make_bot(s, user_id).id
+    tick(bot_id, clock, 4)
+    tick(bot_id, clock, 5)  # long 7.692
+    with session_scope() as s:
+        bot = s.get(Bot, bot_id)
+        bot.status = "paused"
+        bot.exit_requested_at = utcnow()
+    result = tick(bot_id, clock, 6)
+    assert result.action == "exit" and not result.exit_done
+    sell = orders(bot_id)[-1]
+    assert (sell.side, sell.amount, sell.state) == ("sell", D("7.692"), "open")
+    assert sell.client_order_id.endswith("-1")
+    result = tick(bot_id, clock, 7)  # filled at open[7] = 15; nothing held, nothing open
+    assert result.exit_done
+    assert orders(bot_id)[-1].state == "filled" and orders(bot_id)[-1].average_price == D("15")
+    with session_scope() as s:
+        assert s.get(Position, bot_id).amount == 0
