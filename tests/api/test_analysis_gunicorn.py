@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from sqlalchemy import func, select
 
@@ -54,8 +53,6 @@ def test_concurrent_submissions_create_one_job(
     make_user: Callable[..., Any],
     auth_headers: Callable[[Any], dict[str, str]],
 ) -> None:
-    if settings.is_sqlite:
-        pytest.skip("many concurrent writers: the guarantee of the Postgres deployment")
     user = make_user()
     headers = auth_headers(user)
     body = {"tickers": ["ETH/BTC", "LTC/BTC"], "capital": 1000}
