@@ -16,7 +16,7 @@ result from the inputs alone, which is how a stored valuation is reproduced and 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import AppError, NotFound, ValidationFailed
+from app.market.base import MarketSource
 from app.store.base import utcnow
 from app.store.models import Bot, User
 from app.store.models.ledger import Balance, Position, PricingSnapshot
@@ -256,10 +257,15 @@ def _holdings(session: Session, user: User) -> tuple[list[dict[str, Any]], list[
 
 
 def value_portfolio(
-    session: Session, user: User, *, currency: str | None = None
+    session: Session,
+    user: User,
+    *,
+    currency: str | None = None,
+    sources: Mapping[str, MarketSource] | None = None,
 ) -> PricingSnapshot:
     """Value every bot's balances of `user` in `currency` (default: the user's base currency)
-    and store the valuation with its inputs. Assets without a price path are unpriced."""
+    and store the valuation with its inputs. Assets without a price path are unpriced.
+    `sources` (exchange -> source) overrides the process registry, for tests and scripts."""
     base = _check_currency(currency or user.base_currency or "USD")
     pegs = {coin: "USD" for coin in usd_pegs() if coin != "USD"}
     holdings, bot_rows = _holdings(session, user)
@@ -267,7 +273,8 @@ def value_portfolio(
     paths: dict[str, dict[str, Any]] = {}
     for exchange in sorted({h["exchange"] for h in holdings}):
         assets = sorted({h["asset"] for h in holdings if h["exchange"] == exchange})
-        _price_exchange(exchange, assets, base, pegs, prices, paths)
+        source = (sources or {}).get(exchange)
+        _price_exchange(exchange, source, assets, base, pegs, prices, paths)
     inputs = {
         "base_currency": base,
         "holdings": holdings,
@@ -293,6 +300,7 @@ def value_portfolio(
 
 def _price_exchange(
     exchange: str,
+    source: MarketSource | None,
     assets: list[str],
     base: str,
     pegs: dict[str, str],
@@ -300,7 +308,7 @@ def _price_exchange(
     paths: dict[str, dict[str, Any]],
 ) -> None:
     try:
-        source = _source(exchange)
+        source = source or _source(exchange)
         markets = [(m.symbol, m.base.upper(), m.quote.upper()) for m in source.markets()]
     except (AppError, ValueError) as exc:
         for asset in assets:
