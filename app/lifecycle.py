@@ -1,16 +1,28 @@
 """Ordered start and crash-proof stop of the background subsystems of a process.
 
-Start runs in a fixed order (database -> market sources -> scheduler), each subsystem only
-when its feature flag is on; stop runs in reverse, each step bounded by a timeout and
-isolated, so one failing step never keeps the others from stopping. Both are idempotent.
+Start runs in a fixed order, each subsystem only when its feature flag is on:
+
+    config (validated) -> database -> market sources -> scheduler -> trading -> self-healing
+
+`trading` and `self_healing` are groups of scheduler jobs (`app.jobs.periodic`, by their
+`flag`): the scheduler starts with the jobs every process runs, and each group adds its own,
+so a group can be switched off, and is stopped, on its own. Stop runs in reverse (a group
+first stops taking new runs, then waits for the one in flight), then the scheduler, then this
+worker's leases are handed back, market sessions closed and the pool disposed. Each stop is
+bounded by a timeout, all stops together by a budget below gunicorn's graceful timeout, and
+each is isolated: one that fails or hangs is reported and the others still run. Start and
+stop are idempotent; subsystems may be sync or async callables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,26 +33,64 @@ if TYPE_CHECKING:
 log = logging.getLogger("tradewind.lifecycle")
 
 STOP_TIMEOUT_SECONDS = 10.0
+STOP_BUDGET_SECONDS = 25.0  # gunicorn graceful_timeout is 30 s
+MIN_STOP_SLICE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
 class Subsystem:
     name: str
-    start: Callable[[Settings], Any]
+    start: Callable[..., Any]
     stop: Callable[[], Any]
     enabled: Callable[[Settings], bool] = lambda _s: True
 
 
+# -- sync and async callables --------------------------------------------------------------
+
+
 def _call(func: Callable[..., Any], *args: Any) -> Any:
-    """Run a sync or async callable to completion."""
+    """Run a sync or async callable to completion, from any thread, loop or not."""
     result = func(*args)
     if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
+        return _run_awaitable(result)
     return result
 
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _run_awaitable(awaitable: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await(awaitable))
+    # This thread already runs a loop: run the coroutine on a loop of its own elsewhere.
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = asyncio.run(_await(awaitable))
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="lifecycle-async")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+# -- subsystems ----------------------------------------------------------------------------
+
+
+def _check_config(settings: Settings) -> None:
+    """Validate again (a production start without strong secrets stops here) and say which
+    development defaults are in use."""
+    type(settings).model_validate(settings.model_dump())
+    for name in settings.insecure_defaults_in_use():
+        log.warning("%s is not set: using an insecure development default", name)
 
 
 def _start_database(settings: Settings) -> None:
@@ -67,10 +117,23 @@ def _stop_market() -> None:
     close_market_sources()
 
 
+def _release_leases() -> None:
+    from app.jobs.shutdown import release_own_leases
+
+    release_own_leases()
+
+
+def _group_flags() -> set[str]:
+    from app.jobs.periodic import PERIODIC_JOBS
+
+    return {job.flag for job in PERIODIC_JOBS if job.flag}
+
+
 def _start_scheduler(settings: Settings) -> None:
+    """The scheduler with the jobs every process runs; flagged groups are added later."""
     from app.jobs.scheduler import start_scheduler
 
-    start_scheduler(settings)
+    start_scheduler(settings.model_copy(update={flag: False for flag in _group_flags()}))
 
 
 def _stop_scheduler() -> None:
@@ -79,58 +142,162 @@ def _stop_scheduler() -> None:
     stop_scheduler(wait=True)
 
 
-def _release_leases() -> None:
-    from app.jobs.shutdown import release_own_leases
+class JobGroup:
+    """The periodic jobs of one feature flag, added to and removed from the running
+    scheduler as one subsystem. Stopping waits for a run in flight, so nothing of the group
+    is still running when the next subsystem stops."""
 
-    release_own_leases()
+    def __init__(self, flag: str) -> None:
+        self.flag = flag
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._job_ids: list[str] = []
+
+    def _jobs(self) -> list[Any]:
+        from app.jobs.periodic import PERIODIC_JOBS
+
+        return [job for job in PERIODIC_JOBS if job.flag == self.flag]
+
+    def _wrap(self, name: str, target: str) -> Callable[[], None]:
+        def run() -> None:
+            with self._idle:
+                self._in_flight += 1
+            try:
+                module_name, _, func_name = target.partition(":")
+                getattr(importlib.import_module(module_name), func_name)()
+            except Exception:
+                log.exception("periodic job %s failed", name)
+            finally:
+                with self._idle:
+                    self._in_flight -= 1
+                    self._idle.notify_all()
+
+        return run
+
+    def start(self, settings: Settings) -> None:
+        scheduler = _running_scheduler()
+        if scheduler is None:
+            raise RuntimeError(f"cannot add the {self.flag} jobs: the scheduler is not running")
+        for job in self._jobs():
+            scheduler.add_job(
+                self._wrap(job.name, job.target),
+                "interval",
+                seconds=job.seconds,
+                id=job.name,
+                replace_existing=True,
+            )
+            self._job_ids.append(job.name)
+        log.info("scheduler jobs added: %s", self._job_ids)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        scheduler = _running_scheduler()
+        ids, self._job_ids = self._job_ids, []
+        for job_id in ids:
+            if scheduler is not None:
+                with contextlib.suppress(Exception):  # already gone with the scheduler
+                    scheduler.remove_job(job_id)
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight and time.monotonic() < deadline:
+                self._idle.wait(max(deadline - time.monotonic(), 0.01))
+            if self._in_flight:
+                raise TimeoutError(f"{self._in_flight} {self.flag} job(s) still running")
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+
+def _running_scheduler() -> Any:
+    """This process's running APScheduler, or None.
+
+    The foundation's `app.jobs.scheduler` keeps it private; this reads it until that module
+    offers add/remove functions for job groups.
+    """
+    from app.jobs import scheduler as module
+
+    scheduler = getattr(module, "_scheduler", None)
+    return scheduler if scheduler is not None and scheduler.running else None
+
+
+TRADING = JobGroup("trading_enabled")
+SELF_HEALING = JobGroup("self_healing_enabled")
+
+
+def _scheduled(flag: str | None = None) -> Callable[[Settings], bool]:
+    def enabled(settings: Settings) -> bool:
+        return bool(settings.scheduler_enabled and (flag is None or getattr(settings, flag)))
+
+    return enabled
 
 
 SUBSYSTEMS: tuple[Subsystem, ...] = (
+    Subsystem("config", _check_config, lambda: None),
     Subsystem("database", _start_database, _stop_database),
     Subsystem("market", _start_market, _stop_market),
-    Subsystem("leases", lambda _s: None, _release_leases, lambda s: s.scheduler_enabled),
-    Subsystem("scheduler", _start_scheduler, _stop_scheduler, lambda s: s.scheduler_enabled),
+    Subsystem("leases", lambda _s: None, _release_leases, _scheduled()),
+    Subsystem("scheduler", _start_scheduler, _stop_scheduler, _scheduled()),
+    Subsystem("trading", TRADING.start, TRADING.stop, _scheduled("trading_enabled")),
+    Subsystem(
+        "self_healing", SELF_HEALING.start, SELF_HEALING.stop, _scheduled("self_healing_enabled")
+    ),
 )
 
 
 class Lifecycle:
     """Starts the enabled subsystems in order and stops the started ones in reverse."""
 
-    def __init__(self, subsystems: tuple[Subsystem, ...] = SUBSYSTEMS) -> None:
+    def __init__(
+        self,
+        subsystems: tuple[Subsystem, ...] = SUBSYSTEMS,
+        *,
+        stop_timeout: float = STOP_TIMEOUT_SECONDS,
+        stop_budget: float = STOP_BUDGET_SECONDS,
+    ) -> None:
         self._subsystems = subsystems
         self._started: list[Subsystem] = []
         self._lock = threading.Lock()
+        self.stop_timeout = stop_timeout
+        self.stop_budget = stop_budget
 
     @property
     def started(self) -> list[str]:
         return [s.name for s in self._started]
 
-    def start(self, settings: Settings) -> None:
+    def start(self, settings: Settings) -> list[str]:
+        """Start every enabled subsystem in order; a second call is a no-op. On a failure the
+        ones already started are stopped and the error is raised (the process must not run
+        half-started)."""
         with self._lock:
             if self._started:
-                return
+                return self.started
             for subsystem in self._subsystems:
                 if not subsystem.enabled(settings):
                     continue
                 try:
                     _call(subsystem.start, settings)
                 except Exception:
-                    log.exception("start of %s failed; stopping what started", subsystem.name)
+                    log.error("start of %s failed; stopping what started", subsystem.name)
                     self._stop_locked()
                     raise
                 self._started.append(subsystem)
                 log.info("started %s", subsystem.name)
+            return self.started
 
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> list[str]:
-        """Stop everything started; returns the names whose stop failed or timed out."""
+    def stop(self, timeout: float | None = None) -> list[str]:
+        """Stop everything started, in reverse; returns the names whose stop failed or timed
+        out. Never raises; a second call is a no-op."""
         with self._lock:
             return self._stop_locked(timeout)
 
-    def _stop_locked(self, timeout: float = STOP_TIMEOUT_SECONDS) -> list[str]:
+    def _stop_locked(self, timeout: float | None = None) -> list[str]:
+        step = self.stop_timeout if timeout is None else timeout
+        deadline = time.monotonic() + max(self.stop_budget, step)
         failed = []
         while self._started:
             subsystem = self._started.pop()
-            if not _bounded(subsystem, timeout):
+            remaining = deadline - time.monotonic()
+            if not _bounded(subsystem, max(min(step, remaining), MIN_STOP_SLICE_SECONDS)):
                 failed.append(subsystem.name)
         return failed
 
@@ -148,12 +315,12 @@ def _bounded(subsystem: Subsystem, timeout: float) -> bool:
 
     thread = threading.Thread(target=run, name=f"stop-{subsystem.name}", daemon=True)
     thread.start()
-    thread.join(timeout)
+    thread.join(timeout + 0.5)
     if thread.is_alive():
-        log.error("stop of %s timed out after %.1fs", subsystem.name, timeout)
+        log.error("stop of %s timed out after %.1fs; going on", subsystem.name, timeout)
         return False
     if outcome.get("error") is not None:
-        log.error("stop of %s raised %r", subsystem.name, outcome["error"])
+        log.error("stop of %s raised %r; going on", subsystem.name, outcome["error"])
         return False
     log.info("stopped %s", subsystem.name)
     return True
