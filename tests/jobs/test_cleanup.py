@@ -1,0 +1,54 @@
+"""The clean-up removes analysis results older than the retention and nothing younger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from app.jobs import cleanup
+from app.services.jobs import submit_job
+from app.store.base import utcnow
+from app.store.db import session_scope
+from app.store.models import Job
+from app.store.models.analysis import AnalysisResult
+
+
+def test_results_past_retention_are_deleted(make_user: Callable[..., Any]) -> None:
+    user = make_user()
+    now = utcnow()
+    ages = {"ancient": 400, "old": 31, "recent": 29, "fresh": 0}
+    with session_scope() as s:
+        job_id = submit_job(s, user.id, "analysis", {"x": 1}).id
+        for ticker, days in ages.items():
+            s.add(
+                AnalysisResult(
+                    job_id=job_id, user_id=user.id, ticker=f"{ticker.upper()}/BTC",
+                    timeframe="1h", created_at=now - timedelta(days=days, minutes=1), data={},
+                )
+            )
+    assert cleanup.run_once(now) == {"analysis_results": 2, "revocations": 0}  # default 30 d
+    with session_scope() as s:
+        left = sorted(s.scalars(select(AnalysisResult.ticker)))
+        assert left == ["FRESH/BTC", "RECENT/BTC"]
+        assert s.get(Job, job_id) is not None  # jobs are not results
+    assert cleanup.run_once(now) == {"analysis_results": 0, "revocations": 0}
+
+
+def test_retention_is_configurable(make_user: Callable[..., Any], settings: Any) -> None:
+    from config import use_settings
+
+    user = make_user()
+    now = utcnow()
+    with session_scope() as s:
+        job_id = submit_job(s, user.id, "analysis", {"x": 1}).id
+        s.add(AnalysisResult(job_id=job_id, user_id=user.id, ticker="A/B", timeframe="1h",
+                             created_at=now - timedelta(days=3), data={}))
+    assert cleanup.run_once(now)["analysis_results"] == 0
+    use_settings(settings.model_copy(update={"analysis_retention_days": 2}))
+    try:
+        assert cleanup.run_once(now)["analysis_results"] == 1
+    finally:
+        use_settings(settings)
