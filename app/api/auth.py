@@ -1,9 +1,292 @@
-"""Accounts: register, login, refresh, logout, me (being built)."""
+"""Accounts: register, login, refresh, logout, me; and `flask create-admin`.
+
+Failures that must leave a trace (a refused login, a replayed refresh token) are audited in a
+unit of work of their own: the request's own transaction is rolled back with the 4xx.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
+import os
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+from flask import Blueprint, Flask, request
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from app.api.rate_limit import json_field_key, limiter, setting
+from app.api.request_context import db_session
+from app.api.validation import RequestModel, body, response
+from app.auth.jwt import auth_required, current_user, mint_tokens, refresh_lifetime
+from app.auth.passwords import PASSWORD_MAX_LENGTH, password_problem
+from app.auth.revocation import revoke_access_token
+from app.services import accounts
+from app.services.audit import record_audit
+from app.store.base import utcnow
+from app.store.db import session_scope
+from app.store.models import User
+
+log = logging.getLogger("tradewind.auth")
+bp = Blueprint("auth", __name__)
+
+LOGIN_LIMIT = setting("ratelimit_login", "10 per minute")
+LOGIN_ACCOUNT_LIMIT = setting("ratelimit_login_account", "5 per minute")
+REGISTER_LIMIT = setting("ratelimit_register", "5 per hour")
+REGISTER_ACCOUNT_LIMIT = setting("ratelimit_register_account", "3 per hour")
+
+
+def _valid_email(value: str) -> str:
+    return accounts.normalise_email(value)
+
+
+class Credentials(RequestModel):
+    """Passwords are taken exactly as sent (no whitespace trimming)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    email: str = Field(min_length=3, max_length=accounts.EMAIL_MAX_LENGTH)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)
+
+    _email = field_validator("email")(_valid_email)
+
+
+class RegisterBody(Credentials):
+    @field_validator("password")
+    @classmethod
+    def _policy(cls, value: str, info: ValidationInfo) -> str:
+        problem = password_problem(value, info.data.get("email"))
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    role: str
+    is_disabled: bool
+    base_currency: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            role=user.role,
+            is_disabled=user.is_disabled,
+            base_currency=user.base_currency,
+            created_at=user.created_at,
+        )
+
+
+class RegisterOut(BaseModel):
+    user: UserOut
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    refresh_expires_at: datetime
+    user: UserOut
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def audit_outside_request(action: str, **fields: Any) -> None:
+    """Write an audit row that must outlive this request's rolled-back transaction."""
+    try:
+        with session_scope() as session:
+            record_audit(session, action, ip=client_ip(), **fields)
+    except Exception:  # noqa: BLE001 (the client still gets its 401; the failure is logged)
+        log.exception("could not record audit action %s", action)
+
+
+def _tokens_for(user: User, grant: accounts.RefreshGrant, now: datetime) -> TokensOut:
+    pair = mint_tokens(
+        user.id,
+        refresh_jti=grant.jti,
+        family_id=grant.family_id,
+        now=now,
+        refresh_expires_at=grant.expires_at,
+    )
+    return TokensOut(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        refresh_expires_at=pair.refresh_expires_at,
+        user=UserOut.of(user),
+    )
+
+
+@bp.post("/api/auth/register")
+@limiter.limit(REGISTER_LIMIT, error_message="too many registrations from this address")
+@limiter.limit(
+    REGISTER_ACCOUNT_LIMIT,
+    key_func=json_field_key("email", "register-account"),
+    error_message="too many registrations for this email",
+)
+@response(RegisterOut, 201)
+@body(RegisterBody)
+def register(body: RegisterBody) -> RegisterOut:
+    user = accounts.register_user(db_session(), body.email, body.password)
+    return RegisterOut(user=UserOut.of(user))
+
+
+@bp.post("/api/auth/login")
+@limiter.limit(LOGIN_LIMIT, error_message="too many login attempts from this address")
+@limiter.limit(
+    LOGIN_ACCOUNT_LIMIT,
+    key_func=json_field_key("email", "login-account"),
+    deduct_when=lambda r: r.status_code == 401,
+    error_message="too many failed logins for this account",
+)
+@response(TokensOut)
+@body(Credentials)
+def login(body: Credentials) -> TokensOut:
+    session = db_session()
+    try:
+        user = accounts.authenticate(session, body.email, body.password)
+    except accounts.LoginFailed as exc:
+        session.rollback()
+        audit_outside_request(
+            "auth.login_failed",
+            target_user_id=exc.user_id,
+            details={"email": body.email, "reason": exc.reason},
+        )
+        raise
+    now = utcnow()
+    grant = accounts.start_refresh_family(
+        session, user.id, now=now, expires_at=now + refresh_lifetime()
+    )
+    record_audit(
+        session,
+        "auth.login_succeeded",
+        actor_user_id=user.id,
+        target_user_id=user.id,
+        details={"family_id": grant.family_id},
+        ip=client_ip(),
+    )
+    return _tokens_for(user, grant, now)
+
+
+@bp.post("/api/auth/refresh")
+@response(TokensOut)
+def refresh() -> TokensOut:
+    """Exchange a refresh token (in `Authorization: Bearer`) for a new pair; the presented
+    token is spent. Presenting a spent token again revokes its whole family."""
+    verify_jwt_in_request(refresh=True)
+    claims = get_jwt()
+    user = current_user()
+    session = db_session()
+    now = utcnow()
+    try:
+        grant = accounts.rotate_refresh_token(
+            session,
+            jti=str(claims["jti"]),
+            user_id=user.id,
+            now=now,
+            expires_at=now + refresh_lifetime(),
+        )
+    except accounts.RefreshRejected as exc:
+        session.rollback()
+        if exc.reason == "reused" and exc.family_id:
+            _revoke_stolen_family(exc.family_id, exc.user_id, now)
+        raise
+    return _tokens_for(user, grant, now)
+
+
+def _revoke_stolen_family(family_id: str, user_id: int | None, now: datetime) -> None:
+    log.warning("refresh token reuse detected: family %s revoked (user_id=%s)", family_id, user_id)
+    with session_scope() as session:
+        revoked = accounts.revoke_family(session, family_id, now)
+        record_audit(
+            session,
+            "auth.refresh_reuse_detected",
+            target_user_id=user_id,
+            details={"family_id": family_id, "tokens_revoked": revoked},
+            ip=client_ip(),
+        )
+
+
+@bp.post("/api/auth/logout")
+@auth_required
+def logout() -> tuple[str, int]:
+    """Revoke this access token at once and the refresh family it was minted in."""
+    claims = get_jwt()
+    user = current_user()
+    session = db_session()
+    now = utcnow()
+    revoke_access_token(
+        session,
+        jti=str(claims["jti"]),
+        user_id=user.id,
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), now.tzinfo),
+        now=now,
+    )
+    family = claims.get("fam")
+    if isinstance(family, str) and family:
+        accounts.revoke_family(session, family, now)
+    record_audit(
+        session,
+        "auth.logout",
+        actor_user_id=user.id,
+        target_user_id=user.id,
+        details={"family_id": family} if family else None,
+        ip=client_ip(),
+    )
+    return "", 204
+
+
+@bp.get("/api/auth/me")
+@auth_required
+@response(UserOut)
+def me() -> UserOut:
+    return UserOut.of(current_user())
+
+
+PASSWORD_ENV = "TRADEWIND_ADMIN_PASSWORD"
+
+
+@click.command("create-admin")
+@click.argument("email")
+def create_admin_command(email: str) -> None:
+    """Create an admin account (or make an existing account an enabled admin).
+
+    The password is read from TRADEWIND_ADMIN_PASSWORD when set, otherwise prompted for
+    (twice, hidden); it is never a command-line argument, so it stays out of shell history
+    and process listings.
+    """
+    from app.errors import AppError
+
+    password = os.environ.get(PASSWORD_ENV)
+    if not password:
+        if not sys.stdin.isatty():
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.ClickException(f"no password: set {PASSWORD_ENV} or type it at the prompt")
+    try:
+        with session_scope() as session:
+            user, created = accounts.create_or_promote_admin(session, email, password)
+            user_id, user_email = user.id, user.email
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+    verb = "created" if created else "promoted to admin"
+    click.echo(f"admin {user_email} (id {user_id}) {verb}")
 
 
 def init_app(app: Flask) -> None:
-    """Registers nothing yet."""
+    from app.api import rate_limit
+
+    rate_limit.init_app(app)
+    app.register_blueprint(bp)
+    app.cli.add_command(create_admin_command)

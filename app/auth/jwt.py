@@ -8,14 +8,22 @@ stops working at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Response
-from flask_jwt_extended import JWTManager, get_current_user, verify_jwt_in_request
+from flask import Flask, Response, g
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    get_current_user,
+    verify_jwt_in_request,
+)
 
 from app.api.errors import error_response
+from app.auth.revocation import token_subject
 from app.errors import Forbidden
 from app.store.models import User
 
@@ -29,22 +37,26 @@ def _unauthorized(message: str, code: str = "unauthorized") -> Response:
 
 
 def _lookup_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
+    """The token's user, enabled; loaded by `_is_revoked` in the same query when it ran."""
     from app.api.request_context import db_session
 
-    try:
-        user_id = int(payload["sub"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    user = db_session().get(User, user_id)
+    stashed = g.pop("_tw_token_subject", None)
+    if stashed is not None and stashed[0] == payload.get("jti"):
+        user = stashed[1]
+    else:
+        user, _revoked = token_subject(db_session(), payload)
     if user is None or user.is_disabled:
         return None
     return user
 
 
-def _is_revoked(header: dict[str, Any], payload: dict[str, Any]) -> bool:
-    from app.auth.revocation import is_token_revoked
+def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """Revoked by logout (jti) or with its refresh family (reuse, logout, disabled account)."""
+    from app.api.request_context import db_session
 
-    return is_token_revoked(header, payload)
+    user, revoked = token_subject(db_session(), payload)
+    g._tw_token_subject = (payload.get("jti"), user)
+    return revoked
 
 
 def init_app(app: Flask) -> None:
@@ -110,3 +122,40 @@ def admin_required(view: F) -> F:
 
     wrapper._tw_auth = "admin"  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_at: datetime
+
+
+def access_lifetime() -> timedelta:
+    from config import get_settings
+
+    return timedelta(minutes=get_settings().jwt_access_minutes)
+
+
+def refresh_lifetime() -> timedelta:
+    from config import get_settings
+
+    return timedelta(days=get_settings().jwt_refresh_days)
+
+
+def mint_tokens(
+    user_id: int, *, refresh_jti: str, family_id: str, now: datetime, refresh_expires_at: datetime
+) -> TokenPair:
+    """An access token and the refresh token `refresh_jti`, both tagged with the family, so
+    revoking the family also refuses the access tokens minted in it."""
+    identity = str(user_id)
+    access = create_access_token(
+        identity=identity, additional_claims={"fam": family_id}, expires_delta=access_lifetime()
+    )
+    refresh = create_refresh_token(
+        identity=identity,
+        additional_claims={"jti": refresh_jti, "fam": family_id},
+        expires_delta=refresh_expires_at - now,
+    )
+    return TokenPair(access, refresh, int(access_lifetime().total_seconds()), refresh_expires_at)

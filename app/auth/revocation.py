@@ -1,10 +1,104 @@
-"""Revoked access tokens. The accounts feature fills this in (Redis with a database fallback)."""
+"""Revoked tokens: the `revoked_tokens` table is the truth, Redis holds a copy.
+
+A revocation is written to the database in the transaction of the logout (so it holds for
+every worker and machine the moment the logout answers, and survives a Redis outage) and
+mirrored to Redis under the configured prefix with a TTL of the token's remaining life.
+
+Checking a token costs no extra round trip: `token_subject` loads the token's user together
+with "is this jti revoked" and "is this token's refresh family revoked" in one query, which
+the request needs anyway to refuse disabled accounts. `is_jti_revoked` (Redis first, then the
+database) is for code that has no user to load, such as a long-lived stream re-checking.
+
+No Flask here: the clean-up job calls `prune_expired_revocations` from a scheduler thread.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete, exists, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
-def is_token_revoked(header: dict[str, Any], payload: dict[str, Any]) -> bool:
-    """True when the token's `jti` was revoked (logout, family revocation)."""
-    return False
+from app.store.base import as_utc, utcnow
+from app.store.models import User
+from app.store.models.accounts import RefreshToken, RevokedToken
+from app.store.redis import get_redis, redis_key
+
+log = logging.getLogger("tradewind.auth.revocation")
+
+
+def _redis_name(jti: str) -> str:
+    return redis_key("revoked", jti)
+
+
+def revoke_access_token(
+    session: Session,
+    *,
+    jti: str,
+    expires_at: datetime,
+    user_id: int | None = None,
+    reason: str = "logout",
+    now: datetime | None = None,
+) -> None:
+    """Record the revocation in the session's transaction (idempotent); mirror it to Redis."""
+    now = now or utcnow()
+    values = {
+        "jti": jti,
+        "user_id": user_id,
+        "reason": reason,
+        "revoked_at": now,
+        "expires_at": expires_at,
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(RevokedToken).values(**values).on_conflict_do_nothing())
+    ttl = int((expires_at - now).total_seconds()) + 1
+    client = get_redis()
+    if client is not None and ttl > 0:
+        try:
+            client.set(_redis_name(jti), "1", ex=ttl)
+        except Exception as exc:  # noqa: BLE001 (the database already holds it)
+            log.warning("revocation not mirrored to Redis: %s", type(exc).__name__)
+
+
+def token_subject(session: Session, payload: dict[str, Any]) -> tuple[User | None, bool]:
+    """(the token's user or None, revoked?) in one query."""
+    try:
+        user_id = int(payload["sub"])
+    except (KeyError, TypeError, ValueError):
+        return None, False
+    jti = str(payload.get("jti") or "")
+    revoked = exists().where(RevokedToken.jti == jti)
+    family = payload.get("fam")
+    if isinstance(family, str) and family:
+        revoked = revoked | exists().where(
+            RefreshToken.family_id == family, RefreshToken.revoked_at.is_not(None)
+        )
+    row = session.execute(select(User, revoked.label("revoked")).where(User.id == user_id)).first()
+    if row is None:
+        return None, False
+    return row[0], bool(row[1])
+
+
+def is_jti_revoked(session: Session, jti: str) -> bool:
+    """Redis first (a hit is final), the database when Redis misses or is unavailable."""
+    client = get_redis()
+    if client is not None:
+        try:
+            if client.exists(_redis_name(jti)):
+                return True
+        except Exception:  # noqa: BLE001
+            log.warning("Redis unavailable for a revocation check; asking the database")
+    return session.get(RevokedToken, jti) is not None
+
+
+def prune_expired_revocations(session: Session, now: datetime) -> int:
+    """Delete revocations and refresh tokens past their expiry (they are refused by their own
+    `exp` by then). Returns the number of rows deleted. Redis entries expire by TTL."""
+    now = as_utc(now) or utcnow()
+    revoked = session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+    refresh = session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
+    return int(revoked.rowcount) + int(refresh.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,131 @@
+"""Rate limiting (Flask-Limiter) that any feature may use: `@limiter.limit("5 per minute")`.
+
+Counters live in Redis when `REDIS_URL` is set (keys under the configured prefix, so shared by
+every worker and machine of a deployment), in process memory otherwise. When Redis goes away
+the limiter falls back to per-process memory and returns to Redis once it answers again: limits
+get looser, requests never fail because of it. A breach answers 429 in the error envelope with
+`Retry-After`.
+
+`client_ip` is the peer address; behind a reverse proxy the app must trust its
+`X-Forwarded-For` (werkzeug ProxyFix) for per-IP limits to mean per client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_limiter import Limiter, RequestLimit
+from limits.storage import MemoryStorage, Storage
+from limits.strategies import STRATEGIES
+
+
+class _QuietMemoryStorage(MemoryStorage):
+    """limits' MemoryStorage starts a timer thread when built; this one starts it with the
+    first hit, so building the app starts no thread (see tests/test_architecture.py)."""
+
+    STORAGE_SCHEME = ["tradewind-memory"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any):
+        self.storage = Counter()
+        self.locks = defaultdict(threading.RLock)
+        self.expirations = {}
+        self.events = {}
+        self.timer = threading.Timer(0.01, lambda: None)  # never started; incr() replaces it
+        Storage.__init__(self, uri, wrap_exceptions=wrap_exceptions, **options)
+
+
+class _Limiter(Limiter):
+    def _Limiter__configure_fallbacks(self, app: Flask, strategy: str) -> None:  # noqa: N802
+        """Flask-Limiter's fallback, on the thread-free memory storage."""
+        self._in_memory_fallback_enabled = True
+        self._fallback_storage = _QuietMemoryStorage()
+        self._fallback_limiter = STRATEGIES[strategy](self._fallback_storage)
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def hashed(value: str) -> str:
+    """A stable, non-reversible key part (keeps emails out of Redis keys and limiter logs)."""
+    return hashlib.sha256(value.encode()).hexdigest()[:24]
+
+
+def json_field_key(field: str, prefix: str) -> Callable[[], str]:
+    """A key function on a (normalised) field of the JSON body, e.g. the account of a login."""
+
+    def key() -> str:
+        data = request.get_json(silent=True, cache=True)
+        value = data.get(field) if isinstance(data, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            return f"{prefix}:none"
+        return f"{prefix}:{hashed(value.strip().lower())}"
+
+    return key
+
+
+def setting(name: str, default: str) -> Callable[[], str]:
+    """A limit read from settings at each request (so tests and operators can change it)."""
+
+    def limit() -> str:
+        from config import get_settings
+
+        return str(getattr(get_settings(), name, None) or default)
+
+    return limit
+
+
+def _retry_after(limit: RequestLimit) -> Response:
+    seconds = max(1, round(limit.reset_at - time.time()))
+    response = Response(status=429)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+limiter = _Limiter(
+    key_func=client_ip,
+    strategy="fixed-window",
+    swallow_errors=True,
+    in_memory_fallback_enabled=True,
+    on_breach=_retry_after,
+    headers_enabled=False,
+)
+
+
+def storage_settings() -> tuple[str, dict[str, Any]]:
+    from app.store.redis import redis_key
+    from config import get_settings
+
+    settings = get_settings()
+    if settings.redis_url:
+        return settings.redis_url, {
+            "key_prefix": redis_key("ratelimit"),
+            "socket_connect_timeout": 1,
+            "socket_timeout": 1,
+        }
+    return "tradewind-memory://", {}
+
+
+def reset_rate_limits() -> None:
+    """Forget every counter of this deployment's prefix (tests start each case fresh)."""
+    limiter.reset()
+    fallback = getattr(limiter, "_fallback_storage", None)
+    if fallback is not None:
+        fallback.reset()
+
+
+def init_app(app: Flask) -> None:
+    from config import get_settings
+
+    uri, options = storage_settings()
+    app.config["RATELIMIT_STORAGE_URI"] = uri
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = options
+    app.config["RATELIMIT_ENABLED"] = bool(getattr(get_settings(), "ratelimit_enabled", True))
+    limiter.init_app(app)
+    limiter._storage_dead = False  # a storage just built is presumed reachable until it fails
