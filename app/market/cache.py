@@ -16,12 +16,14 @@ Returned arrays are read-only views shared between callers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import struct
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +81,21 @@ def _count(name: str) -> None:
         _stats[name] += 1
 
 
+_source_ids: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def _source_id(source: MarketSource) -> str:
+    try:
+        return _source_ids[source]
+    except (KeyError, TypeError):
+        pass
+    sid = _compute_source_id(source)
+    with contextlib.suppress(TypeError):
+        _source_ids[source] = sid
+    return sid
+
+
+def _compute_source_id(source: MarketSource) -> str:
     """Two sources share cache entries only if they serve the same data on the same clock."""
     explicit = getattr(source, "cache_key", None)
     if isinstance(explicit, str):
