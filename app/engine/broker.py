@@ -150,6 +150,7 @@ def _rows(session: Session, bot_id: int) -> tuple[Position, Balance, Balance]:
         for b in session.scalars(
             select(Balance)
             .where(Balance.bot_id == bot_id)
+            .order_by(Balance.asset)  # lock order: position, then balances by asset
             .with_for_update()
             .execution_options(populate_existing=True)
         )
