@@ -261,14 +261,36 @@ def execute_job(job_id: int, owner: str, config: RunnerConfig) -> str | None:
         return state
 
 
+def _report_stale(session: Any, moved: list[states.Moved], stale_seconds: float) -> None:
+    """Incidents and alerts for what we requeued, as self-healing records them (if present);
+    in a savepoint, so a failing report never blocks the requeue itself."""
+    try:
+        from app.jobs.self_healing import report_stale_jobs
+    except ImportError:
+        return
+    try:
+        with session.begin_nested():
+            report_stale_jobs(session, moved, stale_seconds)
+    except Exception:
+        log.exception("could not record incidents for stale jobs %s", [m.id for m in moved])
+
+
+def requeue_stale(config: RunnerConfig) -> list[states.Moved]:
+    """The heartbeat rule, applied by every runner too (self-healing may be switched off)."""
+    with session_scope() as session:
+        moved = states.requeue_stale_jobs(session, utcnow(), config.stale_seconds)
+        if moved:
+            _report_stale(session, moved, config.stale_seconds)
+    return moved
+
+
 def run_once(
     owner: str | None = None, config: RunnerConfig | None = None, max_jobs: int = MAX_JOBS_PER_RUN
 ) -> list[tuple[int, str | None]]:
     """One batch: requeue stale jobs, then claim and run up to `max_jobs` due jobs."""
     owner = owner or worker_id()
     config = config or RunnerConfig.from_settings()
-    with session_scope() as session:
-        states.requeue_stale_jobs(session, utcnow(), config.stale_seconds)
+    requeue_stale(config)
     kinds = registered_kinds()
     done: list[tuple[int, str | None]] = []
     for _ in range(max_jobs):

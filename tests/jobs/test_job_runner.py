@@ -224,3 +224,24 @@ def test_the_scheduler_entry_point_never_raises(user: Any, kinds: list[str]) -> 
     job_id = _submit(user, "t_boom")
     job_runner.run()
     assert _job(job_id).state == "failed"
+
+
+def test_the_runner_requeues_stale_jobs_and_records_the_incident(
+    user: Any, kinds: list[str]
+) -> None:
+    from app.store.models.safety import Incident
+
+    _register(kinds, "t_again", lambda ctx: {"attempt": ctx.job.attempt})
+    job_id = _submit(user, "t_again")
+    with session_scope() as s:  # a worker claimed it, then died: its heartbeat is old
+        assert states.claim_jobs(s, owner="dead", now=utcnow(), lease_seconds=60) == [job_id]
+        s.execute(
+            Job.__table__.update()
+            .where(Job.id == job_id)
+            .values(heartbeat_at=utcnow() - timedelta(minutes=10))
+        )
+    assert job_runner.run_once(owner="w1", config=CONFIG) == [(job_id, "succeeded")]
+    assert _job(job_id).result == {"attempt": 2}
+    with session_scope() as s:
+        incidents = list(s.scalars(select(Incident).where(Incident.job_id == job_id)))
+    assert [i.kind for i in incidents] == ["stale_job"]
