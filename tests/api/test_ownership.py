@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
+
+from app.store.db import session_scope
 
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 MISSING_ID = 2_147_483_000
@@ -71,6 +74,94 @@ def _owner_unchanged(ctx: Ctx, args: dict[str, int]) -> bool:
     return me["id"] == args["user_id"] and me["role"] == "user" and not me["is_disabled"]
 
 
+def _insert(row: Any) -> int:
+    with session_scope() as db:
+        db.add(row)
+        db.flush()
+        return int(row.id)
+
+
+def _create_bot(ctx: Ctx) -> dict[str, int]:
+    from app.store.models import Bot
+
+    bot = Bot(
+        user_id=ctx.owner.id,
+        name="owner bot",
+        symbol="BTC/USDT",
+        timeframe="1h",
+        strategy="sma_crossover",
+        capital=Decimal("1000"),
+    )
+    return {"bot_id": _insert(bot)}
+
+
+def _bot_unchanged(ctx: Ctx, args: dict[str, int]) -> bool:
+    response = ctx.client.get(f"/api/bots/{args['bot_id']}", headers=ctx.owner_headers)
+    bot = response.get_json()
+    return response.status_code == 200 and (bot["name"], bot["status"]) == ("owner bot", "created")
+
+
+def _create_job(kind: str, arg: str) -> Callable[[Ctx], dict[str, int]]:
+    def create(ctx: Ctx) -> dict[str, int]:
+        from app.store.models import Job
+
+        job = Job(user_id=ctx.owner.id, kind=kind, payload={}, payload_hash="0" * 64)
+        return {arg: _insert(job)}
+
+    return create
+
+
+def _job_unchanged(ctx: Ctx, args: dict[str, int]) -> bool:
+    response = ctx.client.get(f"/api/jobs/{args['job_id']}", headers=ctx.owner_headers)
+    return response.status_code == 200 and response.get_json()["state"] == "queued"
+
+
+def _owner_gets(template: str) -> Callable[[Ctx, dict[str, int]], bool]:
+    def exists(ctx: Ctx, args: dict[str, int]) -> bool:
+        return ctx.client.get(template.format(**args), headers=ctx.owner_headers).status_code == 200
+
+    return exists
+
+
+def _create_snapshot(ctx: Ctx) -> dict[str, int]:
+    from app.store.models.ledger import PricingSnapshot
+
+    snapshot = PricingSnapshot(
+        user_id=ctx.owner.id,
+        base_currency="USD",
+        total=Decimal("0"),
+        complete=True,
+        inputs={},
+        valuation={},
+    )
+    return {"snapshot_id": _insert(snapshot)}
+
+
+def _snapshot_kept(ctx: Ctx, args: dict[str, int]) -> bool:
+    from app.store.models.ledger import PricingSnapshot
+
+    with session_scope() as db:
+        snapshot = db.get(PricingSnapshot, args["snapshot_id"])
+        return snapshot is not None and snapshot.user_id == ctx.owner.id
+
+
+def _create_alert(ctx: Ctx) -> dict[str, int]:
+    from app.services.alerts import raise_alert
+
+    with session_scope() as db:
+        alert = raise_alert(
+            db, user_id=ctx.owner.id, severity="info", code="owner_alert", message="for the owner"
+        )
+        return {"alert_id": alert.id}
+
+
+def _alert_unacknowledged(ctx: Ctx, args: dict[str, int]) -> bool:
+    items = ctx.client.get("/api/alerts", headers=ctx.owner_headers).get_json()["items"]
+    return [a["acknowledged_at"] for a in items if a["id"] == args["alert_id"]] == [None]
+
+
+BOT = Resource(create=_create_bot, exists=_bot_unchanged)
+
 RESOURCES: dict[str, Resource] = {
     "/api/exchange-credentials/<int:credential_id>": Resource(
         create=_create_credential, exists=_credential_exists
@@ -80,6 +171,36 @@ RESOURCES: dict[str, Resource] = {
         exists=_owner_unchanged,
         bodies={"PATCH": {"role": "admin", "is_disabled": True}},
     ),
+    "/api/bots/<int:bot_id>": Resource(
+        create=_create_bot, exists=_bot_unchanged, bodies={"PATCH": {"name": "hijacked"}}
+    ),
+    **{
+        f"/api/bots/<int:bot_id>/{action}": BOT
+        for action in (
+            "equity",
+            "exit",
+            "live-eligibility",
+            "orders",
+            "pause",
+            "performance",
+            "positions",
+            "resume",
+            "start",
+            "stop",
+            "trades",
+        )
+    },
+    "/api/jobs/<int:job_id>": Resource(
+        create=_create_job("analysis", "job_id"), exists=_job_unchanged
+    ),
+    "/api/backtests/<int:backtest_id>": Resource(
+        create=_create_job("backtest", "backtest_id"),
+        exists=_owner_gets("/api/backtests/{backtest_id}"),
+    ),
+    "/api/portfolio/snapshots/<int:snapshot_id>": Resource(
+        create=_create_snapshot, exists=_snapshot_kept
+    ),
+    "/api/alerts/<int:alert_id>/ack": Resource(create=_create_alert, exists=_alert_unacknowledged),
 }
 
 
@@ -87,11 +208,15 @@ def is_id_argument(name: str) -> bool:
     return name == "id" or name.endswith("_id")
 
 
-def id_rules(app: Flask) -> list[Rule]:
-    return sorted(
-        (r for r in app.url_map.iter_rules() if any(map(is_id_argument, r.arguments))),
-        key=lambda r: r.rule,
-    )
+def id_routes(app: Flask) -> dict[str, list[tuple[str, Rule]]]:
+    """Rule text -> [(method, rule)] for every rule with an id argument (one rule text may
+    have several Rule objects, one per view)."""
+    routes: dict[str, list[tuple[str, Rule]]] = {}
+    for rule in app.url_map.iter_rules():
+        if any(map(is_id_argument, rule.arguments)):
+            for method in sorted(rule.methods - SKIPPED_METHODS):  # type: ignore[operator]
+                routes.setdefault(rule.rule, []).append((method, rule))
+    return dict(sorted(routes.items()))
 
 
 def admin_only(app: Flask, rule: Rule) -> bool:
@@ -106,13 +231,20 @@ def call(client: FlaskClient, method: str, path: str, headers: dict[str, str], b
 
 
 def test_every_id_route_has_an_entry(app: Flask) -> None:
-    missing = [r.rule for r in id_rules(app) if r.rule not in RESOURCES]
+    routes = id_routes(app)
+    missing = [rule for rule in routes if rule not in RESOURCES]
     assert not missing, (
         f"routes taking a resource id without an entry in RESOURCES of {__file__}: {missing}. "
         "Add how the owner creates the resource, so the test can prove others get 404."
     )
-    stale = sorted(set(RESOURCES) - {r.rule for r in id_rules(app)})
+    stale = sorted(set(RESOURCES) - set(routes))
     assert not stale, f"RESOURCES entries for routes that no longer exist: {stale}"
+
+
+def _masked(message: str, ids: dict[str, int]) -> str:
+    for value in ids.values():
+        message = message.replace(str(value), "{id}")
+    return message
 
 
 def test_another_users_resource_answers_404_everywhere(
@@ -121,28 +253,31 @@ def test_another_users_resource_answers_404_everywhere(
     owner = make_user(email="owner@example.com")
     intruder_headers = auth_headers(make_user(email="intruder@example.com"))
     ctx = Ctx(client, owner, auth_headers(owner))
-    rules = [r for r in id_rules(app) if r.rule in RESOURCES]
-    assert rules, "no id routes found: the walk itself is broken"
+    routes = {text: calls for text, calls in id_routes(app).items() if text in RESOURCES}
+    assert routes, "no id routes found: the walk itself is broken"
 
     problems: list[str] = []
-    for rule in rules:
-        resource = RESOURCES[rule.rule]
+    for text, calls in routes.items():
+        resource = RESOURCES[text]
         args = resource.create(ctx)
-        path = rule.build(args)[1]  # type: ignore[index]
-        missing_path = rule.build({k: MISSING_ID for k in args})[1]  # type: ignore[index]
-        expected = 403 if admin_only(app, rule) else 404
-        for method in sorted(rule.methods - SKIPPED_METHODS):  # type: ignore[operator]
+        missing = {k: MISSING_ID for k in args}
+        for method, rule in calls:
             body = resource.bodies.get(method)
+            path, missing_path = rule.build(args)[1], rule.build(missing)[1]  # type: ignore[index]
+            expected = 403 if admin_only(app, rule) else 404
             theirs = call(client, method, path, intruder_headers, body)
             nobodys = call(client, method, missing_path, intruder_headers, body)
             if theirs.status_code != expected:
-                problems.append(f"{method} {rule.rule}: {theirs.status_code}, expected {expected}")
+                problems.append(f"{method} {text}: {theirs.status_code}, expected {expected}")
                 continue
             mine, none = theirs.get_json()["error"], nobodys.get_json()["error"]
-            if (mine["code"], mine["message"]) != (none["code"], none["message"]):
-                problems.append(f"{method} {rule.rule}: differs from a missing id: {mine} / {none}")
+            if (mine["code"], _masked(mine["message"], args)) != (
+                none["code"],
+                _masked(none["message"], missing),
+            ):
+                problems.append(f"{method} {text}: differs from a missing id: {mine} / {none}")
         if not resource.exists(ctx, args):
-            problems.append(f"{rule.rule}: the intruder changed the owner's resource")
+            problems.append(f"{text}: the intruder changed the owner's resource")
     assert not problems, "\n".join(problems)
 
 
