@@ -86,11 +86,9 @@ def _run_awaitable(awaitable: Any) -> Any:
 
 
 def _check_config(settings: Settings) -> None:
-    """Validate again (a production start without strong secrets stops here) and say which
-    development defaults are in use."""
+    """Validate again: a production start without strong secrets stops here, before any
+    connection is made (`ConfigError` names the variable)."""
     type(settings).model_validate(settings.model_dump())
-    for name in settings.insecure_defaults_in_use():
-        log.warning("%s is not set: using an insecure development default", name)
 
 
 def _start_database(settings: Settings) -> None:
