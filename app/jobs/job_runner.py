@@ -251,7 +251,11 @@ def execute_job(job_id: int, owner: str, config: RunnerConfig) -> str | None:
                 outcome = _call_handler(registration, ctx)
             log.info(
                 "job %s (%s) attempt %s ran %.2fs: %s",
-                job.id, job.kind, job.attempt, time.monotonic() - started, outcome.state,
+                job.id,
+                job.kind,
+                job.attempt,
+                time.monotonic() - started,
+                outcome.state,
             )
         state = _finish(registration, ctx, outcome)
         if state is None:
@@ -296,8 +300,12 @@ def run_once(
     for _ in range(max_jobs):
         with session_scope() as session:
             ids = states.claim_jobs(
-                session, owner=owner, now=utcnow(), lease_seconds=config.lease_seconds,
-                limit=1, kinds=kinds,
+                session,
+                owner=owner,
+                now=utcnow(),
+                lease_seconds=config.lease_seconds,
+                limit=1,
+                kinds=kinds,
             )
         if not ids:
             break

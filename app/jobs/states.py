@@ -331,9 +331,7 @@ def request_cancel(session: Session, job_id: int, *, now: datetime) -> CancelOut
 # -- self-healing --------------------------------------------------------------------------
 
 
-def requeue_stale_jobs(
-    session: Session, now: datetime, stale_after_seconds: float
-) -> list[Moved]:
+def requeue_stale_jobs(session: Session, now: datetime, stale_after_seconds: float) -> list[Moved]:
     """Running jobs whose worker stopped heartbeating for `stale_after_seconds`: requeued while
     attempts remain, failed when they are used up, cancelled when a cancel was requested.
 
@@ -365,6 +363,7 @@ def requeue_stale_jobs(
         values={**_released(now), "error": f"{lost}; attempts exhausted"},
     )
     for job in moved:
-        log.warning("stale job %s (%s, attempt %s) -> %s", job.id, job.kind, job.attempts,
-                    job.state)
+        log.warning(
+            "stale job %s (%s, attempt %s) -> %s", job.id, job.kind, job.attempts, job.state
+        )
     return moved

@@ -217,9 +217,7 @@ class Pattern:
                 raise PatternRunError(
                     f"{ticker}: step {step.id}: {where + ': ' if where else ''}{first['msg']}"
                 ) from None
-            except ValueError as exc:
-                if isinstance(exc, ValidationFailed):
-                    raise
+            except (ValueError, TypeError) as exc:  # e.g. comparing a number with a word
                 raise PatternRunError(f"{ticker}: step {step.id}: {exc}") from None
             scope["steps"][step.id] = out
             if isinstance(out.get("reason"), str) and out["reason"]:
@@ -294,9 +292,7 @@ def _check_refs(
                 )
             continue
         if len(rest) < 2:
-            raise PatternInvalid(
-                f"template {{{{ {ref.text} }}}}: use steps.<id>.<output>", line
-            )
+            raise PatternInvalid(f"template {{{{ {ref.text} }}}}: use steps.<id>.<output>", line)
         step_id, output = rest[0], rest[1]
         if step_id not in earlier:
             why = "a later step" if step_id in all_ids else "an unknown step"
@@ -349,8 +345,7 @@ def parse_pattern(text: str, source: str, default_name: str) -> Pattern:
             )
         if step.uses not in STEP_TYPES:
             raise PatternInvalid(
-                f"step {step.id}: unknown step type {step.uses!r}; "
-                f"known: {', '.join(STEP_TYPES)}",
+                f"step {step.id}: unknown step type {step.uses!r}; known: {', '.join(STEP_TYPES)}",
                 lines.line_for(("steps", i, "uses")),
             )
         try:

@@ -94,7 +94,9 @@ class PatternRegistry:
             return _FileState(signature, pattern, None)
         log.warning(
             "pattern file %s rejected (line %s): %s%s",
-            path.name, problem.line, problem.reason,
+            path.name,
+            problem.line,
+            problem.reason,
             "; keeping the last good version" if previous else "",
         )
         return _FileState(signature, previous, problem)
@@ -111,7 +113,8 @@ class PatternRegistry:
                 if pattern.name in patterns:
                     problems.append(
                         PatternProblem(
-                            name, None,
+                            name,
+                            None,
                             f"pattern name {pattern.name!r} already defined by "
                             f"{patterns[pattern.name].source}; this file is ignored",
                         )

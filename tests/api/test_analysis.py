@@ -51,7 +51,10 @@ def test_analyze_answers_202_with_a_queued_job(
     job = resp.json
     assert resp.headers["Location"] == f"/api/jobs/{job['id']}"
     assert (job["kind"], job["state"], job["attempts"], job["progress"]) == (
-        "analysis", "queued", 0, 0.0,
+        "analysis",
+        "queued",
+        0,
+        0.0,
     )
     # tickers normalised and de-duplicated in order; capital kept exactly
     assert job["payload"]["tickers"] == ["ETH/BTC", "LTC/BTC"]
@@ -106,8 +109,9 @@ def test_single_quoted_json_gets_400_with_a_hint(
 
 
 def test_requires_authentication(client: FlaskClient) -> None:
-    assert client.post("/api/analyze", json={"tickers": ["ETH/BTC"], "capital": 1}).status_code \
-        == 401
+    assert (
+        client.post("/api/analyze", json={"tickers": ["ETH/BTC"], "capital": 1}).status_code == 401
+    )
     assert client.get("/api/jobs").status_code == 401
 
 
@@ -129,7 +133,9 @@ def test_idempotency_key(client: FlaskClient, headers: dict[str, str]) -> None:
 
 
 def test_an_identical_active_job_is_returned_instead_of_a_duplicate(
-    client: FlaskClient, headers: dict[str, str], make_user: Callable[..., Any],
+    client: FlaskClient,
+    headers: dict[str, str],
+    make_user: Callable[..., Any],
     auth_headers: Callable[[Any], dict[str, str]],
 ) -> None:
     first = _analyze(client, headers).json
@@ -144,7 +150,9 @@ def test_an_identical_active_job_is_returned_instead_of_a_duplicate(
 
 
 def test_other_users_jobs_are_not_found(
-    client: FlaskClient, headers: dict[str, str], make_user: Callable[..., Any],
+    client: FlaskClient,
+    headers: dict[str, str],
+    make_user: Callable[..., Any],
     auth_headers: Callable[[Any], dict[str, str]],
 ) -> None:
     job_id = _analyze(client, headers).json["id"]
@@ -201,12 +209,14 @@ def test_a_job_runs_to_stored_per_ticker_results(
 
     job = client.get(f"/api/jobs/{job_id}", headers=headers).json
     assert (job["state"], job["progress"], job["attempts"], job["error"]) == (
-        "succeeded", 1.0, 1, None,
+        "succeeded",
+        1.0,
+        1,
+        None,
     )
     assert job["started_at"] and job["finished_at"] and job["duration_seconds"] >= 0
     result = job["result"]
-    assert [t["ticker"] for t in result["tickers"]] == ["ETH/BTC", "LTC/BTC", "XMR/BTC",
-                                                       "NOPE/BTC"]
+    assert [t["ticker"] for t in result["tickers"]] == ["ETH/BTC", "LTC/BTC", "XMR/BTC", "NOPE/BTC"]
     unknown = result["tickers"][3]
     assert unknown["error"]["code"] == "unknown_symbol"
     assert (result["analysed"], result["errors"]) == (3, 1)
@@ -288,14 +298,17 @@ def test_watchlist(client: FlaskClient, headers: dict[str, str]) -> None:
     assert empty.status_code == 422 and empty.json["error"]["code"] == "empty_watchlist"
     added = client.post("/api/watchlist", json={"ticker": "eth-btc"}, headers=headers)
     assert added.status_code == 201 and added.json["ticker"] == "ETH/BTC"
-    assert client.post("/api/watchlist", json={"ticker": "ETH/BTC"}, headers=headers) \
-        .status_code == 200
-    assert client.post("/api/watchlist", json={"ticker": "LTC/BTC"}, headers=headers) \
-        .status_code == 201
+    assert (
+        client.post("/api/watchlist", json={"ticker": "ETH/BTC"}, headers=headers).status_code
+        == 200
+    )
+    assert (
+        client.post("/api/watchlist", json={"ticker": "LTC/BTC"}, headers=headers).status_code
+        == 201
+    )
     unknown = client.post("/api/watchlist", json={"ticker": "NOPE/BTC"}, headers=headers)
     assert unknown.status_code == 422 and unknown.json["error"]["code"] == "unknown_ticker"
-    assert client.post("/api/watchlist", json={"ticker": "!!"}, headers=headers).status_code \
-        == 422
+    assert client.post("/api/watchlist", json={"ticker": "!!"}, headers=headers).status_code == 422
     listed = client.get("/api/watchlist", headers=headers).json["items"]
     assert [i["ticker"] for i in listed] == ["ETH/BTC", "LTC/BTC"]
 
@@ -309,9 +322,7 @@ def test_watchlist(client: FlaskClient, headers: dict[str, str]) -> None:
     assert client.get("/api/watchlist", headers=headers).json["items"] == []
 
 
-def test_patterns_are_listed_with_parameters(
-    client: FlaskClient, headers: dict[str, str]
-) -> None:
+def test_patterns_are_listed_with_parameters(client: FlaskClient, headers: dict[str, str]) -> None:
     body = client.get("/api/patterns", headers=headers).json
     by_name = {p["name"]: p for p in body["patterns"]}
     assert {"trend_momentum", "mean_reversion", "blended_score"} <= set(by_name)
@@ -319,18 +330,21 @@ def test_patterns_are_listed_with_parameters(
     assert params["overbought"]["type"] == "number" and params["overbought"]["default"] == 70
     assert params["fast"]["required"] is False
     assert [s["id"] for s in by_name["trend_momentum"]["steps"]] == [
-        "trend", "momentum", "decision",
+        "trend",
+        "momentum",
+        "decision",
     ]
     assert body["problems"] == []
 
 
-def test_a_pattern_job_decides_by_the_pattern(
-    client: FlaskClient, headers: dict[str, str]
-) -> None:
+def test_a_pattern_job_decides_by_the_pattern(client: FlaskClient, headers: dict[str, str]) -> None:
     from app.patterns import get_pattern_registry
 
     resp = _analyze(
-        client, headers, tickers=["ETH/BTC", "LTC/BTC"], pattern="trend_momentum",
+        client,
+        headers,
+        tickers=["ETH/BTC", "LTC/BTC"],
+        pattern="trend_momentum",
         pattern_params={"overbought": 101 - 1},
     )
     assert resp.status_code == 202, resp.json

@@ -28,8 +28,7 @@ def _fire(base: str, headers: dict[str, str], bodies: list[dict[str, Any]]) -> l
 
     def send(i: int) -> tuple[int, dict[str, Any], dict[str, str]]:
         barrier.wait()
-        resp = sessions[i].post(f"{base}/api/analyze", json=bodies[i], headers=headers,
-                                timeout=60)
+        resp = sessions[i].post(f"{base}/api/analyze", json=bodies[i], headers=headers, timeout=60)
         return resp.status_code, resp.json(), dict(resp.headers)
 
     with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
@@ -68,8 +67,9 @@ def test_concurrent_submissions_create_one_job(
         assert len(_jobs(user.id)) == 1
 
         # the same key with another body: refused, whoever races
-        other = _fire(base, {**headers, "Idempotency-Key": "same-key"}, [{**body, "capital": 7}]
-                      * 20)
+        other = _fire(
+            base, {**headers, "Idempotency-Key": "same-key"}, [{**body, "capital": 7}] * 20
+        )
         assert {status for status, _, _ in other} == {409}
 
         # no key, identical bodies: folded into one active job

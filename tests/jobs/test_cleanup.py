@@ -25,8 +25,12 @@ def test_results_past_retention_are_deleted(make_user: Callable[..., Any]) -> No
         for ticker, days in ages.items():
             s.add(
                 AnalysisResult(
-                    job_id=job_id, user_id=user.id, ticker=f"{ticker.upper()}/BTC",
-                    timeframe="1h", created_at=now - timedelta(days=days, minutes=1), data={},
+                    job_id=job_id,
+                    user_id=user.id,
+                    ticker=f"{ticker.upper()}/BTC",
+                    timeframe="1h",
+                    created_at=now - timedelta(days=days, minutes=1),
+                    data={},
                 )
             )
     assert cleanup.run_once(now) == {"analysis_results": 2, "revocations": 0}  # default 30 d
@@ -44,8 +48,16 @@ def test_retention_is_configurable(make_user: Callable[..., Any], settings: Any)
     now = utcnow()
     with session_scope() as s:
         job_id = submit_job(s, user.id, "analysis", {"x": 1}).id
-        s.add(AnalysisResult(job_id=job_id, user_id=user.id, ticker="A/B", timeframe="1h",
-                             created_at=now - timedelta(days=3), data={}))
+        s.add(
+            AnalysisResult(
+                job_id=job_id,
+                user_id=user.id,
+                ticker="A/B",
+                timeframe="1h",
+                created_at=now - timedelta(days=3),
+                data={},
+            )
+        )
     assert cleanup.run_once(now)["analysis_results"] == 0
     use_settings(settings.model_copy(update={"analysis_retention_days": 2}))
     try:

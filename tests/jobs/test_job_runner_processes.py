@@ -76,7 +76,10 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        flask_command("worker"), cwd=ROOT, env=env, stdout=log.open("wb"),
+        flask_command("worker"),
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
 
@@ -103,6 +106,7 @@ def test_killed_worker_job_is_requeued_and_finished_once(
     first = _worker(env, tmp_path / "worker-a.log")
     second = None
     try:
+
         def mid_job() -> bool:
             job = _job(job_id)
             assert job.state in ("queued", "running"), (job.state, job.error)
@@ -118,8 +122,11 @@ def test_killed_worker_job_is_requeued_and_finished_once(
             assert s.scalar(select(func.count()).select_from(AnalysisResult)) == 0
 
         second = _worker(env, tmp_path / "worker-b.log")
-        _wait(lambda: _job(job_id).state not in ("queued", "running"), 120,
-              "worker B to finish the job")
+        _wait(
+            lambda: _job(job_id).state not in ("queued", "running"),
+            120,
+            "worker B to finish the job",
+        )
     finally:
         for proc in (first, second):
             if proc is not None:

@@ -83,9 +83,7 @@ def _job(job_id: int) -> Job:
         return job
 
 
-ILLEGAL = [
-    (a, b) for a in STATES for b in (*STATES, "paused") if (a, b) not in TRANSITIONS
-]
+ILLEGAL = [(a, b) for a in STATES for b in (*STATES, "paused") if (a, b) not in TRANSITIONS]
 
 
 def test_the_machine_is_the_documented_one() -> None:
@@ -221,8 +219,12 @@ def test_claim_takes_only_due_queued_jobs_of_known_kinds(make_job: Callable[...,
     job = _job(due)
     assert (job.state, job.lease_owner, job.attempts) == (RUNNING, "worker-b", 1)
     with session_scope() as s:
-        assert states.claim_jobs(s, owner="worker-c", now=utcnow(), lease_seconds=60,
-                                 kinds=["analysis"]) == []
+        assert (
+            states.claim_jobs(
+                s, owner="worker-c", now=utcnow(), lease_seconds=60, kinds=["analysis"]
+            )
+            == []
+        )
 
 
 def test_user_cancel(make_job: Callable[..., int]) -> None:

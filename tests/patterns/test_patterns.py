@@ -61,29 +61,56 @@ def _problem(text: str) -> PatternInvalid:
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
-        ("name: a\nsteps:\n  - id: t\n    uses: trend\n    with: {fast: 5, slow: [1\n", 6,
-         "invalid YAML"),
-        ("name: a\nsteps:\n  - id: t\n    uses: trend\n  - id: t\n    uses: momentum\n", 5,
-         "duplicate step id"),
+        (
+            "name: a\nsteps:\n  - id: t\n    uses: trend\n    with: {fast: 5, slow: [1\n",
+            6,
+            "invalid YAML",
+        ),
+        (
+            "name: a\nsteps:\n  - id: t\n    uses: trend\n  - id: t\n    uses: momentum\n",
+            5,
+            "duplicate step id",
+        ),
         ("name: a\nsteps:\n  - id: t\n    uses: telepathy\n", 4, "unknown step type"),
-        ("name: a\nsteps:\n  - id: t\n    uses: trend\n    with:\n      fats: 5\n", 6,
-         "takes no argument 'fats'"),
-        ("name: a\nsteps:\n  - id: t\n    uses: trend\n    with:\n      fast: many\n", 6,
-         "fast"),
-        ("name: a\nsteps:\n  - id: d\n    uses: rules\n    with:\n      rules:\n"
-         "        - when: [{left: '{{ steps.later.rsi }}', op: '<', right: 3}]\n"
-         "          signal: buy\n  - id: later\n    uses: momentum\n", 7,
-         "refers to a later step 'later'"),
-        ("name: a\nsteps:\n  - id: m\n    uses: momentum\n  - id: d\n    uses: rules\n"
-         "    with:\n      rules:\n        - when:\n"
-         "            - {left: '{{ steps.m.rsx }}', op: '<', right: 3}\n"
-         "          signal: buy\n", 10, "has no output 'rsx'"),
-        ("name: a\nsteps:\n  - id: m\n    uses: momentum\n    with:\n"
-         "      rsi_period: '{{ params.period }}'\n", 6, "no parameter 'period'"),
-        ("name: a\nsteps:\n  - id: m\n    uses: momentum\n    with:\n"
-         "      rsi_period: '{{ steps.m.rsi | default( }}'\n", 6, "cannot read template"),
-        ("name: a\nparameters:\n  p: {type: integer, default: 500, max: 100}\n"
-         "steps:\n  - id: m\n    uses: momentum\n", 3, "default must be <= 100"),
+        (
+            "name: a\nsteps:\n  - id: t\n    uses: trend\n    with:\n      fats: 5\n",
+            6,
+            "takes no argument 'fats'",
+        ),
+        ("name: a\nsteps:\n  - id: t\n    uses: trend\n    with:\n      fast: many\n", 6, "fast"),
+        (
+            "name: a\nsteps:\n  - id: d\n    uses: rules\n    with:\n      rules:\n"
+            "        - when: [{left: '{{ steps.later.rsi }}', op: '<', right: 3}]\n"
+            "          signal: buy\n  - id: later\n    uses: momentum\n",
+            7,
+            "refers to a later step 'later'",
+        ),
+        (
+            "name: a\nsteps:\n  - id: m\n    uses: momentum\n  - id: d\n    uses: rules\n"
+            "    with:\n      rules:\n        - when:\n"
+            "            - {left: '{{ steps.m.rsx }}', op: '<', right: 3}\n"
+            "          signal: buy\n",
+            10,
+            "has no output 'rsx'",
+        ),
+        (
+            "name: a\nsteps:\n  - id: m\n    uses: momentum\n    with:\n"
+            "      rsi_period: '{{ params.period }}'\n",
+            6,
+            "no parameter 'period'",
+        ),
+        (
+            "name: a\nsteps:\n  - id: m\n    uses: momentum\n    with:\n"
+            "      rsi_period: '{{ steps.m.rsi | default( }}'\n",
+            6,
+            "cannot read template",
+        ),
+        (
+            "name: a\nparameters:\n  p: {type: integer, default: 500, max: 100}\n"
+            "steps:\n  - id: m\n    uses: momentum\n",
+            3,
+            "default must be <= 100",
+        ),
         ("name: a\nsteps:\n  - id: m\n    uses: momentum\n", 3, "must produce a signal"),
         ("name: a\nsteps:\n  - id: m\n    uses: momentum\n    colour: red\n", 5, "colour"),
         ("name: Bad Name!\nsteps:\n  - id: m\n    uses: momentum\n", 1, "name"),
