@@ -36,7 +36,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.engine.tick import TickResult, from_ms, run_tick, tick_grid, to_ms
-from app.jobs.claims import claim, release
+from app.jobs.claims import claim, release, renew
 from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
 from app.store.base import utcnow
@@ -176,15 +176,18 @@ def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
     return done
 
 
-def _lock_bot(session: Session, bot_id: int, owner: str) -> Bot | None:
-    """The claimed bot, row-locked for this tick's transaction (so a concurrent stop or pause
-    from the API waits for the tick, or the tick sees it); None if the lease is gone."""
+def _lock_bot(session: Session, bot_id: int, owner: str, settings: TickSettings) -> Bot | None:
+    """Renew the lease as this transaction's first statement and load the bot; None when the
+    lease is gone. The renewal is a write, so the row stays locked until the tick commits
+    (a concurrent stop or pause from the API waits for the tick, or the tick sees it), and on
+    SQLite it opens the write transaction before the broker's savepoints."""
+    if not renew(
+        session, Bot, bot_id, owner=owner, now=utcnow(), lease_seconds=settings.lease_seconds
+    ):
+        return None
     return session.scalars(
-        select(Bot)
-        .where(Bot.id == bot_id, Bot.lease_owner == owner)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+        select(Bot).where(Bot.id == bot_id).execution_options(populate_existing=True)
+    ).one()
 
 
 def plan(bot: Bot, now: datetime) -> tuple[int, int, int]:
@@ -206,7 +209,7 @@ def plan(bot: Bot, now: datetime) -> tuple[int, int, int]:
 
 def tick_one(session: Session, bot_id: int, owner: str, settings: TickSettings) -> bool:
     """Run one claimed bot's tick and commit it with a fenced release. True when committed."""
-    bot = _lock_bot(session, bot_id, owner)
+    bot = _lock_bot(session, bot_id, owner, settings)
     if bot is None:
         session.rollback()
         _lost()
