@@ -89,6 +89,16 @@ def _test_pause() -> None:
         time.sleep(float(raw))
 
 
+def _count(state: str) -> None:
+    """The `tradewind_orders` counter (best effort: counted when written, before commit)."""
+    try:
+        from app.observability.metrics import ORDERS
+
+        ORDERS.labels(state=state).inc()
+    except Exception:  # metrics must never break trading
+        pass
+
+
 def _ms(value: datetime) -> int:
     return int(as_utc(value).timestamp() * 1000)  # type: ignore[union-attr]
 
@@ -281,6 +291,7 @@ def place_order(
         if existing is None:
             raise
         return existing
+    _count("open")
     return order
 
 
@@ -384,6 +395,7 @@ def _fill_one(
             if _close(session, order, "rejected", outcome.message, now):
                 _write_book(position, quote, base, outcome.book, now)
                 session.flush()
+                _count("rejected")
             return None
         moved = session.execute(
             update(Order)
@@ -426,6 +438,7 @@ def _fill_one(
             position.opened_at = candle_ts
         _write_book(position, quote, base, outcome.book, now)
         session.flush()
+    _count("filled")
     session.refresh(order)
     return fill
 
@@ -489,6 +502,7 @@ def _cancel(session: Session, order: Order, reason: str, now: datetime) -> bool:
         book = release(_book(position, quote, base), _ticket(order))
         _write_book(position, quote, base, book, now)
         session.flush()
+    _count("cancelled")
     return True
 
 
