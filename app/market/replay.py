@@ -62,8 +62,9 @@ _series_cache: dict[tuple[str, int, int], CandleSeries | Exception] = {}
 
 def _load_series(path: Path) -> CandleSeries:
     """Validated series for ``path``, parsed at most once per process per file version."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    name = os.path.abspath(path)
+    st = os.stat(name)
+    key = (name, st.st_size, st.st_mtime_ns)
     with _cache_lock:
         hit = _series_cache.get(key)
         if hit is None:
