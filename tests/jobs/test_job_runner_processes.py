@@ -142,3 +142,38 @@ def test_killed_worker_job_is_requeued_and_finished_once(
     assert sorted(tickers) == sorted(symbols)  # every ticker, each once
     log_b = (tmp_path / "worker-b.log").read_text()
     assert f"stale job {job_id} (analysis, attempt 1) -> queued" in log_b
+
+
+def test_competing_workers_run_each_job_exactly_once(
+    settings: Settings, tmp_path: Path, make_user: Callable[..., Any]
+) -> None:
+    env = service_env(
+        settings, SCHEDULER_ENABLED="true", TRADING_ENABLED="false", SELF_HEALING_ENABLED="false"
+    )
+    user = make_user()
+    with session_scope() as s:  # 30 small jobs (distinct capitals: distinct jobs)
+        ids = [
+            submit_analysis(s, user.id, build_payload(["ETH/BTC"], 100 + i)).job.id
+            for i in range(30)
+        ]
+    workers = [_worker(env, tmp_path / f"worker-{i}.log") for i in range(3)]
+    try:
+        _wait(lambda: all(_job(i).state == "succeeded" for i in ids), 120, "all jobs to succeed")
+    finally:
+        for proc in workers:
+            stop_process(proc)
+    assert [_job(i).attempts for i in ids] == [1] * len(ids)  # each claimed once
+    with session_scope() as s:
+        per_job = dict(
+            s.execute(
+                select(AnalysisResult.job_id, func.count()).group_by(AnalysisResult.job_id)
+            ).all()
+        )
+    assert per_job == {i: 1 for i in ids}
+    ran = [
+        line
+        for i in range(3)
+        for line in (tmp_path / f"worker-{i}.log").read_text().splitlines()
+        if "(analysis) attempt 1 ran" in line
+    ]
+    assert len(ran) == len(ids)
