@@ -422,3 +422,61 @@ def test_unknown_exchange_is_rejected() -> None:
     with pytest.raises(ValidationFailed) as err:
         CcxtMarketSource("no-such-exchange")
     assert err.value.code == "unknown_exchange"
+
+
+BINANCE_ERRORS = {
+    "bad_symbol": ("GET /api/v3/ticker/24hr", 400, -1121, "Invalid symbol."),
+    "lot_size": ("POST /api/v3/order", 400, -1013, "Filter failure: LOT_SIZE"),
+    "funds": (
+        "POST /api/v3/order",
+        400,
+        -2010,
+        "Account has insufficient balance for requested action.",
+    ),
+    "auth": ("GET /api/v3/account", 401, -2015, "Invalid API-key, IP, or permissions for action."),
+    "other": (
+        "GET /api/v3/account",
+        400,
+        -1000,
+        "An unknown error occurred while processing the request.",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "code"),
+    [
+        ("bad_symbol", UnknownSymbol, "unknown_symbol"),
+        ("lot_size", OrderRejected, "invalid_order"),
+        ("funds", OrderRejected, "insufficient_funds"),
+        ("auth", ExchangeAuthFailed, "exchange_auth_failed"),
+        ("other", ExchangeRejected, "exchange_error"),
+    ],
+)
+def test_binance_error_mapping(sleeps, name: str, error: type, code: str) -> None:
+    from app.market.ccxt_source import CcxtMarketSource
+    from tests.market.exchange_server import RecordedExchange
+
+    with RecordedExchange("binance") as server:
+        source = CcxtMarketSource(
+            "binance", API_KEY, SECRET, base_url=server.url, sleep=sleeps.append
+        )
+        try:
+            source.markets()
+            route, status, err_code, msg = BINANCE_ERRORS[name]
+            server.add_error("mapped", status, {"code": err_code, "msg": msg})
+            server.fail(route, "mapped")
+            with pytest.raises(error) as err:
+                if route.startswith("POST"):
+                    source.create_order(
+                        "ETH/USDT", "buy", "limit", Decimal("1"), Decimal("1"), "c9"
+                    )
+                elif "ticker" in route:
+                    source.last_price("BTC/USDT")
+                else:
+                    source.fetch_balance()
+            assert err.value.code == code
+            assert len(server.requests(route)) == 1
+            assert sleeps == []
+        finally:
+            source.close()
