@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from app.store.db import session_scope
 from app.store.models import Job
 from app.store.models.analysis import AnalysisResult
 
+ROOT = Path(__file__).resolve().parents[2]
 RUNNER = job_runner.RunnerConfig(
     lease_seconds=60, heartbeat_seconds=30, stale_seconds=120, backoff_seconds=0
 )
@@ -362,3 +364,28 @@ def test_a_pattern_job_decides_by_the_pattern(client: FlaskClient, headers: dict
         assert row["score"] == pytest.approx(steps["decision"]["score"])
         assert row["pattern"] == "trend_momentum"
         assert row["data"]["reasons"][-1].startswith("decision: ")
+
+
+def test_pattern_problems_are_listed_and_edits_apply_without_restart(
+    client: FlaskClient, headers: dict[str, str], settings: Any, tmp_path: Any
+) -> None:
+    from config import use_settings
+
+    source = (ROOT / "patterns" / "mean_reversion.yaml").read_text()
+    (tmp_path / "mean_reversion.yaml").write_text(source)
+    use_settings(settings.model_copy(update={"patterns_dir": str(tmp_path)}))
+    try:
+        listed = client.get("/api/patterns", headers=headers).json
+        assert [p["name"] for p in listed["patterns"]] == ["mean_reversion"]
+        broken = source.replace("with: {atr_period: 14, window: 100}", "with: {atr: 3}")
+        (tmp_path / "mean_reversion.yaml").write_text(broken + "\n")
+        listed = client.get("/api/patterns", headers=headers).json
+        assert [p["name"] for p in listed["patterns"]] == ["mean_reversion"]  # last good
+        [problem] = listed["problems"]
+        assert problem["file"] == "mean_reversion.yaml"
+        assert problem["line"] == broken.splitlines().index("    with: {atr: 3}") + 1
+        assert "takes no argument 'atr'" in problem["reason"]
+        resp = _analyze(client, headers, pattern="mean_reversion")
+        assert resp.status_code == 202  # the last good version still serves requests
+    finally:
+        use_settings(settings)
