@@ -69,3 +69,27 @@ def test_shutdown_ends_open_streams_cleanly(
     assert all(line.startswith(b":") or not line for line in rest)
     access = [e for e in json_lines(server.log_path) if e["logger"] == "gunicorn.access"]
     assert any(e.get("request_id") == "open-at-shutdown" and e["status"] == 200 for e in access)
+
+
+def test_streams_never_take_every_thread(
+    settings: Settings,
+    tmp_path: Path,
+    make_user: Callable[..., Any],
+    auth_headers: Callable[..., Any],
+) -> None:
+    """One worker with 4 threads serves at most 2 streams (threads - 2): the third is refused
+    with 503 and Retry-After while ordinary requests keep being answered."""
+    import requests
+
+    headers = auth_headers(make_user())
+    with ops_gunicorn(settings, tmp_path, workers=1, threads=4) as server:
+        streams = [SseClient(server.base, headers) for _ in range(2)]
+        assert [s.status for s in streams] == [200, 200]
+        refused = requests.get(server.base + "/api/realtime/events", headers=headers, timeout=10)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "too_many_streams"
+        assert refused.headers["Retry-After"] == "5"
+        for _ in range(5):
+            assert requests.get(server.base + "/api/health/ping", timeout=10).status_code == 200
+        for stream in streams:
+            stream.close()
