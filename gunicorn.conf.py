@@ -19,6 +19,7 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logger_class = "app.observability.gunicorn_logging.GunicornLogger"
 
 # Before any worker imports prometheus_client: every process writes its metrics here.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 prepare_dir()
 
 
@@ -27,6 +28,14 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     from app.observability.multiprocess import remove_stale_files
 
     remove_stale_files(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    """Remove the metrics directory when it was a temporary one made for this server."""
+    if _own_metrics_dir:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def when_ready(server):  # type: ignore[no-untyped-def]

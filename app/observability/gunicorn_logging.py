@@ -28,7 +28,7 @@ class GunicornLogger(Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        self._format = log_format()
+        self._format = _configured_format()
         formatter = build_formatter(self._format)
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
@@ -50,6 +50,17 @@ class GunicornLogger(Logger):
             self.access_log.info(message, extra=fields)
         except Exception:
             self.error(traceback.format_exc())
+
+
+def _configured_format() -> str:
+    """The app's log format (settings include `.env`); the bare environment if they are
+    invalid, so the app's own start-up reports the configuration error."""
+    try:
+        from config import get_settings
+
+        return log_format(get_settings())
+    except Exception:
+        return log_format()
 
 
 def access_fields(resp: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
