@@ -10,6 +10,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import Settings
 from tests.observability.helpers import ops_gunicorn
+from tests.support.processes import free_port
 
 PING = "/api/health/ping"
 MAX_REQUESTS = 300
@@ -17,6 +18,10 @@ MAX_REQUESTS = 300
 
 def scrape_count(base: str) -> float:
     text = requests.get(base + "/metrics", timeout=10).text
+    return ping_count(text)
+
+
+def ping_count(text: str) -> float:
     pattern = (
         r'^tradewind_http_requests_total\{method="GET",route="/api/health/ping",status="200"\}'
         r" (\S+)$"
@@ -42,7 +47,10 @@ def per_worker_counts(metrics_dir: Path) -> dict[int, float]:
 
 
 def test_metrics_add_up_across_workers(settings: Settings, tmp_path: Path) -> None:
-    with ops_gunicorn(settings, tmp_path, workers=2, threads=2) as server:
+    internal_port = free_port()
+    with ops_gunicorn(
+        settings, tmp_path, workers=2, threads=2, METRICS_PORT=str(internal_port)
+    ) as server:
         base, metrics_dir = server.base, server.metrics_dir
         before = scrape_count(base)
         sent = 0
@@ -55,8 +63,11 @@ def test_metrics_add_up_across_workers(settings: Settings, tmp_path: Path) -> No
                 break
         per_worker = per_worker_counts(metrics_dir)
         after = scrape_count(base)
+        # the master's internal port serves the same sums, without going through a worker
+        internal = requests.get(f"http://127.0.0.1:{internal_port}/metrics", timeout=10).text
 
     assert len([c for c in per_worker.values() if c > 0]) >= 2, per_worker
     assert after - before == sent
     assert after == sum(per_worker.values())
     assert max(per_worker.values()) < after  # no single worker holds the whole count
+    assert ping_count(internal) == after
