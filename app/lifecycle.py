@@ -207,15 +207,10 @@ class JobGroup:
 
 
 def _running_scheduler() -> Any:
-    """This process's running APScheduler, or None.
+    """This process's running APScheduler, or None."""
+    from app.jobs.scheduler import running_scheduler
 
-    The foundation's `app.jobs.scheduler` keeps it private; this reads it until that module
-    offers add/remove functions for job groups.
-    """
-    from app.jobs import scheduler as module
-
-    scheduler = getattr(module, "_scheduler", None)
-    return scheduler if scheduler is not None and scheduler.running else None
+    return running_scheduler()
 
 
 TRADING = JobGroup("trading_enabled")

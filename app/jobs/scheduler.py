@@ -94,3 +94,9 @@ def stop_scheduler(wait: bool = True) -> None:
 
 def scheduler_running() -> bool:
     return _scheduler is not None and _scheduler.running
+
+
+def running_scheduler() -> BackgroundScheduler | None:
+    """This process's running scheduler (for job groups added by the lifecycle), or None."""
+    scheduler = _scheduler
+    return scheduler if scheduler is not None and scheduler.running else None

@@ -9,7 +9,7 @@ same order of events on the embedded default.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
@@ -21,9 +21,15 @@ class TradingHalted(Conflict):
 
 
 def emergency_stop_active(session: Session, *, lock: bool = False) -> bool:
+    """The flag; with `lock`, read so that a stop cannot commit between this read and the
+    end of the caller's transaction (FOR SHARE on Postgres; on SQLite a no-op write first
+    takes the database write lock, which then lasts until the transaction ends)."""
     stmt = select(SystemState.emergency_stop).where(SystemState.id == 1)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(read=True)
+    if lock:
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(read=True)
+        else:
+            session.execute(update(SystemState).where(SystemState.id == 1).values(id=1))
     return bool(session.scalar(stmt))
 
 
