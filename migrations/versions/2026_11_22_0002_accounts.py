@@ -72,7 +72,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
         batch_op.create_index("ix_refresh_tokens_expires_at", ["expires_at"], unique=False)
-        batch_op.create_index("ix_refresh_tokens_family_id", ["family_id"], unique=False)
+        batch_op.create_index("ix_refresh_tokens_family_id", ["family_id", "revoked_at"], unique=False)
         batch_op.create_index("ix_refresh_tokens_user_id", ["user_id"], unique=False)
 
     op.create_table(

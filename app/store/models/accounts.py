@@ -23,7 +23,7 @@ class RefreshToken(Base):
 
     __tablename__ = "refresh_tokens"
     __table_args__ = (
-        Index("ix_refresh_tokens_family_id", "family_id"),
+        Index("ix_refresh_tokens_family_id", "family_id", "revoked_at"),
         Index("ix_refresh_tokens_user_id", "user_id"),
         Index("ix_refresh_tokens_expires_at", "expires_at"),
     )
