@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet, MultiFernet
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, func, select, text
 
+from app.errors import NotFound
 from app.services import credentials
 from app.store.db import session_scope
 from app.store.models.accounts import AuditLog, ExchangeCredential
@@ -96,7 +97,7 @@ def test_secrets_round_trip_for_the_exchange_code(
         loaded = credentials.load_secrets(db, owner_id, item["id"])
         assert (loaded.api_key, loaded.secret, loaded.passphrase) == (API_KEY, SECRET, PASSPHRASE)
         assert SECRET not in repr(loaded)
-        with pytest.raises(credentials.NotFound):
+        with pytest.raises(NotFound):
             credentials.load_secrets(db, make_user().id, item["id"])
 
 

@@ -52,7 +52,7 @@ def b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def test_wrong_signature(client: FlaskClient, alice: dict[str, Any], settings: Settings) -> None:
+def test_wrong_signature(client: FlaskClient, alice: dict[str, Any]) -> None:
     forged = pyjwt.encode(claims(alice["access_token"]), "x" * 48, algorithm="HS256")
     assert me(client, forged) == (401, "invalid_token")
     header, payload, signature = alice["access_token"].split(".")
