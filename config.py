@@ -73,11 +73,58 @@ class Settings(BaseSettings):
     ccxt_secret: str | None = None
     ccxt_password: str | None = None
     ccxt_timeout_ms: int = 10_000
+    ccxt_uid: str | None = None
+    ccxt_max_retries: int = Field(default=3, ge=0)
+    ccxt_backoff_base_s: float = Field(default=0.5, ge=0)
+    portfolio_usd_pegs: str = "USDT,USDC"
 
     scheduler_enabled: bool = True
     trading_enabled: bool = True
     self_healing_enabled: bool = True
     live_trading_enabled: bool = False
+
+    # Accounts
+    ratelimit_enabled: bool = True
+    ratelimit_login: str = "10 per minute"
+    ratelimit_login_account: str = "5 per minute"
+    ratelimit_register: str = "5 per hour"
+    ratelimit_register_account: str = "3 per hour"
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+    # Background jobs and analysis
+    job_lease_seconds: float = Field(default=60.0, gt=0)
+    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    job_stale_seconds: float = Field(default=60.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_retry_backoff_seconds: float = Field(default=5.0, ge=0)
+    analysis_retention_days: int = Field(default=30, ge=1)
+    patterns_dir: str = str(BASE_DIR / "patterns")
+
+    # Safety: live gates, self-healing, protection defaults
+    live_min_paper_days: float = Field(default=7, ge=0)
+    live_max_drawdown: float = Field(default=0.15, ge=0, le=1)
+    live_min_closed_trades: int = Field(default=10, ge=0)
+    stuck_bot_intervals: float = Field(default=3.0, gt=0)
+    stuck_bot_min_seconds: float = Field(default=30.0, ge=0)
+    error_streak_pause: int = Field(default=5, ge=1)
+    lease_grace_seconds: float = Field(default=10.0, ge=0)
+    protection_max_drawdown: float | None = 0.25
+    protection_max_losing_streak: int | None = 5
+    protection_losing_streak_cooldown_minutes: float = 60.0
+    protection_daily_loss_limit: float | None = 0.05
+    protection_stoploss_guard_trades: int | None = 3
+    protection_stoploss_guard_window_minutes: float = 60.0
+    protection_stoploss_guard_cooldown_minutes: float = 60.0
+    protection_trade_cooldown_minutes: float = 0.0
+
+    # Operations
+    metrics_token: str | None = None
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    sse_history_size: int = Field(default=200, ge=1)
+    sse_max_connections: int | None = None
+    trusted_proxy_count: int = Field(default=0, ge=0)
 
     port: int = 8000
     web_concurrency: int = 2
@@ -88,7 +135,9 @@ class Settings(BaseSettings):
     def _normalise_database_url(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("redis_url", "ccxt_base_url", "jwt_secret_key", "encryption_key")
+    @field_validator(
+        "redis_url", "ccxt_base_url", "jwt_secret_key", "encryption_key", "metrics_token"
+    )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -179,9 +228,13 @@ def settings_or_exit() -> Settings:
     except ConfigError as exc:
         print(f"tradewind: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    return settings
+
+
+def warn_insecure_defaults(settings: Settings) -> None:
+    """Called once logging is configured, so the warning has the configured shape."""
     for name in settings.insecure_defaults_in_use():
         log.warning("%s is not set: using an insecure development default", name)
-    return settings
 
 
 def generate_secret() -> str:

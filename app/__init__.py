@@ -19,10 +19,11 @@ def create_app(config: Settings | None = None) -> Flask:
     from app import api, cli
     from app.observability.logging import configure_logging
     from app.store.db import init_database
-    from config import settings_or_exit, use_settings
+    from config import settings_or_exit, use_settings, warn_insecure_defaults
 
     settings = use_settings(config) if config is not None else settings_or_exit()
     configure_logging(settings)
+    warn_insecure_defaults(settings)
 
     app = Flask(__name__, instance_path=None)
     app.config.update(
@@ -37,6 +38,13 @@ def create_app(config: Settings | None = None) -> Flask:
         resources={r"/api/*": {"origins": settings.cors_origin_list}},
         expose_headers=["X-Request-ID", "Retry-After"],
     )
+    if settings.trusted_proxy_count:
+        # Behind nginx or a PaaS edge: the client's address and scheme, not the proxy's
+        # (per-IP rate limits and audit entries depend on it).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     init_database(settings)
     api.init_app(app)
     cli.init_app(app)

@@ -109,31 +109,7 @@ def _end_request(_exc: BaseException | None) -> None:
     clear_log_context()
 
 
-def trusted_proxy_count() -> int:
-    from config import get_settings
-
-    value = getattr(get_settings(), "trusted_proxy_count", None)
-    if value is None:
-        value = os.environ.get("TRUSTED_PROXY_COUNT", "0")
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0
-
-
-def install_proxy_fix(app: Flask) -> None:
-    """Behind nginx or Railway's edge, trust that many proxies' X-Forwarded-For/-Proto/-Host,
-    so `request.remote_addr` (rate limits, audit) is the client, not the proxy."""
-    hops = trusted_proxy_count()
-    if hops and not getattr(app.wsgi_app, "_tw_proxy_fix", False):
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
-        app.wsgi_app._tw_proxy_fix = True  # type: ignore[attr-defined]
-
-
 def init_app(app: Flask) -> None:
-    install_proxy_fix(app)
     add_context_provider(_jwt_user_id)
     app.before_request(_start_request)
     app.after_request(_observe)

@@ -27,13 +27,19 @@ def _options(exchange: str) -> tuple[str, dict[str, Any]]:
             "anchor": settings.replay_anchor,
             "speed": settings.replay_speed,
         }
-    options: dict[str, Any] = {"exchange_id": exchange, "timeout_ms": settings.ccxt_timeout_ms}
+    options: dict[str, Any] = {
+        "exchange_id": exchange,
+        "timeout_ms": settings.ccxt_timeout_ms,
+        "max_retries": settings.ccxt_max_retries,
+        "backoff_base_s": settings.ccxt_backoff_base_s,
+    }
     if exchange == settings.ccxt_exchange:
         options.update(
             base_url=settings.ccxt_base_url,
             api_key=settings.ccxt_api_key,
             secret=settings.ccxt_secret,
             password=settings.ccxt_password,
+            uid=settings.ccxt_uid,
         )
     return "ccxt", options
 
