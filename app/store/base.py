@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, Numeric, TypeDecorator, func
+from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -51,14 +52,53 @@ class UTCDateTime(TypeDecorator[datetime]):
         return as_utc(value)
 
 
-# Money, prices and amounts: exact decimals, wide enough for satoshi-level crypto amounts.
-Money = Numeric(38, 18, asdecimal=True)
+MONEY_QUANTUM = Decimal("1E-18")
+
+
+def quantize(value: Decimal) -> Decimal:
+    """`value` on the 18-decimal money grid (half-even), with room for 38 digits."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        result = value.quantize(MONEY_QUANTUM)
+    return result if result else Decimal(0).quantize(MONEY_QUANTUM)  # no "-0"
+
+
+class Money(TypeDecorator[Decimal]):
+    """Money, prices and amounts, exact on both databases: `numeric(38,18)` on Postgres and
+    canonical decimal text on SQLite (where SQLAlchemy would bind `Numeric` through a float
+    and turn 0.1 into 0.100000000000000006). Values are quantised to 18 decimals on the way
+    in, so sums of stored values are exact."""
+
+    impl = Numeric(38, 18, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            value = Decimal(str(value))
+        if not value.is_finite():
+            raise ValueError(f"money amounts must be finite, got {value}")
+        value = quantize(value)
+        return format(value, "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return quantize(value if isinstance(value, Decimal) else Decimal(str(value)))
+
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), Decimal: Money, dict[str, Any]: JSONType}
+    type_annotation_map = {datetime: UTCDateTime(), Decimal: Money(), dict[str, Any]: JSONType}
 
 
 class TimestampMixin:

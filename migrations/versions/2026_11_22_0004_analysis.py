@@ -22,6 +22,10 @@ ACTIVE = "state IN ('queued', 'running')"
 STATES = "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')"
 
 
+# app.store.base.Money: exact numeric on Postgres, canonical decimal text on SQLite.
+MONEY = sa.Numeric(precision=38, scale=18).with_variant(sa.String(length=48), "sqlite")
+
+
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_check_constraint(op.f("ck_jobs_state"), sa.text(STATES))
@@ -61,7 +65,7 @@ def upgrade() -> None:
         sa.Column("pattern", sa.String(length=64), nullable=True),
         sa.Column("signal", sa.String(length=8), nullable=True),
         sa.Column("score", sa.Float(), nullable=True),
-        sa.Column("allocation", sa.Numeric(precision=38, scale=18), nullable=True),
+        sa.Column("allocation", MONEY, nullable=True),
         sa.Column("as_of", app.store.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column(
             "data",

@@ -1,10 +1,7 @@
 """Paper-trading ledger: orders, fills, positions, balances, equity and pricing snapshots.
 
-Money columns use `ExactDecimal`, not the shared `Money`: on SQLite SQLAlchemy binds `Numeric`
-through a float, which turns 0.1 into 0.100000000000000006 and would make `flask reconcile`
-fail "to the smallest unit". `ExactDecimal` is `numeric(38,18)` on Postgres and canonical
-decimal text on SQLite; every value is quantised to 18 decimals on the way in, so sums of
-stored values are exact on both.
+Money columns use the exact `Money` type of `app.store.base` (canonical text on SQLite), so
+`flask reconcile` holds "to the smallest unit" on both databases.
 
 One bot trades one symbol, so a bot has one `Position` row (its book: position, cost basis,
 realised PnL, fees, and the capital it started with) and one `Balance` row per asset (quote
@@ -14,7 +11,7 @@ and base), each split into `free` and `locked` (reserved by open orders), never 
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -22,24 +19,20 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
-    Numeric,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeEngine
 
-from app.store.base import Base, JSONType, UTCDateTime, utcnow
+from app.store.base import MONEY_QUANTUM, Base, JSONType, Money, UTCDateTime, quantize, utcnow
 
 __all__ = [
     "LEDGER_QUANTUM",
     "Balance",
     "EquitySnapshot",
-    "ExactDecimal",
+    "Money",
     "Fill",
     "Order",
     "Position",
@@ -47,43 +40,8 @@ __all__ = [
     "quantize",
 ]
 
-LEDGER_QUANTUM = Decimal("1E-18")
 ORDER_STATES = ("open", "filled", "cancelled", "rejected")
-
-
-def quantize(value: Decimal) -> Decimal:
-    """`value` on the ledger's 18-decimal grid (half-even), with enough precision for 38 digits."""
-    with localcontext() as ctx:
-        ctx.prec = 60
-        result = value.quantize(LEDGER_QUANTUM)
-    return result if result else Decimal(0).quantize(LEDGER_QUANTUM)  # no "-0"
-
-
-class ExactDecimal(TypeDecorator[Decimal]):
-    """Exact decimal storage on Postgres (numeric) and SQLite (canonical text)."""
-
-    impl = Numeric(38, 18, asdecimal=True)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(48))
-        return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, Decimal):
-            value = Decimal(str(value))
-        if not value.is_finite():
-            raise ValueError(f"ledger amounts must be finite, got {value}")
-        value = quantize(value)
-        return format(value, "f") if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return quantize(value if isinstance(value, Decimal) else Decimal(str(value)))
+LEDGER_QUANTUM = MONEY_QUANTUM
 
 
 def _non_negative(*columns: str) -> tuple[CheckConstraint, ...]:
@@ -120,14 +78,14 @@ class Order(Base):
     side: Mapped[str] = mapped_column(String(4))
     type: Mapped[str] = mapped_column(String(8))
     state: Mapped[str] = mapped_column(String(12), default="open", server_default="open")
-    amount: Mapped[Decimal | None] = mapped_column(ExactDecimal())
-    quote_amount: Mapped[Decimal | None] = mapped_column(ExactDecimal())
-    price: Mapped[Decimal | None] = mapped_column(ExactDecimal())
-    reserved: Mapped[Decimal] = mapped_column(ExactDecimal())
-    filled_amount: Mapped[Decimal | None] = mapped_column(ExactDecimal())
-    average_price: Mapped[Decimal | None] = mapped_column(ExactDecimal())
-    cost: Mapped[Decimal | None] = mapped_column(ExactDecimal())
-    fee: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    amount: Mapped[Decimal | None] = mapped_column(Money())
+    quote_amount: Mapped[Decimal | None] = mapped_column(Money())
+    price: Mapped[Decimal | None] = mapped_column(Money())
+    reserved: Mapped[Decimal] = mapped_column(Money())
+    filled_amount: Mapped[Decimal | None] = mapped_column(Money())
+    average_price: Mapped[Decimal | None] = mapped_column(Money())
+    cost: Mapped[Decimal | None] = mapped_column(Money())
+    fee: Mapped[Decimal | None] = mapped_column(Money())
     client_order_id: Mapped[str] = mapped_column(String(64))
     fill_from: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -160,15 +118,15 @@ class Fill(Base):
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
     side: Mapped[str] = mapped_column(String(4))
-    amount: Mapped[Decimal] = mapped_column(ExactDecimal())
-    price: Mapped[Decimal] = mapped_column(ExactDecimal())
-    cost: Mapped[Decimal] = mapped_column(ExactDecimal())
-    fee: Mapped[Decimal] = mapped_column(ExactDecimal())
+    amount: Mapped[Decimal] = mapped_column(Money())
+    price: Mapped[Decimal] = mapped_column(Money())
+    cost: Mapped[Decimal] = mapped_column(Money())
+    fee: Mapped[Decimal] = mapped_column(Money())
     fee_asset: Mapped[str] = mapped_column(String(16))
     liquidity: Mapped[str] = mapped_column(String(5))
-    realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal())
-    cost_basis_change: Mapped[Decimal] = mapped_column(ExactDecimal())
-    closed_trade_pnl: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    realised_pnl: Mapped[Decimal] = mapped_column(Money())
+    cost_basis_change: Mapped[Decimal] = mapped_column(Money())
+    closed_trade_pnl: Mapped[Decimal | None] = mapped_column(Money())
     trade_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     candle_ts: Mapped[datetime] = mapped_column(UTCDateTime())
     filled_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -186,14 +144,14 @@ class Position(Base):
     symbol: Mapped[str] = mapped_column(String(40))
     base: Mapped[str] = mapped_column(String(16))
     quote: Mapped[str] = mapped_column(String(16))
-    initial_capital: Mapped[Decimal] = mapped_column(ExactDecimal())
-    amount: Mapped[Decimal] = mapped_column(ExactDecimal())
-    cost_basis: Mapped[Decimal] = mapped_column(ExactDecimal())
-    avg_entry_price: Mapped[Decimal | None] = mapped_column(ExactDecimal())
-    realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal())
-    fees_paid: Mapped[Decimal] = mapped_column(ExactDecimal())
-    trip_pnl: Mapped[Decimal] = mapped_column(ExactDecimal())
-    trip_fees: Mapped[Decimal] = mapped_column(ExactDecimal())
+    initial_capital: Mapped[Decimal] = mapped_column(Money())
+    amount: Mapped[Decimal] = mapped_column(Money())
+    cost_basis: Mapped[Decimal] = mapped_column(Money())
+    avg_entry_price: Mapped[Decimal | None] = mapped_column(Money())
+    realised_pnl: Mapped[Decimal] = mapped_column(Money())
+    fees_paid: Mapped[Decimal] = mapped_column(Money())
+    trip_pnl: Mapped[Decimal] = mapped_column(Money())
+    trip_fees: Mapped[Decimal] = mapped_column(Money())
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -209,8 +167,8 @@ class Balance(Base):
         ForeignKey("bots.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     asset: Mapped[str] = mapped_column(String(16), primary_key=True)
-    free: Mapped[Decimal] = mapped_column(ExactDecimal())
-    locked: Mapped[Decimal] = mapped_column(ExactDecimal())
+    free: Mapped[Decimal] = mapped_column(Money())
+    locked: Mapped[Decimal] = mapped_column(Money())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     @property
@@ -227,10 +185,10 @@ class EquitySnapshot(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
     ts: Mapped[datetime] = mapped_column(UTCDateTime())
-    equity: Mapped[Decimal] = mapped_column(ExactDecimal())
-    cash: Mapped[Decimal] = mapped_column(ExactDecimal())
-    position_amount: Mapped[Decimal] = mapped_column(ExactDecimal())
-    price: Mapped[Decimal] = mapped_column(ExactDecimal())
+    equity: Mapped[Decimal] = mapped_column(Money())
+    cash: Mapped[Decimal] = mapped_column(Money())
+    position_amount: Mapped[Decimal] = mapped_column(Money())
+    price: Mapped[Decimal] = mapped_column(Money())
 
 
 class PricingSnapshot(Base):
@@ -243,7 +201,7 @@ class PricingSnapshot(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     base_currency: Mapped[str] = mapped_column(String(10))
-    total: Mapped[Decimal] = mapped_column(ExactDecimal())
+    total: Mapped[Decimal] = mapped_column(Money())
     complete: Mapped[bool] = mapped_column(Boolean)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSONType)
     valuation: Mapped[dict[str, Any]] = mapped_column(JSONType)
