@@ -15,13 +15,15 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
@@ -87,12 +89,18 @@ def tick_grid(exchange: str, timeframe: str) -> TickGrid:
     """The grid of a bot on `exchange` ("replay" or an exchange id) with `timeframe`."""
     from config import get_settings
 
-    tf_ms = timeframe_seconds(timeframe) * 1000
     if exchange == "replay":
         settings = get_settings()
-        speed = Fraction(str(settings.replay_speed))
-        return TickGrid(parse_anchor(settings.replay_anchor), Fraction(tf_ms) / speed, tf_ms)
-    return TickGrid(0, Fraction(tf_ms), tf_ms)
+        return _grid(timeframe, settings.replay_anchor, str(settings.replay_speed))
+    return _grid(timeframe, None, None)
+
+
+@lru_cache(maxsize=256)
+def _grid(timeframe: str, anchor: str | None, speed: str | None) -> TickGrid:
+    tf_ms = timeframe_seconds(timeframe) * 1000
+    if anchor is None or speed is None:
+        return TickGrid(0, Fraction(tf_ms), tf_ms)
+    return TickGrid(parse_anchor(anchor), Fraction(tf_ms) / Fraction(speed), tf_ms)
 
 
 def entry_budget(stake: Decimal, taker_fee: Decimal, cash: Decimal) -> Decimal:
@@ -173,13 +181,52 @@ def market_info(source: MarketSource, exchange: str, symbol: str) -> MarketInfo:
 
 def position_amount(session: Session, bot: Bot) -> Decimal:
     """What the bot holds of its base asset (0 before its ledger exists)."""
-    from app.store.models.ledger import Position
-
     amount = session.scalar(select(Position.amount).where(Position.bot_id == bot.id))
     return amount if amount is not None else Decimal(0)
 
 
-def run_tick(session: Session, bot: Bot, *, planned_at: datetime, now: datetime) -> TickResult:
+@dataclass(frozen=True)
+class LedgerState:
+    """What a tick must know of a bot's books before deciding anything."""
+
+    position: Decimal
+    open_orders: int
+    cash: Decimal | None = None  # quote free + locked
+
+
+def ledger_states(session: Session, bot_ids: list[int]) -> dict[int, LedgerState]:
+    """Position, cash and open-order count of many bots in one query (bots without books
+    are absent): an idle tick then needs no query of its own."""
+    from app.store.models.ledger import Balance, Order
+
+    if not bot_ids:
+        return {}
+    rows = session.execute(
+        select(Position.bot_id, Position.amount, Balance.free, Balance.locked, func.count(Order.id))
+        .join(Balance, and_(Balance.bot_id == Position.bot_id, Balance.asset == Position.quote))
+        .outerjoin(Order, and_(Order.bot_id == Position.bot_id, Order.state == "open"))
+        .where(Position.bot_id.in_(bot_ids))
+        .group_by(Position.bot_id, Position.amount, Balance.free, Balance.locked)
+    ).all()
+    return {
+        bot_id: LedgerState(amount, int(n), free + locked)
+        for bot_id, amount, free, locked, n in rows
+    }
+
+
+def _no_writes() -> None:
+    return None
+
+
+def run_tick(
+    session: Session,
+    bot: Bot,
+    *,
+    planned_at: datetime,
+    now: datetime,
+    state: LedgerState | None = None,
+    writes: Callable[[], None] = _no_writes,
+) -> TickResult:
     """One tick of one (claimed, row-locked) bot, inside the caller's transaction.
 
     Order of work: candles (shared cache) -> fill the bot's open orders against them ->
@@ -188,6 +235,10 @@ def run_tick(session: Session, bot: Bot, *, planned_at: datetime, now: datetime)
     the stake and places a market buy. Orders carry `client_order_id = {bot}-{planned
     epoch}-{n}`, so a retried tick returns the order it already placed. The market order
     fills at the next candle's open (`fill_from`), like in a backtest.
+
+    `state` is the bot's books as prefetched by the dispatcher (read here when absent);
+    `writes()` is called before the tick's first write, so that the dispatcher opens a
+    savepoint only for ticks that write (most ticks only read and decide nothing).
     """
     from app.engine import broker
     from app.market.cache import cached_candles
@@ -205,9 +256,20 @@ def run_tick(session: Session, bot: Bot, *, planned_at: datetime, now: datetime)
     last_ts = int(candles.ts[-1])
     result.candle_ts = last_ts
     price = to_decimal(float(candles.close[-1]))
+    if state is None:
+        state = ledger_states(session, [bot.id]).get(bot.id)
+    if state is None:
+        result.details["note"] = "no ledger yet"
+        return result
 
-    for fill in broker.process_fills(session, bot, candles, now, market=market):
-        result.events.append(("trade", _fill_event(bot, fill)))
+    held, cash = state.position, state.cash
+    if state.open_orders:
+        writes()
+        fills = broker.process_fills(session, bot, candles, now, market=market)
+        for fill in fills:
+            result.events.append(("trade", _fill_event(bot, fill)))
+        if fills:
+            held, cash = position_amount(session, bot), None
 
     new_candle = bot.last_candle_ts is None or last_ts > bot.last_candle_ts
     signal = 0
@@ -217,24 +279,49 @@ def run_tick(session: Session, bot: Bot, *, planned_at: datetime, now: datetime)
         result.last_candle_ts = last_ts
     result.signal = signal
 
-    position = session.get(Position, bot.id, populate_existing=True)
-    if position is None:
-        result.details["note"] = "no ledger yet"
-        return result
-    held = position.amount
     ctx = _OrderContext(bot, market, price, planned_at, now, last_ts + tf_ms)
     if bot.exit_requested_at is not None:
+        writes()
         _requested_exit(session, ctx, result)
     elif signal == EXIT and held > 0:
+        writes()
         _sell(session, ctx, result, "exit signal", action="sell")
     elif signal == ENTER and held == 0:
+        writes()
         _buy(session, ctx, result)
     if new_candle and (held > 0 or result.events or bot.last_candle_ts is None):
         # while flat and idle equity cannot change: the curve is forward-filled in between
-        from app.services.ledger import record_equity_snapshot
-
-        record_equity_snapshot(session, bot, price, ts=from_ms(last_ts + tf_ms))
+        writes()
+        _snapshot(session, bot, price, from_ms(last_ts + tf_ms), held, cash, result)
     return result
+
+
+def _snapshot(
+    session: Session,
+    bot: Bot,
+    price: Decimal,
+    ts: datetime,
+    held: Decimal,
+    cash: Decimal | None,
+    result: TickResult,
+) -> None:
+    """The equity at this candle's close. When nothing moved the books in this tick, the
+    prefetched cash and position give it without reading them again; otherwise the ledger
+    service reads the books. One row per bot and candle (unique), like the ledger's own."""
+    from app.services.ledger import record_equity_snapshot
+    from app.store.models.ledger import EquitySnapshot
+
+    if cash is None or result.events:
+        record_equity_snapshot(session, bot, price, ts=ts)
+        return
+    with localcontext() as ctx:
+        ctx.prec = 80
+        equity = (cash + held * price).quantize(Decimal("1E-18"), rounding=ROUND_FLOOR)
+    session.add(
+        EquitySnapshot(
+            bot_id=bot.id, ts=ts, equity=equity, cash=cash, position_amount=held, price=price
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,22 @@
 
 Every worker's scheduler calls `run()` once a second. A call claims batches of due bots
 (`app.jobs.claims`: `FOR UPDATE SKIP LOCKED` on Postgres, compare-and-set on SQLite, each
-claim a lease that expires), ticks each claimed bot in its own transaction, and - while the
-scheduler runs - sleeps until the next bot is due, so a tick starts within milliseconds of
-its planned time instead of up to a second late. It returns after about TICK_RUN_SECONDS.
+claim a lease that expires) and ticks a batch in one transaction, each bot in its own
+savepoint so that a failing bot never touches another. While the scheduler runs it then
+sleeps until the next bot is due, so a tick starts within milliseconds of its planned time
+instead of up to a second late; it returns after about TICK_RUN_SECONDS.
 
 Why a tick cannot run twice:
 
 * the claim hands a due bot to one worker only (its lease);
-* the tick's writes (orders, fills, the `bot_ticks` row) and the bot's next planned time
-  commit in ONE transaction that ends with a release fenced on the lease owner: a worker
-  whose lease expired and was taken over writes nothing (`claims.release` matches no row
-  and the transaction is rolled back);
+* the batch transaction starts by renewing its leases (locking the rows until it commits);
+  each tick's writes (orders, fills, the `bot_ticks` row) and the bot's next planned time
+  end with a release fenced on the lease owner: a worker whose lease was taken over writes
+  nothing for that bot (`claims.release` matches no row, its savepoint is rolled back);
 * `bot_ticks` is UNIQUE(bot_id, planned_at) and every order's `client_order_id` is derived
   from (bot, planned tick), so even a fencing bug could not record a tick or an order twice.
 
-Why a tick is not lost: a worker killed mid-tick committed nothing; its leases expire after
+Why a tick is not lost: a worker killed mid-batch committed nothing; its leases expire after
 TICK_LEASE_SECONDS and another worker claims the bot. The next planned time always comes
 from the planned grid (`planned + interval`), never from "now", so ticks do not drift. A bot
 that fell more than one interval behind runs once, for the latest due boundary, and the
@@ -29,14 +30,22 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.engine.tick import TickResult, from_ms, run_tick, tick_grid, to_ms
-from app.jobs.claims import claim, release, renew
+from app.engine.tick import (
+    LedgerState,
+    TickResult,
+    from_ms,
+    ledger_states,
+    run_tick,
+    tick_grid,
+    to_ms,
+)
+from app.jobs.claims import claim
 from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
 from app.store.base import utcnow
@@ -163,31 +172,82 @@ def _wait_for_next_due(deadline: float) -> bool:
     return True
 
 
+RELEASED = (
+    "status",
+    "pause_reason",
+    "next_tick_at",
+    "last_tick_at",
+    "last_candle_ts",
+    "error_streak",
+    "last_error",
+    "exit_requested_at",
+)
+_RELEASE_MANY = (
+    update(Bot.__table__)
+    .where(
+        Bot.__table__.c.id == bindparam("b_id"), Bot.__table__.c.lease_owner == bindparam("b_owner")
+    )
+    .values(lease_owner=None, lease_until=None, **{c: bindparam(f"b_{c}") for c in RELEASED})
+)
+
+
+@dataclass
+class TickOutcome:
+    """One bot's share of a batch: what to write back on the bot, the tick row, the news."""
+
+    bot: Bot
+    values: dict[str, Any]
+    row: dict[str, Any] | None = None
+    result: TickResult | None = None
+
+
 def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
-    """Tick each claimed bot in its own transaction; one bot's failure never touches another."""
+    """Tick a claimed batch in one transaction.
+
+    The transaction starts by renewing the batch's leases (`lock_batch`: the rows stay locked,
+    so no other worker, API call or self-healing scan can change them until the commit).
+    Each tick that writes does so inside its own savepoint: a failing bot is rolled back to
+    it and records its error, never touching the others. The bots' next planned times and
+    the tick rows are written for the whole batch at the end, and it commits once."""
     session = new_session()
-    done = 0
+    outcomes: list[TickOutcome] = []
     try:
-        for bot_id in ids:
-            if tick_one(session, bot_id, owner, settings):
-                done += 1
+        bots = lock_batch(session, ids, owner, settings)
+        states = ledger_states(session, [b.id for b in bots])
+        for bot in bots:
+            with log_context(bot_id=bot.id, user_id=bot.user_id):
+                outcomes.append(tick_one(session, bot, owner, settings, states.get(bot.id)))
+        _write_back(session, owner, outcomes)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("tick batch failed; its bots run again when their leases expire")
+        return 0
     finally:
         session.close()
-    return done
+    done = [o for o in outcomes if o.row is not None]
+    for outcome in done:
+        _after_commit(outcome)
+    return len(done)
 
 
-def _lock_bot(session: Session, bot_id: int, owner: str, settings: TickSettings) -> Bot | None:
-    """Renew the lease as this transaction's first statement and load the bot; None when the
-    lease is gone. The renewal is a write, so the row stays locked until the tick commits
-    (a concurrent stop or pause from the API waits for the tick, or the tick sees it), and on
-    SQLite it opens the write transaction before the broker's savepoints."""
-    if not renew(
-        session, Bot, bot_id, owner=owner, now=utcnow(), lease_seconds=settings.lease_seconds
-    ):
-        return None
-    return session.scalars(
-        select(Bot).where(Bot.id == bot_id).execution_options(populate_existing=True)
-    ).one()
+def lock_batch(session: Session, ids: list[int], owner: str, settings: TickSettings) -> list[Bot]:
+    """Renew the batch's leases and load its bots in one statement (UPDATE ... RETURNING).
+
+    As the batch transaction's first statement, this write fences the whole batch: only
+    rows still leased to `owner` are returned, and they stay locked until the commit (on
+    SQLite it opens the write transaction before any savepoint)."""
+    until = utcnow() + timedelta(seconds=settings.lease_seconds)
+    bots = session.scalars(
+        update(Bot)
+        .where(Bot.id.in_(ids), Bot.lease_owner == owner)
+        .values(lease_until=until)
+        .returning(Bot),
+        execution_options={"populate_existing": True},
+    ).all()
+    for _ in range(len(ids) - len(bots)):
+        _lost()
+    return sorted(bots, key=lambda b: (b.next_tick_at or until, b.id))
 
 
 def plan(bot: Bot, now: datetime) -> tuple[int, int, int]:
@@ -207,56 +267,92 @@ def plan(bot: Bot, now: datetime) -> tuple[int, int, int]:
     return planned, skipped, grid.next_after(planned)
 
 
-def tick_one(session: Session, bot_id: int, owner: str, settings: TickSettings) -> bool:
-    """Run one claimed bot's tick and commit it with a fenced release. True when committed."""
-    bot = _lock_bot(session, bot_id, owner, settings)
-    if bot is None:
-        session.rollback()
-        _lost()
-        return False
-    with log_context(bot_id=bot.id, user_id=bot.user_id):
-        return _tick_locked(session, bot, owner, settings)
+class _Writes:
+    """Opens the tick's savepoint at its first write (most ticks never write)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.savepoint: Any = None
+
+    def __call__(self) -> None:
+        if self.savepoint is None:
+            self.savepoint = self.session.begin_nested()
+
+    def rollback(self) -> None:
+        if self.savepoint is not None and self.savepoint.is_active:
+            self.savepoint.rollback()
+
+    def commit(self) -> None:
+        if self.savepoint is not None and self.savepoint.is_active:
+            self.session.flush()
+            self.savepoint.commit()
 
 
-def _tick_locked(session: Session, bot: Bot, owner: str, settings: TickSettings) -> bool:
+def tick_one(
+    session: Session,
+    bot: Bot,
+    owner: str,
+    settings: TickSettings,
+    state: LedgerState | None = None,
+) -> TickOutcome:
+    """One locked bot's tick inside the batch transaction."""
     started = utcnow()
-    bot_id = bot.id
-    planned_ms, skipped, next_ms = plan(bot, started)
+    try:
+        planned_ms, skipped, next_ms = plan(bot, started)
+    except Exception as exc:  # e.g. a timeframe edited by hand: no grid to plan on
+        return _unplannable(bot, settings, exc)
     if planned_ms > to_ms(started):  # nothing to do yet (see `plan`): just reschedule
-        return _commit_release(session, bot_id, owner, {"next_tick_at": from_ms(planned_ms)})
+        return TickOutcome(bot, {"next_tick_at": from_ms(planned_ms)})
     planned = from_ms(planned_ms)
     _observe_lag(started, planned)
     t0 = time.perf_counter()
+    writes = _Writes(session)
     try:
-        result = run_tick(session, bot, planned_at=planned, now=started)
+        result = run_tick(session, bot, planned_at=planned, now=started, state=state,
+                          writes=writes)  # fmt: skip
+        writes.commit()
         error: str | None = None
     except Exception as exc:  # any failure of this bot stays with this bot
-        session.rollback()
+        writes.rollback()
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        log.warning("tick of bot %s failed: %s", bot_id, error, exc_info=True)
+        log.warning("tick of bot %s failed: %s", bot.id, error, exc_info=True)
         result = TickResult(outcome="error", error=error)
     values = _bot_values(bot, result, planned, from_ms(next_ms), error, settings)
-    session.add(
-        BotTick(
-            bot_id=bot_id,
-            planned_at=planned,
-            worker=owner,
-            started_at=started,
-            finished_at=utcnow(),
-            outcome=result.outcome,
-            skipped=skipped,
-            candle_ts=result.candle_ts,
-            signal=result.signal,
-            action=result.action,
-            error=error,
-            details=result.details or None,
+    row = {
+        "bot_id": bot.id,
+        "planned_at": planned,
+        "worker": owner,
+        "started_at": started,
+        "finished_at": utcnow(),
+        "outcome": result.outcome,
+        "skipped": skipped,
+        "candle_ts": result.candle_ts,
+        "signal": result.signal,
+        "action": result.action,
+        "error": error,
+        "details": result.details or None,
+    }
+    _observe(result.outcome, time.perf_counter() - t0)
+    return TickOutcome(bot, values, row, result)
+
+
+def _unplannable(bot: Bot, settings: TickSettings, exc: Exception) -> TickOutcome:
+    """Record why the bot cannot be ticked and try again in a minute (paused after too many
+    failures) instead of failing the whole batch."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    log.error("bot %s cannot be ticked: %s", bot.id, error)
+    streak = (bot.error_streak or 0) + 1
+    values: dict[str, Any] = {
+        "error_streak": streak,
+        "last_error": error,
+        "next_tick_at": utcnow() + timedelta(seconds=60),
+    }
+    if streak >= settings.max_error_streak and bot.status == "running":
+        values.update(
+            status="paused", pause_reason=f"cannot be ticked: {error}"[:200], next_tick_at=None
         )
-    )
-    committed = _commit_release(session, bot_id, owner, values)
-    _observe(result.outcome if committed else "lost", time.perf_counter() - t0)
-    if committed:
-        _after_commit(bot, result, values, error, settings)
-    return committed
+    _observe("error", 0.0)
+    return TickOutcome(bot, values)
 
 
 def _bot_values(
@@ -267,6 +363,7 @@ def _bot_values(
     error: str | None,
     settings: TickSettings,
 ) -> dict[str, Any]:
+    """The bot's columns after this tick (those not named keep their value)."""
     values: dict[str, Any] = {"last_tick_at": planned}
     if error is not None:
         streak = (bot.error_streak or 0) + 1
@@ -289,29 +386,34 @@ def _bot_values(
     return values
 
 
-def _commit_release(session: Session, bot_id: int, owner: str, values: dict[str, Any]) -> bool:
-    try:
-        if not release(session, Bot, bot_id, owner=owner, values=values):
-            session.rollback()
-            log.warning("lease on bot %s lost to another worker; tick discarded", bot_id)
-            _lost()
-            return False
-        session.commit()
-        return True
-    except Exception:
-        session.rollback()
-        log.exception("could not record the tick of bot %s", bot_id)
-        return False
+def _write_back(session: Session, owner: str, outcomes: list[TickOutcome]) -> None:
+    """Release every bot of the batch with its new schedule, and insert the tick rows."""
+    if not outcomes:
+        return
+    session.flush()
+    params = [
+        {
+            "b_id": o.bot.id,
+            "b_owner": owner,
+            **{f"b_{c}": o.values[c] if c in o.values else getattr(o.bot, c) for c in RELEASED},
+        }
+        for o in outcomes
+    ]
+    released = session.execute(_RELEASE_MANY, params).rowcount  # type: ignore[attr-defined]
+    if released not in (-1, len(params)):  # the rows are locked: this cannot happen
+        raise RuntimeError(f"released {released} of {len(params)} leases; batch discarded")
+    rows = [o.row for o in outcomes if o.row is not None]
+    if rows:
+        session.execute(insert(BotTick), rows)
 
 
-def _after_commit(
-    bot: Bot, result: TickResult, values: dict[str, Any], error: str | None, s: TickSettings
-) -> None:
+def _after_commit(outcome: TickOutcome) -> None:
     """News of a committed tick: events for dashboards, an alert when a bot was paused."""
+    bot, values, result = outcome.bot, outcome.values, outcome.result
     try:
         from app.services.events import publish_event
 
-        for kind, data in result.events:
+        for kind, data in result.events if result is not None else []:
             publish_event(bot.user_id, kind, data)
         if values.get("status") == "paused":
             publish_event(

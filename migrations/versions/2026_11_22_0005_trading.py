@@ -23,17 +23,13 @@ def upgrade() -> None:
     with op.batch_alter_table("bots", schema=None) as batch_op:
         batch_op.add_column(sa.Column("last_candle_ts", sa.BigInteger(), nullable=True))
         batch_op.add_column(
-            sa.Column(
-                "exit_requested_at", app.store.base.UTCDateTime(timezone=True), nullable=True
-            )
+            sa.Column("exit_requested_at", app.store.base.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.create_index("ix_bots_next_tick_at", ["next_tick_at"], unique=False)
 
     op.create_table(
         "bot_ticks",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("bot_id", sa.Integer(), nullable=False),
         sa.Column("planned_at", app.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("worker", sa.String(length=100), nullable=False),
@@ -56,13 +52,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bot_ticks")),
         sa.UniqueConstraint("bot_id", "planned_at", name=op.f("uq_bot_ticks_bot_id_planned_at")),
     )
-    with op.batch_alter_table("bot_ticks", schema=None) as batch_op:
-        batch_op.create_index("ix_bot_ticks_started_at", ["started_at"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("bot_ticks", schema=None) as batch_op:
-        batch_op.drop_index("ix_bot_ticks_started_at")
     op.drop_table("bot_ticks")
     with op.batch_alter_table("bots", schema=None) as batch_op:
         batch_op.drop_index("ix_bots_next_tick_at")

@@ -97,24 +97,28 @@ def test_entry_signal_places_a_market_buy_filled_at_the_next_open(clock, user_id
 
 
 def test_a_retried_tick_places_nothing_twice(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    from app.engine import broker
+    from app.store.db import new_session
+
     with session_scope() as s:
         bot_id = make_bot(s, user_id).id
-    tick(bot_id, clock, 4)
-    with session_scope() as s:  # the same planned tick again, as if its commit was lost
-        bot = s.get(Bot, bot_id)
-        bot.last_candle_ts = None
-        again = run_tick(s, bot, planned_at=at(T0 + 5 * HOUR_MS), now=utcnow())
-    assert again.signal == 1 and again.action is None  # the entry is already on its way
-    assert len(orders(bot_id)) == 1
-    from app.engine import broker
-
-    with session_scope() as s:  # and the broker itself returns the order with that id
+    clock.ms = T0 + 5 * HOUR_MS
+    lost = new_session()  # the first attempt runs, then its commit never happens
+    run_tick(lost, lost.get(Bot, bot_id), planned_at=at(clock.ms), now=utcnow())
+    lost.rollback()
+    lost.close()
+    assert orders(bot_id) == []
+    tick(bot_id, clock, 4)  # the retry places the order, once
+    (order,) = orders(bot_id)
+    client_order_id = f"{bot_id}-{(T0 + 5 * HOUR_MS) // 1000}-0"
+    assert order.client_order_id == client_order_id
+    with session_scope() as s:  # placing that id again returns the order, places nothing
         bot = s.get(Bot, bot_id)
         same = broker.place_order(
             s, bot, side="buy", order_type="market", quote_amount=D("100.1"),
-            client_order_id=f"{bot_id}-{(T0 + 5 * HOUR_MS) // 1000}-0", now=utcnow(),
+            client_order_id=client_order_id, now=utcnow(),
         )  # fmt: skip
-        assert same.id == orders(bot_id)[0].id
+        assert same.id == order.id
     assert len(orders(bot_id)) == 1
 
 

@@ -15,7 +15,7 @@ from app.engine.tick import from_ms, tick_grid, to_ms
 from app.jobs import bot_ticks
 from app.jobs.claims import claim
 from app.store.base import utcnow
-from app.store.db import new_session, session_scope
+from app.store.db import session_scope
 from app.store.models import Bot
 from app.store.models.ledger import Order
 from app.store.models.safety import Alert
@@ -42,10 +42,9 @@ def due_bot(user_id: int, *, behind: int = 0, **fields: Any) -> int:
     grid = tick_grid("replay", GRID_TF)
     latest = grid.latest_due(to_ms(utcnow()))
     with session_scope() as s:
-        bot = make_bot(
-            s, user_id, symbol="ETH/BTC", timeframe=GRID_TF,
-            next_tick_at=from_ms(grid.at(grid.index_at_or_before(latest) - behind)), **fields,
-        )  # fmt: skip
+        values = {"symbol": "ETH/BTC", "timeframe": GRID_TF, **fields}
+        next_at = from_ms(grid.at(grid.index_at_or_before(latest) - behind))
+        bot = make_bot(s, user_id, next_tick_at=next_at, **values)
         return int(bot.id)
 
 
@@ -131,15 +130,21 @@ def test_a_worker_that_lost_its_lease_writes_nothing(user_id: int) -> None:
                      where=bot_ticks.due_condition(now), order_by=Bot.id) == [bot_id]  # fmt: skip
     with session_scope() as s:  # w1's lease expired and w2 took the bot over
         s.get(Bot, bot_id).lease_owner = "w2"
-    session = new_session()
-    try:
-        assert bot_ticks.tick_one(session, bot_id, "w1", bot_ticks.TickSettings()) is False
-    finally:
-        session.close()
+    assert bot_ticks.tick_batch([bot_id], "w1", bot_ticks.TickSettings()) == 0
     assert ticks(bot_id) == []
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Order)) == 0
         assert s.get(Bot, bot_id).lease_owner == "w2"
+
+
+def test_a_bot_that_cannot_even_be_planned_does_not_fail_its_batch(user_id: int) -> None:
+    broken = due_bot(user_id, timeframe="7m")  # edited by hand: no grid for it
+    fine = due_bot(user_id)
+    assert bot_ticks.run() == 1
+    assert [t.outcome for t in ticks(fine)] == ["ok"] and ticks(broken) == []
+    b = bot(broken)
+    assert b.error_streak == 1 and "UnknownTimeframe" in b.last_error
+    assert b.lease_owner is None and b.next_tick_at > utcnow()
 
 
 def test_the_unique_tick_record_is_the_last_line_of_defence(user_id: int) -> None:

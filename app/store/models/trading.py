@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ForeignKey,
-    Index,
     Integer,
     SmallInteger,
     String,
@@ -31,10 +30,7 @@ class BotTick(Base):
     """One executed tick of one bot: when it was planned, who ran it, what came of it."""
 
     __tablename__ = "bot_ticks"
-    __table_args__ = (
-        UniqueConstraint("bot_id", "planned_at"),
-        Index("ix_bot_ticks_started_at", "started_at"),
-    )
+    __table_args__ = (UniqueConstraint("bot_id", "planned_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
