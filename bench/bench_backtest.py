@@ -1,0 +1,174 @@
+"""Backtest benchmark: the core loop's candles per second on the largest recorded file, and
+the whole `flask backtest` process, each next to a baseline measured in the same run.
+
+* core loop: SMA crossover (10/30), fixed stake, 0.1 % fee - the engine (vectorised signals,
+  Python only per trade) against a naive per-candle Python loop doing the same trading
+  (running SMA sums, float fills at the next open) over the same candles;
+* process: `flask --app wsgi backtest --file <largest>` wall time against the bare start-up
+  of the same process (`python -c "import wsgi"`), both best of N.
+
+    .venv/bin/python bench/bench_backtest.py [--repeat 7] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+DATA = Path(os.environ.get("OHLCV_DIR", "/work/shared/data/ohlcv"))
+FAST, SLOW, STAKE, FEE, CAPITAL = 10, 30, 0.1, 0.001, 1.0
+
+
+def naive_backtest(ts, o, c) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """Per-candle loop: running SMAs, a cross acted on at the next open, one position."""
+    fast_sum = slow_sum = 0.0
+    prev_diff = None
+    cash, held, trades = CAPITAL, 0.0, 0
+    pending = 0  # +1 buy / -1 sell at the next open
+    closes = c.tolist()
+    opens = o.tolist()
+    for i, close in enumerate(closes):
+        if pending == 1:
+            amount = STAKE / opens[i]
+            cash -= amount * opens[i] * (1 + FEE)
+            held, pending = amount, 0
+        elif pending == -1:
+            cash += held * opens[i] * (1 - FEE)
+            held, pending, trades = 0.0, 0, trades + 1
+        fast_sum += close
+        slow_sum += close
+        if i >= FAST:
+            fast_sum -= closes[i - FAST]
+        if i >= SLOW:
+            slow_sum -= closes[i - SLOW]
+        if i >= SLOW - 1:
+            diff = fast_sum / FAST - slow_sum / SLOW
+            tol = 1e-9 * abs(close)
+            if prev_diff is not None and i >= SLOW:
+                if diff > tol and not prev_diff > tol and held == 0:
+                    pending = 1
+                elif diff < -tol and not prev_diff < -tol and held > 0:
+                    pending = -1
+            prev_diff = diff
+    if held:
+        cash += held * closes[-1] * (1 - FEE)
+        trades += 1
+    return trades, cash
+
+
+def core(path: Path, repeat: int) -> None:
+    from app.services.backtests import BacktestSpec, candle_file_data, execute
+
+    data = candle_file_data(path)
+    c = data.candles
+    spec = BacktestSpec.from_payload(
+        {
+            "strategy": "sma_crossover",
+            "strategy_params": {"fast": FAST, "slow": SLOW},
+            "symbol": data.market.symbol,
+            "timeframe": data.timeframe,
+            "capital": str(CAPITAL),
+            "sizing": {"mode": "fixed", "stake": str(STAKE)},
+            "taker_fee": str(FEE),
+            "maker_fee": str(FEE),
+        }
+    )
+    from app.domain.strategies import get_strategy
+
+    strategy = get_strategy("sma_crossover")
+    params = strategy.validate_params({"fast": FAST, "slow": SLOW})
+
+    def timed(fn) -> float:  # type: ignore[no-untyped-def]
+        fn()
+        runs = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - started)
+        return statistics.median(runs)
+
+    result = execute(spec, data)
+    ours = timed(lambda: execute(spec, data))
+    signals = timed(lambda: strategy.signals(c, params))
+    naive_trades, naive_cash = naive_backtest(c.ts, c.open, c.close)
+    naive = timed(lambda: naive_backtest(c.ts, c.open, c.close))
+    n = len(c)
+    print(f"file: {path.name} ({n} candles), SMA {FAST}/{SLOW}, fixed stake {STAKE}, fee {FEE}")
+    print(
+        f"  engine    : {n / ours / 1e6:6.2f} M candles/s  ({ours * 1000:6.1f} ms, "
+        f"{len(result.trades)} trades, final equity {Decimal(result.final_equity):.8f})"
+    )
+    print(f"    of which signals alone: {n / signals / 1e6:6.1f} M candles/s "
+          f"({signals * 1000:.2f} ms)")  # fmt: skip
+    print(
+        f"  naive loop: {n / naive / 1e6:6.2f} M candles/s  ({naive * 1000:6.1f} ms, "
+        f"{naive_trades} trades, final equity {naive_cash:.8f})"
+    )
+    print(f"  ratio engine/naive: {naive / ours:.2f}x")
+    per_trade = (ours - signals) / max(len(result.trades), 1)
+    print(f"  engine cost per round trip (sizing + 2 orders + 2 fills): {per_trade * 1e6:.0f} us")
+    slow_spec = BacktestSpec.from_payload(
+        {**spec.payload(), "strategy_params": {"fast": 50, "slow": 200}}
+    )
+    slow_result = execute(slow_spec, data)
+    slow = timed(lambda: execute(slow_spec, data))
+    print(
+        f"  engine, SMA 50/200 ({len(slow_result.trades)} trades): "
+        f"{n / slow / 1e6:6.2f} M candles/s ({slow * 1000:.1f} ms)"
+    )
+
+
+def process(path: Path, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
+            "LOG_LEVEL": "WARNING",
+            "JWT_SECRET_KEY": "bench-" + "x" * 40,
+            "ENCRYPTION_KEY": "ZGV2LWluc2VjdXJlLWVuY3J5cHRpb24ta2V5LTAwMDA=",
+        }
+        env.pop("REDIS_URL", None)
+        command = [str(BIN / "flask"), "--app", "wsgi", "backtest", "--file", str(path),
+                   "--stake", str(STAKE), "--fee", str(FEE)]  # fmt: skip
+        startup = [str(BIN / "python"), "-c", "import wsgi"]
+
+        def best(cmd: list[str]) -> float:
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+                times.append(time.perf_counter() - started)
+            return min(times)
+
+        whole = best(command)
+        bare = best(startup)
+    print(f"flask backtest process (best of {runs}): {whole:.3f} s wall")
+    print(f"  baseline, app start-up alone (python -c 'import wsgi'): {bare:.3f} s")
+    print(f"  ratio whole/start-up: {whole / bare:.2f}x; the backtest itself adds "
+          f"{(whole - bare) * 1000:.0f} ms")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    os.environ.setdefault("APP_ENV", "development")
+    largest = max(DATA.glob("*.csv"), key=lambda p: p.stat().st_size)
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    core(largest, args.repeat)
+    process(largest, args.runs)
+
+
+if __name__ == "__main__":
+    main()
