@@ -16,14 +16,15 @@ from config import Settings, use_settings
 
 
 def sample(text: str, name: str, **labels: str) -> float:
-    """A sample's value from exposition text (0 when absent)."""
+    """The sum of the samples matching these labels (other labels may differ; 0 when absent)."""
+    total = 0.0
     for line in text.splitlines():
         if not line.startswith(name + "{") and not line.startswith(name + " "):
             continue
         found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
         if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 @pytest.fixture
