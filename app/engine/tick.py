@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,15 +57,13 @@ class TickGrid:
     timeframe_ms: int
 
     def at(self, k: int) -> int:
-        return self.origin_ms + math.ceil(k * self.interval_ms)
+        num, den = self.interval_ms.numerator, self.interval_ms.denominator
+        return self.origin_ms - ((-k * num) // den)  # integer ceil(k * interval)
 
     def index_at_or_before(self, t_ms: int) -> int:
-        k = math.floor((t_ms - self.origin_ms) / self.interval_ms)
-        while self.at(k) > t_ms:
-            k -= 1
-        while self.at(k + 1) <= t_ms:
-            k += 1
-        return k
+        # at(k) <= t  <=>  ceil(k * interval) <= t - origin  <=>  k <= (t - origin) / interval
+        num, den = self.interval_ms.numerator, self.interval_ms.denominator
+        return ((t_ms - self.origin_ms) * den) // num
 
     def latest_due(self, t_ms: int) -> int:
         """The last planned instant at or before `t_ms`."""
@@ -131,16 +128,25 @@ class TickResult:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
-_params_cache: dict[tuple[str, str], Any] = {}
+_params_cache: dict[tuple[str, Any], Any] = {}
 _signal_cache: dict[tuple[Any, ...], int] = {}
 _market_cache: dict[tuple[str, str], tuple[float, MarketInfo]] = {}
 MARKET_INFO_TTL_SECONDS = 300.0
 
 
+def _params_key(params: dict[str, Any]) -> Any:
+    try:
+        key = tuple(sorted(params.items()))
+        hash(key)
+        return key
+    except TypeError:  # nested values: fall back to their JSON text
+        return json.dumps(params, sort_keys=True)
+
+
 def strategy_params(bot: Bot) -> tuple[Strategy[Any], Any]:
     """The bot's strategy and its validated params (parsed once per distinct params)."""
     strategy = get_strategy(bot.strategy)
-    key = (bot.strategy, json.dumps(bot.strategy_params or {}, sort_keys=True))
+    key = (bot.strategy, _params_key(bot.strategy_params or {}))
     params = _params_cache.get(key)
     if params is None:
         params = strategy.validate_params(bot.strategy_params or {})
@@ -226,6 +232,7 @@ def run_tick(
     now: datetime,
     state: LedgerState | None = None,
     writes: Callable[[], None] = _no_writes,
+    deferred: list[dict[str, Any]] | None = None,
 ) -> TickResult:
     """One tick of one (claimed, row-locked) bot, inside the caller's transaction.
 
@@ -238,7 +245,9 @@ def run_tick(
 
     `state` is the bot's books as prefetched by the dispatcher (read here when absent);
     `writes()` is called before the tick's first write, so that the dispatcher opens a
-    savepoint only for ticks that write (most ticks only read and decide nothing).
+    savepoint only for ticks that write (most ticks only read and decide nothing);
+    `deferred`, when given, collects the equity snapshot rows the dispatcher inserts for
+    the whole batch at once (else they are added to the session here).
     """
     from app.engine import broker
     from app.market.cache import cached_candles
@@ -291,8 +300,8 @@ def run_tick(
         _buy(session, ctx, result)
     if new_candle and (held > 0 or result.events or bot.last_candle_ts is None):
         # while flat and idle equity cannot change: the curve is forward-filled in between
-        writes()
-        _snapshot(session, bot, price, from_ms(last_ts + tf_ms), held, cash, result)
+        _snapshot(session, bot, price, from_ms(last_ts + tf_ms), held, cash, result, writes,
+                  deferred)  # fmt: skip
     return result
 
 
@@ -304,24 +313,29 @@ def _snapshot(
     held: Decimal,
     cash: Decimal | None,
     result: TickResult,
+    writes: Callable[[], None],
+    deferred: list[dict[str, Any]] | None,
 ) -> None:
-    """The equity at this candle's close. When nothing moved the books in this tick, the
-    prefetched cash and position give it without reading them again; otherwise the ledger
-    service reads the books. One row per bot and candle (unique), like the ledger's own."""
+    """The equity at this candle's close, one row per bot and candle (unique, like the
+    ledger's own). When nothing moved the books in this tick, the prefetched cash and
+    position give it without reading them again; otherwise the ledger service reads them."""
     from app.services.ledger import record_equity_snapshot
     from app.store.models.ledger import EquitySnapshot
 
     if cash is None or result.events:
+        writes()
         record_equity_snapshot(session, bot, price, ts=ts)
         return
     with localcontext() as ctx:
         ctx.prec = 80
         equity = (cash + held * price).quantize(Decimal("1E-18"), rounding=ROUND_FLOOR)
-    session.add(
-        EquitySnapshot(
-            bot_id=bot.id, ts=ts, equity=equity, cash=cash, position_amount=held, price=price
-        )
-    )
+    row = {"bot_id": bot.id, "ts": ts, "equity": equity, "cash": cash,
+           "position_amount": held, "price": price}  # fmt: skip
+    if deferred is not None:
+        deferred.append(row)
+    else:
+        writes()
+        session.add(EquitySnapshot(**row))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,7 @@ from app.observability.logging import log_context
 from app.store.base import utcnow
 from app.store.db import new_session, session_scope
 from app.store.models import Bot
+from app.store.models.ledger import EquitySnapshot
 from app.store.models.trading import BotTick
 
 log = logging.getLogger("tradewind.ticks")
@@ -185,9 +186,15 @@ RELEASED = (
 _RELEASE_MANY = (
     update(Bot.__table__)
     .where(
-        Bot.__table__.c.id == bindparam("b_id"), Bot.__table__.c.lease_owner == bindparam("b_owner")
+        Bot.__table__.c.id == bindparam("b_id"),
+        Bot.__table__.c.lease_owner == bindparam("b_owner"),
     )
-    .values(lease_owner=None, lease_until=None, **{c: bindparam(f"b_{c}") for c in RELEASED})
+    .values(
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("b_updated_at"),
+        **{c: bindparam(f"b_{c}") for c in RELEASED},
+    )
 )
 
 
@@ -199,6 +206,7 @@ class TickOutcome:
     values: dict[str, Any]
     row: dict[str, Any] | None = None
     result: TickResult | None = None
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
 
 
 def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
@@ -307,13 +315,15 @@ def tick_one(
     _observe_lag(started, planned)
     t0 = time.perf_counter()
     writes = _Writes(session)
+    snapshots: list[dict[str, Any]] = []
     try:
         result = run_tick(session, bot, planned_at=planned, now=started, state=state,
-                          writes=writes)  # fmt: skip
+                          writes=writes, deferred=snapshots)  # fmt: skip
         writes.commit()
         error: str | None = None
     except Exception as exc:  # any failure of this bot stays with this bot
         writes.rollback()
+        snapshots = []
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("tick of bot %s failed: %s", bot.id, error, exc_info=True)
         result = TickResult(outcome="error", error=error)
@@ -333,7 +343,7 @@ def tick_one(
         "details": result.details or None,
     }
     _observe(result.outcome, time.perf_counter() - t0)
-    return TickOutcome(bot, values, row, result)
+    return TickOutcome(bot, values, row, result, snapshots)
 
 
 def _unplannable(bot: Bot, settings: TickSettings, exc: Exception) -> TickOutcome:
@@ -391,20 +401,39 @@ def _write_back(session: Session, owner: str, outcomes: list[TickOutcome]) -> No
     if not outcomes:
         return
     session.flush()
+    now = utcnow()
     params = [
         {
             "b_id": o.bot.id,
             "b_owner": owner,
+            "b_updated_at": now,
             **{f"b_{c}": o.values[c] if c in o.values else getattr(o.bot, c) for c in RELEASED},
         }
         for o in outcomes
     ]
-    released = session.execute(_RELEASE_MANY, params).rowcount  # type: ignore[attr-defined]
-    if released not in (-1, len(params)):  # the rows are locked: this cannot happen
-        raise RuntimeError(f"released {released} of {len(params)} leases; batch discarded")
+    _execute_many(session, _RELEASE_MANY, params)
     rows = [o.row for o in outcomes if o.row is not None]
     if rows:
         session.execute(insert(BotTick), rows)
+    snapshots = [snap for o in outcomes for snap in o.snapshots]
+    if snapshots:
+        session.execute(insert(EquitySnapshot), snapshots)
+
+
+def _execute_many(session: Session, statement: Any, params: list[dict[str, Any]]) -> None:
+    """An UPDATE for many parameter sets. psycopg2's `executemany` sends one statement per
+    set; `execute_batch` sends them in pages, one round trip each - a batch's write-back is
+    then a couple of round trips instead of one per bot. Other drivers use `executemany`."""
+    connection = session.connection()
+    if connection.dialect.driver != "psycopg2":
+        session.execute(statement, params)
+        return
+    from psycopg2.extras import execute_batch
+
+    compiled = statement.compile(dialect=connection.dialect)
+    rows = [compiled.construct_params(p) for p in params]
+    with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        execute_batch(cursor, str(compiled), rows, page_size=200)
 
 
 def _after_commit(outcome: TickOutcome) -> None:

@@ -1,0 +1,294 @@
+"""Tick benchmark: 1,000 running paper bots on Postgres, ticked by gunicorn with two workers.
+
+Three runs over the same bots, in one go:
+
+* at the target load - a 5m candle every 2 s on the replay market, so 1,000 bots need 500
+  ticks/s: the ticks per second achieved and the scheduling lag (actual - planned start),
+  p50/p99, from the `bot_ticks` rows;
+* saturated - a candle every 0.5 s (2,000 ticks/s asked for): what two workers sustain;
+* baseline - two processes running a bare claim-and-release loop (`app.jobs.claims`, same
+  batch size) over the same bots, no tick work at all: the ceiling the claims set.
+
+    .venv/bin/python bench/bench_ticks.py [--bots 1000] [--seconds 15]
+
+Needs Postgres on 127.0.0.1 (TEST_POSTGRES_URL) and Redis (TEST_REDIS_URL) like the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+PG = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SYMBOLS = ("ETH/BTC", "LTC/BTC", "XMR/BTC")
+STRATEGIES = ("sma_crossover", "rsi_mean_reversion", "bollinger_breakout", "macd_trend")
+
+CLAIM_LOOP = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import timedelta
+    from app.jobs.claims import claim, release
+    from app.jobs.bot_ticks import due_condition
+    from app.store.base import utcnow
+    from app.store.db import init_database, session_scope
+    from app.store.models import Bot
+    from config import get_settings
+
+    init_database(get_settings())
+    owner, seconds = sys.argv[1], float(sys.argv[2])
+    batch, interval = int(sys.argv[3]), float(sys.argv[4])
+    end = time.monotonic() + seconds
+    done = 0
+    while time.monotonic() < end:
+        now = utcnow()
+        with session_scope() as s:
+            ids = claim(s, Bot, owner=owner, now=now, lease_seconds=30, limit=batch,
+                        where=due_condition(now), order_by=Bot.next_tick_at)
+        if not ids:
+            time.sleep(0.005)
+            continue
+        with session_scope() as s:
+            for bot_id in ids:
+                release(s, Bot, bot_id, owner=owner,
+                        values={"next_tick_at": now + timedelta(seconds=interval)})
+        done += len(ids)
+    print(done)
+    """
+)
+
+
+def create_database() -> str:
+    import psycopg2
+    from alembic import command
+    from alembic.config import Config
+
+    name = f"tw_bench_ticks_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(f"{PG}/postgres")
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    url = f"postgresql+psycopg2://{PG.split('://', 1)[1]}/{name}"
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.attributes["database_url"] = url
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")
+    return url
+
+
+def drop_database(url: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(f"{PG}/postgres")
+    conn.autocommit = True
+    conn.cursor().execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    conn.close()
+
+
+def create_bots(count: int) -> list[int]:
+    from app.services.ledger import open_bot_ledger
+    from app.store.base import utcnow
+    from app.store.db import session_scope
+    from app.store.models import Bot, User
+
+    with session_scope() as s:
+        user = User(email="bench@example.com", password_hash="!")
+        s.add(user)
+        s.flush()
+        bots = [
+            Bot(
+                user_id=user.id, name=f"bench{i}", exchange="replay", symbol=SYMBOLS[i % 3],
+                timeframe="5m", strategy=STRATEGIES[i % 4], strategy_params={}, sizing={},
+                protections={}, capital=Decimal("1"), status="running",
+                paper_started_at=utcnow(),
+            )
+            for i in range(count)
+        ]  # fmt: skip
+        s.add_all(bots)
+        s.flush()
+        for bot in bots:
+            open_bot_ledger(s, bot)
+        return [b.id for b in bots]
+
+
+def reset_schedule(speed: float) -> None:
+    """Every bot due at the latest boundary of the grid at `speed`, no lease, no history."""
+    from fractions import Fraction
+
+    from sqlalchemy import delete, update
+
+    from app.engine.tick import TickGrid, from_ms, to_ms
+    from app.market.replay_clock import DEFAULT_ANCHOR_MS
+    from app.store.base import utcnow
+    from app.store.db import session_scope
+    from app.store.models import Bot
+    from app.store.models.trading import BotTick
+
+    grid = TickGrid(DEFAULT_ANCHOR_MS, Fraction(300_000) / Fraction(str(speed)), 300_000)
+    with session_scope() as s:
+        s.execute(delete(BotTick))
+        s.execute(
+            update(Bot).values(
+                next_tick_at=from_ms(grid.latest_due(to_ms(utcnow()))),
+                last_tick_at=None,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+
+
+def env_for(url: str, prefix: str, speed: float) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(
+        APP_ENV="development",
+        DATABASE_URL=url,
+        REDIS_URL=REDIS,
+        REDIS_PREFIX=prefix,
+        REPLAY_SPEED=str(speed),
+        SCHEDULER_ENABLED="true",
+        SELF_HEALING_ENABLED="false",
+        LOG_LEVEL="WARNING",
+        ACCESS_LOG="0",
+        WEB_CONCURRENCY="2",
+        WEB_THREADS="4",
+        JWT_SECRET_KEY="bench-" + "x" * 40,
+        ENCRYPTION_KEY="ZGV2LWluc2VjdXJlLWVuY3J5cHRpb24ta2V5LTAwMDA=",
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure(window: tuple[float, float]) -> tuple[int, list[float], int]:
+    from sqlalchemy import select
+
+    from app.engine.tick import from_ms
+    from app.store.db import session_scope
+    from app.store.models.trading import BotTick
+
+    start, end = (from_ms(int(t * 1000)) for t in window)
+    with session_scope() as s:
+        rows = s.execute(
+            select(BotTick.started_at, BotTick.planned_at, BotTick.skipped).where(
+                BotTick.started_at >= start, BotTick.started_at < end
+            )
+        ).all()
+    lags = sorted((r.started_at - r.planned_at).total_seconds() for r in rows)
+    return len(rows), lags, sum(r.skipped for r in rows)
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def run_gunicorn(url: str, prefix: str, speed: float, bots: int, seconds: float) -> dict:
+    from sqlalchemy import func, select
+
+    from app.store.db import session_scope
+    from app.store.models.trading import BotTick
+
+    reset_schedule(speed)
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind",
+         f"127.0.0.1:{free_port()}", "wsgi:app"],
+        cwd=ROOT, env=env_for(url, prefix, speed),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # warm-up: every bot ticked twice
+            with session_scope() as s:
+                if (s.scalar(select(func.count()).select_from(BotTick)) or 0) >= 2 * bots:
+                    break
+            time.sleep(0.5)
+        begin = time.time()
+        time.sleep(seconds)
+        end = time.time()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    count, lags, skipped = measure((begin, end))
+    return {"ticks_per_s": count / (end - begin), "lags": lags, "skipped": skipped}
+
+
+def run_claim_only(url: str, prefix: str, speed: float, seconds: float, batch: int) -> float:
+    reset_schedule(speed)
+    env = env_for(url, prefix, speed)
+    interval = 300 / speed
+    procs = [
+        subprocess.Popen(
+            [
+                str(BIN / "python"),
+                "-c",
+                CLAIM_LOOP,
+                f"claimer{i}",
+                str(seconds),
+                str(batch),
+                str(interval),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    total = sum(int(p.communicate(timeout=seconds + 60)[0].strip() or 0) for p in procs)
+    return total / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bots", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    from app.jobs.bot_ticks import TickSettings
+    from app.store.db import init_database, shutdown_database
+    from config import Settings, use_settings
+
+    url = create_database()
+    prefix = f"twbench:{uuid.uuid4().hex[:8]}:"
+    try:
+        init_database(use_settings(Settings(database_url=url, redis_url=REDIS,
+                                            redis_prefix=prefix)))  # fmt: skip
+        create_bots(args.bots)
+        batch = TickSettings.current().batch_size
+        print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+              f"{args.bots} bots, gunicorn 2 workers, batch {batch}")  # fmt: skip
+        target = run_gunicorn(url, prefix, 150.0, args.bots, args.seconds)
+        lags = target["lags"]
+        print(
+            f"target load (500 ticks/s asked): {target['ticks_per_s']:7.0f} ticks/s, lag p50 "
+            f"{pct(lags, 0.5) * 1000:.0f} ms, p99 {pct(lags, 0.99) * 1000:.0f} ms, "
+            f"max {pct(lags, 1.0) * 1000:.0f} ms, skipped ticks {target['skipped']}"
+        )
+        saturated = run_gunicorn(url, prefix, 600.0, args.bots, args.seconds)
+        print(f"saturated (2,000 ticks/s asked): {saturated['ticks_per_s']:7.0f} ticks/s "
+              f"sustained, skipped ticks {saturated['skipped']}")  # fmt: skip
+        claims = run_claim_only(url, prefix, 3000.0, args.seconds, batch)
+        print(f"baseline, bare claim+release loop in 2 processes: {claims:7.0f} claims/s")
+        print(f"ratio sustained ticks / bare claims: {saturated['ticks_per_s'] / claims:.2f}")
+    finally:
+        shutdown_database()
+        drop_database(url)
+
+
+if __name__ == "__main__":
+    main()
