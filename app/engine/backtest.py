@@ -14,8 +14,8 @@ Conventions (docs/backtesting.md compares them with freqtrade's backtesting):
 * one position at a time: an entry signal while long (or an exit while flat) is ignored;
 * the stake is the entry's notional; the entry fee comes on top (`entry_budget`), so with
   a fixed stake the amount bought is `stake / price` like freqtrade's;
-* a position still open after the last candle is closed at that candle's close
-  (`exit_reason` "end_of_data"; freqtrade's "force_exit");
+* a position still open at the end is sold at the open of the last candle (`exit_reason`
+  "end_of_data"; freqtrade's "force_exit" does the same);
 * the equity curve has one point per candle: cash + position * close.
 """
 
@@ -161,7 +161,7 @@ def run_backtest(
     events = np.flatnonzero(sig[: max(n - 1, 0)])  # the last candle has no next open
     state = _State(book=Book.opening(capital))
     sizing = sizing or SizingConfig()
-    opens, closes = candles.open, candles.close
+    opens = candles.open
     step = max(1, len(events) // 100)
     for k, i in enumerate(events.tolist()):
         if sig[i] == ENTER and state.entry is None:
@@ -171,9 +171,8 @@ def run_backtest(
                   fees)  # fmt: skip
         if progress is not None and k % step == 0:
             progress(k / max(len(events), 1))
-    if state.entry is not None and n:
-        _exit(state, n - 1, to_decimal(float(closes[n - 1])), "end_of_data", candles, market,
-              fees, at_close=True)  # fmt: skip
+    if state.entry is not None and n:  # freqtrade's force exit: at the last candle's open
+        _exit(state, n - 1, to_decimal(float(opens[n - 1])), "end_of_data", candles, market, fees)
     equity = _equity_curve(candles, state, capital)
     trades = [ClosedTrade(t.pnl, t.entry_ts, t.exit_ts) for t in state.trades]
     metrics = compute_metrics(
@@ -249,8 +248,6 @@ def _exit(
     candles: Candles,
     market: MarketInfo,
     fees: FeeSchedule,
-    *,
-    at_close: bool = False,
 ) -> None:
     assert state.entry is not None
     book = state.book
@@ -263,8 +260,7 @@ def _exit(
     assert isinstance(outcome, FillResult), "a sell of what is held always fills"
     entry_index, bought, decision = state.entry
     state.book = outcome.book
-    # at the close, the new book holds from the next candle on (the curve's last point)
-    state.fills.append((j + 1 if at_close else j, outcome.book))
+    state.fills.append((j, outcome.book))
     pnl = outcome.closed_trade_pnl
     assert pnl is not None
     state.pnls.append(pnl)
@@ -299,7 +295,4 @@ def _equity_curve(candles: Candles, state: _State, capital: Decimal) -> np.ndarr
     cash = np.array([float(capital)] + [float(b.cash) for _, b in state.fills])
     held = np.array([0.0] + [float(b.position) for _, b in state.fills])
     seg = np.searchsorted(starts, np.arange(n), side="right")
-    equity = cash[seg] + held[seg] * candles.close
-    if starts.size and starts[-1] >= n:  # closed at the very end: the last point is the cash
-        equity[-1] = cash[-1]
-    return equity
+    return cash[seg] + held[seg] * candles.close

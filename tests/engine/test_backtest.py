@@ -120,8 +120,8 @@ def test_negative_edge_skips_the_entry_and_says_why() -> None:
     assert result.final_equity == D("1000")
 
 
-def test_a_position_open_at_the_end_is_closed_at_the_last_close() -> None:
-    candles = fixture_candles().slice(0, 12)  # ends long (entered at 11)
+def test_a_position_open_at_the_end_is_sold_at_the_last_open_like_freqtrade() -> None:
+    candles = fixture_candles().slice(0, 12)  # ends long: the entry fills at open[11]
     strategy = get_strategy("sma_crossover")
     result = run_backtest(
         candles,
@@ -134,9 +134,11 @@ def test_a_position_open_at_the_end_is_closed_at_the_last_close() -> None:
         timeframe_seconds=3600,
     )
     last = result.trades[-1]
-    assert last.exit_reason == "end_of_data" and last.exit_index == 11
-    assert last.exit_price == D("18")  # close of the last candle
+    assert last.exit_reason == "end_of_data" and last.entry_index == last.exit_index == 11
+    assert last.entry_price == last.exit_price == D("14")  # force exit at the last open
+    assert last.pnl == -(D("0.099988") * 2)  # only the two fees
     assert result.equity[-1] == pytest.approx(float(result.final_equity))
+    assert result.final_equity == D("984.431392") - D("0.199976")
 
 
 def test_progress_reaches_one() -> None:
