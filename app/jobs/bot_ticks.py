@@ -84,7 +84,7 @@ class TickSettings:
             lease_seconds=tick_setting("tick_lease_seconds", cls.lease_seconds),
             batch_size=int(tick_setting("tick_batch_size", cls.batch_size)),
             run_seconds=tick_setting("tick_run_seconds", cls.run_seconds),
-            max_error_streak=int(tick_setting("tick_max_error_streak", cls.max_error_streak)),
+            max_error_streak=int(tick_setting("error_streak_pause", cls.max_error_streak)),
         )
 
 

@@ -128,9 +128,28 @@ def normalised_params(strategy: str, params: dict[str, Any] | None) -> dict[str,
         ) from None
 
 
-def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
+def default_bootstrap_trades() -> int | None:
+    """BOOTSTRAP_TRADES: closed trades before Kelly applies, for bots that do not say."""
+    import os
+
+    from config import get_settings
+
+    value = getattr(get_settings(), "bootstrap_trades", None)
+    if value is None:
+        value = os.environ.get("BOOTSTRAP_TRADES") or None
     try:
-        config = validate_sizing_config(sizing or {})
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
+    """Sizing checked and completed with its defaults (BOOTSTRAP_TRADES for the bootstrap)."""
+    data = dict(sizing or {})
+    if "bootstrap_trades" not in data and (default := default_bootstrap_trades()) is not None:
+        data["bootstrap_trades"] = default
+    try:
+        config = validate_sizing_config(data)
     except ValidationFailed as exc:
         details = [
             {"loc": ["body", "sizing", *d.get("loc", [])], "msg": d.get("msg", "")}

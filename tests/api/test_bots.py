@@ -244,3 +244,10 @@ def test_ledger_views_and_exit(client, owner, fixture_market) -> None:  # type: 
              if o["side"] == "sell"]  # fmt: skip
     assert sells[0]["state"] == "filled" and sells[0]["reason"] == "exit requested by the owner"
     assert sells[0]["average_price"] == "12" and sells[0]["amount"] == "7.142"
+
+
+def test_bootstrap_trades_default_comes_from_the_setting(client, owner, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("BOOTSTRAP_TRADES", "3")
+    assert create(client, owner).get_json()["sizing"]["bootstrap_trades"] == 3
+    explicit = create(client, owner, sizing={"bootstrap_trades": 8}).get_json()
+    assert explicit["sizing"]["bootstrap_trades"] == 8
