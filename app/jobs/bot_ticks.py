@@ -45,7 +45,7 @@ from app.engine.tick import (
     tick_grid,
     to_ms,
 )
-from app.jobs.claims import claim
+from app.jobs.claims import claim, lease_free
 from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
 from app.store.base import utcnow
@@ -55,6 +55,9 @@ from app.store.models.ledger import EquitySnapshot
 from app.store.models.trading import BotTick
 
 log = logging.getLogger("tradewind.ticks")
+
+
+MIN_WAIT_SECONDS = 0.01  # a bot due but just claimed by another worker: do not spin
 
 
 def tick_setting(name: str, default: float) -> float:
@@ -113,13 +116,17 @@ def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -
         )
 
 
-def next_due_at() -> datetime | None:
-    """When the earliest ticking bot is next due (leases ignored: a cheap hint for sleeping)."""
+def next_due_at(now: datetime | None = None) -> datetime | None:
+    """When the earliest bot that could be claimed is next due (a cheap hint for sleeping).
+    Bots leased to a worker are left out: while another worker ticks its batch, this one
+    sleeps instead of polling for rows it cannot have."""
+    now = now or utcnow()
     with session_scope() as session:
         return session.scalar(
             select(func.min(Bot.next_tick_at)).where(
                 Bot.deleted_at.is_(None),
                 or_(Bot.status == "running", Bot.exit_requested_at.is_not(None)),
+                lease_free(Bot, now),
             )
         )
 
@@ -161,7 +168,7 @@ def _wait_for_next_due(deadline: float) -> bool:
         return False
     due = next_due_at()
     wait = remaining if due is None else (due - utcnow()).total_seconds()
-    wait = min(max(wait, 0.0), remaining)
+    wait = min(max(wait, MIN_WAIT_SECONDS), remaining)
     if due is None or wait >= remaining:
         return False  # nothing due in this call; the next scheduler call looks again
     # sleep in short steps so a stopping scheduler is never held up
