@@ -35,6 +35,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_before_first_savepoint(conn: Any, _name: str) -> None:
+    """pysqlite opens a transaction only before a write, so a SAVEPOINT issued first would
+    start (and, on release, commit) a transaction of its own; begin the real one first."""
+    dbapi_connection = conn.connection.dbapi_connection
+    if not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN")
+
+
 def build_engine(settings: Settings) -> Engine:
     """A new engine for the configured database with the pool the web workers need."""
     url = settings.database_url
@@ -47,6 +55,7 @@ def build_engine(settings: Settings) -> Engine:
             pool_pre_ping=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _begin_before_first_savepoint)
         return engine
     return create_engine(
         url,
