@@ -38,8 +38,8 @@ log = logging.getLogger("tradewind.market.cache")
 
 DEFAULT_WINDOW = 500
 RECHECK_MS = 2_000
-LOCK_MS = 15_000
-WAIT_FOR_PEER_S = 5.0
+LOCK_MS = 5_000  # a fetch holder that dies blocks the others at most this long
+WAIT_FOR_PEER_S = 2.0  # then a waiter fetches for itself
 _MAGIC = b"TWC1"
 
 
