@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.jobs import job_settings
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models.analysis import AnalysisResult
@@ -44,8 +43,10 @@ def prune_revocations(session: Session, now: datetime) -> int:
 
 
 def run_once(now: datetime | None = None) -> dict[str, int]:
+    from config import get_settings
+
     now = now or utcnow()
-    retention = job_settings.analysis_retention_days()
+    retention = get_settings().analysis_retention_days
     removed = 0
     for _ in range(MAX_BATCHES):
         with session_scope() as session:

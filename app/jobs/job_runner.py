@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.errors import AppError
-from app.jobs import job_settings, states
+from app.jobs import states
 from app.jobs.handlers import (
     JobCancelled,
     JobInfo,
@@ -54,11 +54,14 @@ class RunnerConfig:
 
     @classmethod
     def from_settings(cls) -> RunnerConfig:
+        from config import get_settings
+
+        settings = get_settings()
         return cls(
-            lease_seconds=job_settings.lease_seconds(),
-            heartbeat_seconds=job_settings.heartbeat_seconds(),
-            stale_seconds=job_settings.stale_seconds(),
-            backoff_seconds=job_settings.retry_backoff_seconds(),
+            lease_seconds=settings.job_lease_seconds,
+            heartbeat_seconds=settings.job_heartbeat_seconds,
+            stale_seconds=settings.job_stale_seconds,
+            backoff_seconds=settings.job_retry_backoff_seconds,
         )
 
 

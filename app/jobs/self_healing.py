@@ -22,7 +22,6 @@ scan, and `run()` never raises into the scheduler.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,20 +48,6 @@ JOB_TIMESTAMPS = ("heartbeat_at", "lease_until", "run_after")
 ACTIVE_JOB_STATES = ("queued", "running")
 
 
-def _setting(name: str, default: Any) -> Any:
-    from config import get_settings
-
-    value = getattr(get_settings(), name, None)
-    if value is None:
-        value = os.environ.get(name.upper())
-    if value is None or value == "":
-        return default
-    try:
-        return type(default)(value)
-    except (TypeError, ValueError):
-        return default
-
-
 @dataclass(frozen=True)
 class HealingConfig:
     stuck_bot_intervals: float = 3.0
@@ -73,14 +58,15 @@ class HealingConfig:
 
     @classmethod
     def current(cls) -> HealingConfig:
-        from app.jobs.job_settings import stale_seconds
+        from config import get_settings
 
+        settings = get_settings()
         return cls(
-            stuck_bot_intervals=_setting("stuck_bot_intervals", cls.stuck_bot_intervals),
-            stuck_bot_min_seconds=_setting("stuck_bot_min_seconds", cls.stuck_bot_min_seconds),
-            error_streak_pause=_setting("error_streak_pause", cls.error_streak_pause),
-            job_stale_seconds=stale_seconds(),
-            lease_grace_seconds=_setting("lease_grace_seconds", cls.lease_grace_seconds),
+            stuck_bot_intervals=settings.stuck_bot_intervals,
+            stuck_bot_min_seconds=settings.stuck_bot_min_seconds,
+            error_streak_pause=settings.error_streak_pause,
+            job_stale_seconds=settings.job_stale_seconds,
+            lease_grace_seconds=settings.lease_grace_seconds,
         )
 
 

@@ -143,9 +143,9 @@ _registries_lock = threading.Lock()
 def get_pattern_registry(directory: str | None = None) -> PatternRegistry:
     """The process's registry for the configured PATTERNS_DIR (or the given folder)."""
     if directory is None:
-        from app.jobs.job_settings import patterns_dir
+        from config import get_settings
 
-        directory = patterns_dir()
+        directory = get_settings().patterns_dir
     key = str(Path(directory).resolve())
     with _registries_lock:
         registry = _registries.get(key)

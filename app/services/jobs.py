@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.jobs import job_settings, states
+from app.jobs import states
 from app.store.base import utcnow
 from app.store.models import Job
 
@@ -98,6 +98,8 @@ def submit(
     max_attempts: int | None = None,
 ) -> Submission:
     """Queue a job (or return the one this request already created); see the module doc."""
+    from config import get_settings
+
     key = check_idempotency_key(idempotency_key)
     digest = payload_hash(kind, payload)
     now = utcnow()
@@ -108,7 +110,7 @@ def submit(
         "payload": payload,
         "payload_hash": digest,
         "idempotency_key": key,
-        "max_attempts": max_attempts or job_settings.max_attempts(),
+        "max_attempts": max_attempts or get_settings().job_max_attempts,
         "run_after": now,
         "created_at": now,
         "updated_at": now,
