@@ -41,6 +41,10 @@ def settings(database_url: str) -> Settings:
         redis_prefix=f"twtest:{uuid.uuid4().hex[:10]}:",
         scheduler_enabled=False,
         log_level="INFO",
+        # cheap argon2, so the suite can hash hundreds of passwords (each still goes through it)
+        argon2_time_cost=1,
+        argon2_memory_cost=8192,
+        argon2_parallelism=1,
     )
 
 

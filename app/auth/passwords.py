@@ -15,22 +15,14 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 1024
-# argon2-cffi's defaults (RFC 9106 "low memory" profile) in production; a cheap profile when
-# APP_ENV=test so the suite can hash hundreds of passwords (each test still goes through argon2).
-_PRODUCTION = (3, 65536, 4)
-_TEST = (1, 8192, 1)
 
 
 def _parameters() -> tuple[int, int, int]:
+    """Read at each use, so new settings apply without a restart (tests pick cheap ones)."""
     from config import get_settings
 
     settings = get_settings()
-    time_cost, memory_cost, parallelism = _TEST if settings.app_env == "test" else _PRODUCTION
-    return (
-        int(getattr(settings, "argon2_time_cost", None) or time_cost),
-        int(getattr(settings, "argon2_memory_cost", None) or memory_cost),
-        int(getattr(settings, "argon2_parallelism", None) or parallelism),
-    )
+    return settings.argon2_time_cost, settings.argon2_memory_cost, settings.argon2_parallelism
 
 
 @lru_cache(maxsize=4)

@@ -36,6 +36,9 @@ def service_env(settings: object, **extra: str) -> dict[str, str]:
         MARKET_DATA=settings.market_data,  # type: ignore[attr-defined]
         SCHEDULER_ENABLED="false",
         LOG_LEVEL="INFO",
+        ARGON2_TIME_COST="1",
+        ARGON2_MEMORY_COST="8192",
+        ARGON2_PARALLELISM="1",
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONUNBUFFERED="1",
     )
