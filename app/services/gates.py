@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,6 +23,9 @@ from app.store.models import Bot
 from app.store.models.accounts import ExchangeCredential
 from app.store.models.ledger import EquitySnapshot, Fill
 
+if TYPE_CHECKING:
+    from config import Settings
+
 log = logging.getLogger("tradewind.gates")
 
 
@@ -30,17 +33,21 @@ class LiveNotAllowed(Conflict):
     code = "live_not_allowed"
 
 
-def gate_limits(settings: Any = None) -> GateLimits:
-    """Limits from settings (LIVE_MIN_PAPER_DAYS, LIVE_MAX_DRAWDOWN, LIVE_MIN_CLOSED_TRADES)."""
+def _current(settings: Settings | None) -> Settings:
     if settings is None:
         from config import get_settings
 
-        settings = get_settings()
-    base = GateLimits()
+        return get_settings()
+    return settings
+
+
+def gate_limits(settings: Settings | None = None) -> GateLimits:
+    """Limits from settings (LIVE_MIN_PAPER_DAYS, LIVE_MAX_DRAWDOWN, LIVE_MIN_CLOSED_TRADES)."""
+    settings = _current(settings)
     return GateLimits(
-        min_paper_days=float(getattr(settings, "live_min_paper_days", base.min_paper_days)),
-        max_drawdown=Decimal(str(getattr(settings, "live_max_drawdown", base.max_drawdown))),
-        min_closed_trades=int(getattr(settings, "live_min_closed_trades", base.min_closed_trades)),
+        min_paper_days=settings.live_min_paper_days,
+        max_drawdown=Decimal(str(settings.live_max_drawdown)),
+        min_closed_trades=settings.live_min_closed_trades,
     )
 
 
@@ -79,10 +86,10 @@ def closed_trade_count(session: Session, bot_id: int) -> int:
     )
 
 
-def gate_facts(session: Session, bot: Bot, settings: Any, now: datetime) -> GateFacts:
+def gate_facts(session: Session, bot: Bot, settings: Settings, now: datetime) -> GateFacts:
     return GateFacts(
         now=now,
-        live_trading_enabled=bool(getattr(settings, "live_trading_enabled", False)),
+        live_trading_enabled=settings.live_trading_enabled,
         emergency_stop=emergency_stop_active(session),
         paper_started_at=as_utc(bot.paper_started_at),
         has_credentials=_has_credentials(session, bot),
@@ -92,13 +99,10 @@ def gate_facts(session: Session, bot: Bot, settings: Any, now: datetime) -> Gate
 
 
 def live_eligibility(
-    session: Session, bot: Bot, settings: Any = None, now: datetime | None = None
+    session: Session, bot: Bot, settings: Settings | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
     """`{"live_allowed": bool, "reasons": [{"code", "message"}]}` for this bot, now."""
-    if settings is None:
-        from config import get_settings
-
-        settings = get_settings()
+    settings = _current(settings)
     facts = gate_facts(session, bot, settings, as_utc(now) or utcnow())  # type: ignore[arg-type]
     reasons = evaluate_gates(facts, gate_limits(settings))
     return {
@@ -108,7 +112,7 @@ def live_eligibility(
 
 
 def assert_live_allowed(
-    session: Session, bot: Bot, settings: Any = None, now: datetime | None = None
+    session: Session, bot: Bot, settings: Settings | None = None, now: datetime | None = None
 ) -> None:
     """Raise 409 `live_not_allowed` (one detail per failing gate) unless the bot may go live."""
     result = live_eligibility(session, bot, settings, now)

@@ -50,8 +50,8 @@ Step = dict[str, Any]  # {"symbol", "invert"} or {"peg": "USDT", "to": "USD"}
 def usd_pegs() -> list[str]:
     from config import get_settings
 
-    raw = getattr(get_settings(), "portfolio_usd_pegs", "USDT,USDC")
-    return [p.strip().upper() for p in str(raw).split(",") if p.strip()]
+    raw = get_settings().portfolio_usd_pegs
+    return [p.strip().upper() for p in raw.split(",") if p.strip()]
 
 
 def _fmt(value: Decimal | None) -> str | None:

@@ -11,10 +11,9 @@ The cooldown after a trade only holds entries back and pauses nothing.
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Numeric, cast, func, select, update
 from sqlalchemy.orm import Session
@@ -35,6 +34,9 @@ from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot, Fill, Order
 from app.store.models.safety import ProtectionTrip
 
+if TYPE_CHECKING:
+    from config import Settings
+
 log = logging.getLogger("tradewind.risk")
 
 PROTECTION_PREFIX = "protection:"
@@ -43,24 +45,27 @@ EMERGENCY_REASON = "emergency_stop"
 RECENT_TRADES = 100
 
 
-def default_protections(settings: Any = None) -> ProtectionConfig:
-    """Defaults from settings (`PROTECTION_<NAME>`), else the built-in ones."""
+def default_protections(settings: Settings | None = None) -> ProtectionConfig:
+    """Defaults from settings (`PROTECTION_<NAME>`); the built-in ones if those are invalid."""
     if settings is None:
         from config import get_settings
 
         settings = get_settings()
-    base = ProtectionConfig()
     raw = {
-        f.name: getattr(settings, f"protection_{f.name}", getattr(base, f.name))
-        for f in fields(ProtectionConfig)
+        "max_drawdown": settings.protection_max_drawdown,
+        "max_losing_streak": settings.protection_max_losing_streak,
+        "losing_streak_cooldown_minutes": settings.protection_losing_streak_cooldown_minutes,
+        "daily_loss_limit": settings.protection_daily_loss_limit,
+        "stoploss_guard_trades": settings.protection_stoploss_guard_trades,
+        "stoploss_guard_window_minutes": settings.protection_stoploss_guard_window_minutes,
+        "stoploss_guard_cooldown_minutes": settings.protection_stoploss_guard_cooldown_minutes,
+        "trade_cooldown_minutes": settings.protection_trade_cooldown_minutes,
     }
     try:
-        return parse_protections(
-            {k: (float(v) if isinstance(v, Decimal) else v) for k, v in raw.items()}
-        )
+        return parse_protections(raw)
     except ValueError as exc:
         log.error("bad protection defaults in settings (%s); built-in defaults used", exc)
-        return base
+        return ProtectionConfig()
 
 
 def bot_protections(bot: Bot, defaults: ProtectionConfig | None = None) -> ProtectionConfig:
