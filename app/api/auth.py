@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from app.api.rate_limit import json_field_key, limiter, setting
+from app.api.rate_limit import json_field_key, limiter
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, response
 from app.auth.jwt import auth_required, current_user, mint_tokens, refresh_lifetime
@@ -32,10 +32,30 @@ from app.store.models import User
 log = logging.getLogger("tradewind.auth")
 bp = Blueprint("auth", __name__)
 
-LOGIN_LIMIT = setting("ratelimit_login", "10 per minute")
-LOGIN_ACCOUNT_LIMIT = setting("ratelimit_login_account", "5 per minute")
-REGISTER_LIMIT = setting("ratelimit_register", "5 per hour")
-REGISTER_ACCOUNT_LIMIT = setting("ratelimit_register_account", "3 per hour")
+
+# Limits are read from settings at each request, so tests and operators can change them.
+def login_limit() -> str:
+    from config import get_settings
+
+    return get_settings().ratelimit_login
+
+
+def login_account_limit() -> str:
+    from config import get_settings
+
+    return get_settings().ratelimit_login_account
+
+
+def register_limit() -> str:
+    from config import get_settings
+
+    return get_settings().ratelimit_register
+
+
+def register_account_limit() -> str:
+    from config import get_settings
+
+    return get_settings().ratelimit_register_account
 
 
 def _valid_email(value: str) -> str:
@@ -127,9 +147,9 @@ def _tokens_for(user: User, grant: accounts.RefreshGrant, now: datetime) -> Toke
 
 
 @bp.post("/api/auth/register")
-@limiter.limit(REGISTER_LIMIT, error_message="too many registrations from this address")
+@limiter.limit(register_limit, error_message="too many registrations from this address")
 @limiter.limit(
-    REGISTER_ACCOUNT_LIMIT,
+    register_account_limit,
     key_func=json_field_key("email", "register-account"),
     error_message="too many registrations for this email",
 )
@@ -141,9 +161,9 @@ def register(body: RegisterBody) -> RegisterOut:
 
 
 @bp.post("/api/auth/login")
-@limiter.limit(LOGIN_LIMIT, error_message="too many login attempts from this address")
+@limiter.limit(login_limit, error_message="too many login attempts from this address")
 @limiter.limit(
-    LOGIN_ACCOUNT_LIMIT,
+    login_account_limit,
     key_func=json_field_key("email", "login-account"),
     deduct_when=lambda r: r.status_code == 401,
     error_message="too many failed logins for this account",

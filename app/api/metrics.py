@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import time
 from typing import Any
 
@@ -30,8 +29,7 @@ UNMATCHED_ROUTE = "<unmatched>"
 def metrics_token() -> str | None:
     from config import get_settings
 
-    token = getattr(get_settings(), "metrics_token", None) or os.environ.get("METRICS_TOKEN")
-    return token or None
+    return get_settings().metrics_token
 
 
 def _authorised() -> bool:

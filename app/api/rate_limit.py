@@ -70,17 +70,6 @@ def json_field_key(field: str, prefix: str) -> Callable[[], str]:
     return key
 
 
-def setting(name: str, default: str) -> Callable[[], str]:
-    """A limit read from settings at each request (so tests and operators can change it)."""
-
-    def limit() -> str:
-        from config import get_settings
-
-        return str(getattr(get_settings(), name, None) or default)
-
-    return limit
-
-
 def _retry_after(limit: RequestLimit) -> Response:
     seconds = max(1, round(limit.reset_at - time.time()))
     response = Response(status=429)
@@ -126,6 +115,6 @@ def init_app(app: Flask) -> None:
     uri, options = storage_settings()
     app.config["RATELIMIT_STORAGE_URI"] = uri
     app.config["RATELIMIT_STORAGE_OPTIONS"] = options
-    app.config["RATELIMIT_ENABLED"] = bool(getattr(get_settings(), "ratelimit_enabled", True))
+    app.config["RATELIMIT_ENABLED"] = get_settings().ratelimit_enabled
     limiter.init_app(app)
     limiter._storage_dead = False  # a storage just built is presumed reachable until it fails

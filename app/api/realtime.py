@@ -28,7 +28,6 @@ from app.services import events
 
 bp = Blueprint("realtime", __name__)
 
-DEFAULT_HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 3000
 TOKEN_PARAM = "token"
 
@@ -67,27 +66,20 @@ class StreamSlots:
 slots = StreamSlots()
 
 
-def _setting(name: str, default: float) -> float:
+def heartbeat_seconds() -> float:
     from config import get_settings
 
-    value = getattr(get_settings(), name, None)
-    if value is None:
-        value = os.environ.get(name.upper())
-    try:
-        return float(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
-def heartbeat_seconds() -> float:
-    return max(0.05, _setting("sse_heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS))
+    return max(0.05, get_settings().sse_heartbeat_seconds)
 
 
 def max_connections() -> int:
+    """SSE_MAX_CONNECTIONS, by default the worker's threads minus two."""
     from config import get_settings
 
-    default = max(1, get_settings().web_threads - 2)
-    return max(1, int(_setting("sse_max_connections", default)))
+    settings = get_settings()
+    if settings.sse_max_connections is None:
+        return max(1, settings.web_threads - 2)
+    return max(1, settings.sse_max_connections)
 
 
 def _last_event_id(from_query: int | None) -> int | None:

@@ -27,7 +27,6 @@ log = logging.getLogger("tradewind.events")
 
 EVENT_TYPES = frozenset({"trade", "order", "bot_status", "alert", "job_progress"})
 SYSTEM = "system"
-DEFAULT_HISTORY_SIZE = 200
 HISTORY_TTL_SECONDS = 86_400
 QUEUE_SIZE = 1_000
 LISTENER_READY_TIMEOUT = 5.0
@@ -44,21 +43,10 @@ return id
 """
 
 
-def _setting(name: str, default: Any, cast: type = int) -> Any:
-    """A setting from config (once the field exists) or the environment, else the default."""
+def history_size() -> int:
     from config import get_settings
 
-    value = getattr(get_settings(), name, None)
-    if value is None:
-        value = os.environ.get(name.upper())
-    try:
-        return cast(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
-def history_size() -> int:
-    return max(1, _setting("sse_history_size", DEFAULT_HISTORY_SIZE))
+    return max(1, get_settings().sse_history_size)
 
 
 def _audience(user_id: int | None) -> str:

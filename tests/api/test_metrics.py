@@ -4,7 +4,7 @@ emergency-stop gauge read from the database, and the token / production protecti
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask.testing import FlaskClient
@@ -28,10 +28,21 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def production(settings: Settings) -> Iterator[None]:
-    use_settings(settings.model_copy(update={"app_env": "production"}))
-    yield
+def configure(settings: Settings) -> Iterator[Callable[..., None]]:
+    """Change settings for this test (changes add up); the run's settings come back after."""
+    changes: dict[str, object] = {}
+
+    def apply(**update: object) -> None:
+        changes.update(update)
+        use_settings(settings.model_copy(update=changes))
+
+    yield apply
     use_settings(settings)
+
+
+@pytest.fixture
+def production(configure: Callable[..., None]) -> None:
+    configure(app_env="production")
 
 
 def test_requests_are_counted_by_route_template(client: FlaskClient) -> None:
@@ -94,9 +105,9 @@ def test_emergency_stop_gauge_follows_the_database(client: FlaskClient, session:
 
 
 def test_token_protects_metrics_when_set(
-    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient, configure: Callable[..., None]
 ) -> None:
-    monkeypatch.setenv("METRICS_TOKEN", "scrape-secret-0123")
+    configure(metrics_token="scrape-secret-0123")
     denied = client.get("/metrics")
     assert denied.status_code == 401
     assert denied.get_json()["error"]["code"] == "unauthorized"
@@ -108,12 +119,11 @@ def test_token_protects_metrics_when_set(
 
 
 def test_production_without_token_hides_metrics(
-    client: FlaskClient, production: None, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient, production: None, configure: Callable[..., None]
 ) -> None:
-    monkeypatch.delenv("METRICS_TOKEN", raising=False)
     hidden = client.get("/metrics")
     assert hidden.status_code == 404
     assert hidden.get_json()["error"]["code"] == "not_found"
-    monkeypatch.setenv("METRICS_TOKEN", "scrape-secret-0123")
+    configure(metrics_token="scrape-secret-0123")
     ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-0123"})
     assert ok.status_code == 200
