@@ -59,6 +59,7 @@ class BotPatch(RequestModel):
     maker_fee: Decimal | None = Field(None, ge=0, le=Decimal("0.1"))
     taker_fee: Decimal | None = Field(None, ge=0, le=Decimal("0.1"))
     slippage_bps: Decimal | None = Field(None, ge=0, le=1000)
+    mode: Literal["paper", "live"] | None = None
 
 
 class BotListQuery(RequestModel):

@@ -26,6 +26,7 @@ from app.domain.strategies import get_strategy
 from app.engine.tick import from_ms, tick_grid, to_ms
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.market.errors import UnknownSymbol, UnknownTimeframe
+from app.services.trading_gate import TradingHalted, emergency_stop_active
 from app.store.base import utcnow
 from app.store.models import Bot
 
@@ -260,6 +261,8 @@ def update_bot(session: Session, user_id: int, bot_id: int, changes: dict[str, A
     """Apply the given fields; what may change depends on the bot's state (see module doc)."""
     bot = get_bot(session, user_id, bot_id, lock=True)
     changes = {k: v for k, v in changes.items()}
+    if "mode" in changes:
+        _change_mode(session, bot, changes.pop("mode"))
     for field in changes:
         if field in ALWAYS_EDITABLE:
             continue
@@ -295,6 +298,26 @@ def update_bot(session: Session, user_id: int, bot_id: int, changes: dict[str, A
     return bot
 
 
+def _change_mode(session: Session, bot: Bot, mode: str) -> None:
+    """Paper -> live only through the live-trading gates (409 with the reasons otherwise);
+    live -> paper is always allowed. Both are audited."""
+    from app.services.audit import record_audit
+    from app.services.gates import assert_live_allowed
+
+    if mode == bot.mode:
+        return
+    if mode == "live":
+        assert_live_allowed(session, bot)
+    previous, bot.mode = bot.mode, mode
+    record_audit(
+        session,
+        "bot.mode_changed",
+        actor_user_id=bot.user_id,
+        details={"bot_id": bot.id, "from": previous, "to": mode},
+    )
+    log.warning("bot %s switched from %s to %s trading", bot.id, previous, mode)
+
+
 def delete_bot(session: Session, user_id: int, bot_id: int) -> None:
     """Soft delete: the bot disappears from the API, its ledger and tick history stay."""
     bot = get_bot(session, user_id, bot_id, lock=True)
@@ -328,6 +351,8 @@ def change_status(
     now = now or utcnow()
     bot = get_bot(session, user_id, bot_id, lock=True)
     allowed_from, target = TRANSITIONS[action]
+    if target == "running" and emergency_stop_active(session):
+        raise TradingHalted("the emergency stop is active: bots stay paused until it is resumed")
     if bot.status not in allowed_from:
         raise IllegalTransition(
             f"cannot {action} a {bot.status} bot",
