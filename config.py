@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     argon2_memory_cost: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
 
+    # Bots and ticks
+    tick_lease_seconds: float = Field(default=30.0, gt=0)
+    tick_batch_size: int = Field(default=25, ge=1)
+    tick_run_seconds: float = Field(default=1.0, gt=0)
+    bootstrap_trades: int = Field(default=5, ge=0)
+    bot_tick_retention_days: int = Field(default=30, ge=1)
+
     # Background jobs and analysis
     job_lease_seconds: float = Field(default=60.0, gt=0)
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)

@@ -1,4 +1,5 @@
-"""Periodic clean-up: analysis results past their retention, expired token revocations.
+"""Periodic clean-up: analysis results and bot tick records past their retention, expired
+token revocations.
 
 Runs in every worker (every 600 s); deletes are idempotent, so overlapping runs only repeat
 work that is already done. Deletion goes in bounded batches to keep transactions short.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models.analysis import AnalysisResult
+from app.store.models.trading import BotTick
 
 log = logging.getLogger("tradewind.jobs.cleanup")
 
@@ -22,43 +25,54 @@ BATCH = 5000
 MAX_BATCHES = 20
 
 
-def delete_old_results(session: Session, now: datetime, retention_days: float) -> int:
-    """Delete up to one batch of analysis results created before now - retention."""
-    cutoff = now - timedelta(days=retention_days)
-    ids = select(AnalysisResult.id).where(AnalysisResult.created_at < cutoff).limit(BATCH)
+def delete_batch_before(session: Session, column: Any, cutoff: datetime) -> int:
+    """Delete up to one batch of the rows of `column`'s table whose `column` < cutoff."""
+    table = column.class_
+    ids = select(table.id).where(column < cutoff).limit(BATCH)
     result = session.execute(
-        delete(AnalysisResult).where(AnalysisResult.id.in_(ids.scalar_subquery())),
+        delete(table).where(table.id.in_(ids.scalar_subquery())),
         execution_options={"synchronize_session": False},
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def prune_revocations(session: Session, now: datetime) -> int:
-    """Expired revoked-token rows, when the accounts feature provides the pruning."""
-    try:
-        from app.auth.revocation import prune_expired_revocations  # type: ignore[attr-defined]
-    except ImportError:
-        return 0
-    return int(prune_expired_revocations(session, now) or 0)
+def delete_old_results(session: Session, now: datetime, retention_days: float) -> int:
+    """Delete up to one batch of analysis results created before now - retention."""
+    return delete_batch_before(
+        session, AnalysisResult.created_at, now - timedelta(days=retention_days)
+    )
 
 
-def run_once(now: datetime | None = None) -> dict[str, int]:
-    from config import get_settings
-
-    now = now or utcnow()
-    retention = get_settings().analysis_retention_days
+def _delete_all_before(column: Any, cutoff: datetime) -> int:
     removed = 0
     for _ in range(MAX_BATCHES):
         with session_scope() as session:
-            n = delete_old_results(session, now, retention)
+            n = delete_batch_before(session, column, cutoff)
         removed += n
         if n < BATCH:
             break
+    return removed
+
+
+def run_once(now: datetime | None = None) -> dict[str, int]:
+    from app.auth.revocation import prune_expired_revocations
+    from config import get_settings
+
+    settings = get_settings()
+    now = now or utcnow()
+    removed = {
+        "analysis_results": _delete_all_before(
+            AnalysisResult.created_at, now - timedelta(days=settings.analysis_retention_days)
+        ),
+        "bot_ticks": _delete_all_before(
+            BotTick.planned_at, now - timedelta(days=settings.bot_tick_retention_days)
+        ),
+    }
     with session_scope() as session:
-        revocations = prune_revocations(session, now)
-    if removed or revocations:
-        log.info("clean-up removed %d analysis results, %d revocations", removed, revocations)
-    return {"analysis_results": removed, "revocations": revocations}
+        removed["revocations"] = int(prune_expired_revocations(session, now) or 0)
+    if any(removed.values()):
+        log.info("clean-up removed %s", removed)
+    return removed
 
 
 def run() -> None:

@@ -1,4 +1,5 @@
-"""The clean-up removes analysis results older than the retention and nothing younger."""
+"""The clean-up removes analysis results and tick records older than their retention and
+nothing younger."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from app.jobs import cleanup
 from app.services.jobs import submit_job
 from app.store.base import utcnow
 from app.store.db import session_scope
-from app.store.models import Job
+from app.store.models import Bot, Job
 from app.store.models.analysis import AnalysisResult
+from app.store.models.trading import BotTick
 
 
 def test_results_past_retention_are_deleted(make_user: Callable[..., Any]) -> None:
@@ -33,12 +35,12 @@ def test_results_past_retention_are_deleted(make_user: Callable[..., Any]) -> No
                     data={},
                 )
             )
-    assert cleanup.run_once(now) == {"analysis_results": 2, "revocations": 0}  # default 30 d
+    assert cleanup.run_once(now) == {"analysis_results": 2, "bot_ticks": 0, "revocations": 0}
     with session_scope() as s:
         left = sorted(s.scalars(select(AnalysisResult.ticker)))
         assert left == ["FRESH/BTC", "RECENT/BTC"]
         assert s.get(Job, job_id) is not None  # jobs are not results
-    assert cleanup.run_once(now) == {"analysis_results": 0, "revocations": 0}
+    assert cleanup.run_once(now) == {"analysis_results": 0, "bot_ticks": 0, "revocations": 0}
 
 
 def test_retention_is_configurable(make_user: Callable[..., Any], settings: Any) -> None:
@@ -64,3 +66,23 @@ def test_retention_is_configurable(make_user: Callable[..., Any], settings: Any)
         assert cleanup.run_once(now)["analysis_results"] == 1
     finally:
         use_settings(settings)
+
+
+def test_tick_records_past_retention_are_deleted(make_user: Callable[..., Any]) -> None:
+    from decimal import Decimal
+
+    user = make_user()
+    now = utcnow()
+    with session_scope() as s:
+        bot = Bot(user_id=user.id, name="b", symbol="ETH/BTC", timeframe="5m",
+                  strategy="sma_crossover", capital=Decimal(1))  # fmt: skip
+        s.add(bot)
+        s.flush()
+        for days in (45, 31, 29, 0):
+            planned = now - timedelta(days=days, minutes=1)
+            s.add(BotTick(bot_id=bot.id, planned_at=planned, worker="w", outcome="ok",
+                          started_at=planned, finished_at=planned))  # fmt: skip
+    assert cleanup.run_once(now)["bot_ticks"] == 2  # default 30 days
+    with session_scope() as s:
+        left = sorted((now - t).days for t in s.scalars(select(BotTick.planned_at)))
+    assert left == [0, 29]
