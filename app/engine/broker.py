@@ -62,6 +62,7 @@ from app.store.models.ledger import Balance, Fill, Order, Position
 __all__ = [
     "PaperOrderRejected",
     "bot_decimal",
+    "book_of",
     "bot_fees",
     "cancel_open_orders",
     "cancel_order",
@@ -172,7 +173,8 @@ def _rows(session: Session, bot_id: int) -> tuple[Position, Balance, Balance]:
     return position, quote, base
 
 
-def _book(position: Position, quote: Balance, base: Balance) -> Book:
+def book_of(position: Position, quote: Balance, base: Balance) -> Book:
+    """The book held in a bot's position and balance rows (as read, no locking)."""
     return Book(
         quote_free=quote.free,
         quote_locked=quote.locked,
@@ -188,7 +190,7 @@ def _book(position: Position, quote: Balance, base: Balance) -> Book:
 
 def load_book(session: Session, bot_id: int) -> Book:
     """The bot's current book (locks its rows on Postgres until the transaction ends)."""
-    return _book(*_rows(session, bot_id))
+    return book_of(*_rows(session, bot_id))
 
 
 def _write_book(
@@ -261,7 +263,7 @@ def place_order(
     if order_type == "market" and reference_price is None:
         reference_price = _reference_price(bot)
 
-    book = _book(position, quote, base)
+    book = book_of(position, quote, base)
     ticket = prepare_order(
         side=side,
         order_type=order_type,
@@ -389,7 +391,7 @@ def _fill_one(
 ) -> Fill | None:
     with session.begin_nested():
         position, quote, base = _rows(session, bot.id)
-        book = _book(position, quote, base)
+        book = book_of(position, quote, base)
         outcome = execute(ticket, price, fees=fees, market=market, book=book)
         if isinstance(outcome, FillRejected):
             if _close(session, order, "rejected", outcome.message, now):
@@ -499,7 +501,7 @@ def _cancel(session: Session, order: Order, reason: str, now: datetime) -> bool:
         position, quote, base = _rows(session, order.bot_id)
         if not _close(session, order, "cancelled", reason, now):
             return False
-        book = release(_book(position, quote, base), _ticket(order))
+        book = release(book_of(position, quote, base), _ticket(order))
         _write_book(position, quote, base, book, now)
         session.flush()
     _count("cancelled")

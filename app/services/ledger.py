@@ -21,7 +21,7 @@ from app.domain.metrics import (
     datetime_to_ms,
     periods_per_year_for,
 )
-from app.engine.broker import bot_decimal
+from app.engine.broker import book_of, bot_decimal
 from app.engine.fill_model import Book
 from app.errors import NotFound, ValidationFailed
 from app.market.base import timeframe_seconds
@@ -111,18 +111,7 @@ def get_book(session: Session, bot_id: int) -> Book:
     balances = {
         b.asset: b for b in session.scalars(select(Balance).where(Balance.bot_id == bot_id))
     }
-    quote, base = balances[position.quote], balances[position.base]
-    return Book(
-        quote_free=quote.free,
-        quote_locked=quote.locked,
-        base_free=base.free,
-        base_locked=base.locked,
-        cost_basis=position.cost_basis,
-        realised_pnl=position.realised_pnl,
-        fees_paid=position.fees_paid,
-        trip_pnl=position.trip_pnl,
-        trip_fees=position.trip_fees,
-    )
+    return book_of(position, balances[position.quote], balances[position.base])
 
 
 def bot_equity(session: Session, bot: Bot, price: Decimal) -> Decimal:
