@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import ColumnElement, String, case, select, text, type_coerce, update
 from sqlalchemy.orm import Session
@@ -189,6 +189,26 @@ def _same(column: Any, raw: Any) -> ColumnElement[bool]:
     return _raw(column) == raw
 
 
+def _moved_one(session: Session, statement: Any) -> bool:
+    """Run a compare-and-set UPDATE; True when it changed the one row it aimed at (False: the
+    row moved on since we read it, so someone else has dealt with it)."""
+    result = session.execute(statement, execution_options={"synchronize_session": False})
+    return bool(result.rowcount == 1)
+
+
+class _RowRef(TypedDict):
+    bot_id: int | None
+    job_id: int | None
+
+
+def _row_ref(table: str, row_id: int) -> _RowRef:
+    """The incident's bot_id / job_id for a row of `table`."""
+    return {
+        "bot_id": row_id if table == "bots" else None,
+        "job_id": row_id if table == "jobs" else None,
+    }
+
+
 def _each(
     report: ScanReport,
     table: str,
@@ -210,15 +230,12 @@ def _each(
 def _report_malformed(table: str, row_id: int, exc: Exception) -> None:
     try:
         with session_scope() as session:
-            bot_id = row_id if table == "bots" else None
-            job_id = row_id if table == "jobs" else None
             message = f"{table} row {row_id} could not be checked: {type(exc).__name__}: {exc}"
             if record_incident(
                 session,
                 "malformed_row",
                 message[:1000],
-                bot_id=bot_id,
-                job_id=job_id,
+                **_row_ref(table, row_id),
                 details={"table": table},
                 dedupe_seconds=MALFORMED_DEDUPE_SECONDS,
             ):
@@ -291,11 +308,10 @@ def _normalise_one(
         return
 
     def fix(session: Session) -> str | None:
-        moved = session.execute(
+        if not _moved_one(
+            session,
             update(model).where(model.id == row_id, _same(column, raw)).values({name: parsed}),
-            execution_options={"synchronize_session": False},
-        ).rowcount
-        if moved != 1:
+        ):
             return None
         if parsed is not None:
             log.info("%s %s: %s %r rewritten as UTC %s", table, row_id, name, raw, parsed)
@@ -305,8 +321,7 @@ def _normalise_one(
             "malformed_timestamp",
             f"{table} row {row_id}: unreadable {name} {raw[:60]!r} cleared",
             user_id=None,
-            bot_id=row_id if table == "bots" else None,
-            job_id=row_id if table == "jobs" else None,
+            **_row_ref(table, row_id),
             details={"table": table, "column": name},
         )
 
@@ -350,13 +365,12 @@ def _release_one(
     until = as_utc(raw_until)
     if until is not None and until >= cutoff:
         return None
-    moved = session.execute(
+    if not _moved_one(
+        session,
         update(model)
         .where(model.id == row_id, model.lease_owner == owner, _same(model.lease_until, raw_until))
         .values(lease_owner=None, lease_until=None),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if moved != 1:
+    ):
         return None
     return _finding(
         session,
@@ -364,8 +378,7 @@ def _release_one(
         f"expired lease of {owner} on {table} row {row_id} released"
         f" (expired {until.isoformat() if until else 'never set'})",
         user_id=None,
-        bot_id=row_id if table == "bots" else None,
-        job_id=row_id if table == "jobs" else None,
+        **_row_ref(table, row_id),
         details={"table": table, "owner": owner},
     )
 
@@ -434,7 +447,8 @@ def _heal_stuck_one(session: Session, row: Any, now: datetime, config: HealingCo
     due = grid.latest_due(to_ms(now))
     if last_tick_at is not None and to_ms(last_tick_at) >= due:
         due = grid.next_after(max(to_ms(now), to_ms(last_tick_at)))
-    moved = session.execute(
+    if not _moved_one(
+        session,
         update(Bot)
         .where(
             Bot.id == bot_id,
@@ -443,9 +457,7 @@ def _heal_stuck_one(session: Session, row: Any, now: datetime, config: HealingCo
             _same(Bot.lease_owner, owner),
         )
         .values(next_tick_at=from_ms(due), lease_owner=None, lease_until=None),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if moved != 1:
+    ):
         return None
     return _finding(
         session,
@@ -468,7 +480,8 @@ def _pause_streak_one(session: Session, row: Any, config: HealingConfig) -> str 
     bot_id, user_id, name = row[:3]
     streak, last_error = row[9], row[10]
     reason = f"error_streak: {last_error or 'unknown error'}"[:200]
-    moved = session.execute(
+    if not _moved_one(
+        session,
         update(Bot)
         .where(
             Bot.id == bot_id,
@@ -480,9 +493,7 @@ def _pause_streak_one(session: Session, row: Any, config: HealingConfig) -> str 
             pause_reason=reason,
             next_tick_at=case((Bot.exit_requested_at.is_(None), None), else_=Bot.next_tick_at),
         ),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if moved != 1:
+    ):
         return None
     return _finding(
         session,
