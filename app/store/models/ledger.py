@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 ORDER_STATES = ("open", "filled", "cancelled", "rejected")
+SUBMIT_STATES = ("pending", "unknown", "accepted")
 LEDGER_QUANTUM = MONEY_QUANTUM
 
 
@@ -58,6 +59,11 @@ class Order(Base):
     filling or cancelling releases exactly that. `fill_from` is the open time of the first
     candle the order may fill on. `reason` is why it was placed; `state_reason` why it was
     cancelled or rejected.
+
+    Live orders (`app.engine.live_broker`) are `open` in the ledger from the moment they are
+    recorded; `submit_state` says where they are on the exchange: `pending` (recorded, never
+    sent), `unknown` (perhaps sent: only ever looked up, never sent again), `accepted` (the
+    exchange has it as `exchange_order_id`). Paper orders leave all three columns NULL.
     """
 
     __tablename__ = "orders"
@@ -69,6 +75,10 @@ class Order(Base):
         CheckConstraint("type IN ('market', 'limit')", name="type"),
         CheckConstraint("state IN ('open', 'filled', 'cancelled', 'rejected')", name="state"),
         CheckConstraint("amount IS NOT NULL OR quote_amount IS NOT NULL", name="sized"),
+        CheckConstraint(
+            "submit_state IS NULL OR submit_state IN ('pending', 'unknown', 'accepted')",
+            name="submit_state",
+        ),
         *_non_negative("reserved"),
     )
 
@@ -94,6 +104,9 @@ class Order(Base):
     bootstrap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     reason: Mapped[str | None] = mapped_column(Text)
     state_reason: Mapped[str | None] = mapped_column(Text)
+    submit_state: Mapped[str | None] = mapped_column(String(10))
+    exchange_order_id: Mapped[str | None] = mapped_column(String(64))
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Fill(Base):
