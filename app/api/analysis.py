@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
 from app.auth.jwt import auth_required, current_user
@@ -65,19 +66,15 @@ class WatchlistAdd(RequestModel):
     ticker: Ticker = Field(examples=["ETH/BTC"])
 
 
-class JobListQuery(RequestModel):
+class JobListQuery(OffsetQuery):
     state: JobState | None = None
     kind: str | None = Field(None, max_length=32)
-    limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
 
 
-class ResultsQuery(RequestModel):
+class ResultsQuery(OffsetQuery):
     ticker: str | None = Field(None, max_length=41)
     date: dt.date | None = Field(None, description="UTC day the result was produced")
     job_id: int | None = Field(None, ge=1)
-    limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
 
 
 class JobSummary(BaseModel):
@@ -223,12 +220,7 @@ def list_jobs(query: JobListQuery) -> Any:
         limit=query.limit,
         offset=query.offset,
     )
-    return {
-        "items": [_summary(j) for j in jobs],
-        "total": total,
-        "limit": query.limit,
-        "offset": query.offset,
-    }
+    return offset_page([_summary(j) for j in jobs], total, query)
 
 
 @bp.get("/api/jobs/<int:job_id>")
@@ -261,12 +253,7 @@ def list_results(query: ResultsQuery) -> Any:
         limit=query.limit,
         offset=query.offset,
     )
-    return {
-        "items": [AnalysisResultOut.model_validate(r) for r in rows],
-        "total": total,
-        "limit": query.limit,
-        "offset": query.offset,
-    }
+    return offset_page([AnalysisResultOut.model_validate(r) for r in rows], total, query)
 
 
 @bp.get("/api/watchlist")
