@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -187,24 +187,23 @@ def rotate_refresh_token(
     raise RefreshRejected(reason, family_id=row.family_id, user_id=row.user_id)
 
 
-def revoke_family(session: Session, family_id: str, now: datetime) -> int:
+def _revoke_refresh_tokens(session: Session, which: ColumnElement[bool], now: datetime) -> int:
+    """Revoke the still-valid refresh tokens matching `which`; returns how many."""
     result = session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .where(which, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def revoke_family(session: Session, family_id: str, now: datetime) -> int:
+    return _revoke_refresh_tokens(session, RefreshToken.family_id == family_id, now)
 
 
 def revoke_user_refresh_tokens(session: Session, user_id: int, now: datetime) -> int:
-    result = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return _revoke_refresh_tokens(session, RefreshToken.user_id == user_id, now)
 
 
 def get_user(session: Session, user_id: int) -> User:

@@ -143,15 +143,20 @@ def add_credential(
         session.flush()
     except IntegrityError:
         raise Conflict("you already have credentials with this label", code="label_taken") from None
+    _audit(session, "credentials.added", row, ip)
+    return row
+
+
+def _audit(session: Session, action: str, row: ExchangeCredential, ip: str | None) -> None:
+    """Audit a change of the user's own credentials (never the secrets themselves)."""
     record_audit(
         session,
-        "credentials.added",
-        actor_user_id=user_id,
-        target_user_id=user_id,
+        action,
+        actor_user_id=row.user_id,
+        target_user_id=row.user_id,
         details={"credential_id": row.id, "exchange": row.exchange, "label": row.label},
         ip=ip,
     )
-    return row
 
 
 def list_credentials(session: Session, user_id: int) -> list[ExchangeCredential]:
@@ -176,14 +181,7 @@ def delete_credential(
     session: Session, user_id: int, credential_id: int, *, ip: str | None = None
 ) -> None:
     row = get_credential(session, user_id, credential_id)
-    record_audit(
-        session,
-        "credentials.deleted",
-        actor_user_id=user_id,
-        target_user_id=user_id,
-        details={"credential_id": row.id, "exchange": row.exchange, "label": row.label},
-        ip=ip,
-    )
+    _audit(session, "credentials.deleted", row, ip)
     session.delete(row)
     session.flush()
 
