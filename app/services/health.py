@@ -28,7 +28,8 @@ def migration_heads() -> frozenset[str]:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in ("alembic", "alembic.runtime.plugins"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -64,12 +64,21 @@ def test_ten_restarts_are_clean_with_one_scheduler_per_worker(
     from app.store.db import session_scope
     from app.store.models.trading import BotTick
 
+    def ticks() -> int:
+        with session_scope() as db:
+            return int(db.scalar(select(func.count()).select_from(BotTick)) or 0)
+
     env = service_env(settings, SCHEDULER_ENABLED="true", REPLAY_SPEED=SPEED)
     for run in range(RUNS):
         log_path = tmp_path / f"gunicorn-{run}.log"
+        before = ticks()
         with gunicorn(env, workers=WORKERS, threads=4, log_path=log_path) as (base, proc):
             _wait_for_log(log_path, r"started self_healing", WORKERS)
             assert requests.get(base + "/api/health/ready", timeout=10).status_code == 200
+            deadline = time.monotonic() + 20
+            while ticks() == before and time.monotonic() < deadline:  # stop with bots ticking
+                time.sleep(0.2)
+            assert ticks() > before, f"run {run}: the bots did not tick"
         assert proc.returncode == 0, f"run {run}: gunicorn exited with {proc.returncode}"
         text = log_path.read_text(errors="replace")
         for word in FORBIDDEN:
@@ -81,5 +90,3 @@ def test_ten_restarts_are_clean_with_one_scheduler_per_worker(
         assert len(re.findall(r"scheduler stopped in pid \d+", text)) == WORKERS
         assert len(re.findall(r"stopped database", text)) == WORKERS  # the whole stop ran
         assert not re.search(r"stop of \w+ (timed out|raised)", text), text[-4000:]
-    with session_scope() as db:
-        assert db.scalar(select(func.count()).select_from(BotTick)) > 0  # the bots did tick
