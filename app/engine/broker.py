@@ -66,10 +66,13 @@ __all__ = [
     "bot_fees",
     "cancel_open_orders",
     "cancel_order",
+    "close_order",
     "load_book",
+    "lock_book",
     "market_for",
     "place_order",
     "process_fills",
+    "record_fill",
 ]
 
 log = logging.getLogger("tradewind.engine.broker")
@@ -497,15 +500,43 @@ def cancel_open_orders(
 
 
 def _cancel(session: Session, order: Order, reason: str, now: datetime) -> bool:
+    return close_order(session, order, "cancelled", reason, now)
+
+
+def close_order(session: Session, order: Order, state: str, reason: str, now: datetime) -> bool:
+    """Move an open order to `state` (cancelled / rejected) and release its reservation, in
+    one savepoint; False if it was no longer open. The live broker closes orders with it."""
     with session.begin_nested():
         position, quote, base = _rows(session, order.bot_id)
-        if not _close(session, order, "cancelled", reason, now):
+        if not _close(session, order, state, reason, now):
             return False
         book = release(book_of(position, quote, base), _ticket(order))
         _write_book(position, quote, base, book, now)
         session.flush()
-    _count("cancelled")
+    _count(state)
     return True
+
+
+def record_fill(
+    session: Session,
+    bot: Bot,
+    order: Order,
+    ticket: Ticket,
+    price: Decimal,
+    *,
+    candle_ts: datetime,
+    now: datetime,
+    fees: FeeSchedule,
+    market: MarketInfo,
+) -> Fill | None:
+    """Fill an open order in full at `price` as `ticket` says: order state + fill + balances
+    + position in one savepoint (the paper fills and the live broker's exchange fills)."""
+    return _fill_one(session, bot, order, ticket, price, candle_ts, now, fees, market)
+
+
+def lock_book(session: Session, bot_id: int) -> None:
+    """Lock the bot's position and balance rows (Postgres) until the transaction ends."""
+    _rows(session, bot_id)
 
 
 def _utcnow() -> datetime:

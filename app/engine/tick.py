@@ -249,10 +249,11 @@ def run_tick(
     `deferred`, when given, collects the equity snapshot rows the dispatcher inserts for
     the whole batch at once (else they are added to the session here).
     """
-    from app.engine import broker
+    from app.engine.live_broker import broker_for
     from app.market.cache import cached_candles
     from app.market.registry import get_market_source
 
+    broker = broker_for(bot)  # the paper broker, or the live one for `mode = "live"`
     result = TickResult()
     strategy, params = strategy_params(bot)
     source = get_market_source(bot.exchange)
@@ -353,10 +354,11 @@ class _OrderContext:
 
 def _place(session: Session, ctx: _OrderContext, result: TickResult, **order: Any) -> Any:
     from app.engine import broker
+    from app.engine.live_broker import broker_for
     from app.services.trading_gate import TradingHalted
 
     try:
-        placed = broker.place_order(
+        placed = broker_for(ctx.bot).place_order(
             session,
             ctx.bot,
             order_type="market",
@@ -440,11 +442,14 @@ def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
 
 def _requested_exit(session: Session, ctx: _OrderContext, result: TickResult) -> None:
     """Sell everything; an entry still waiting to fill is cancelled first. Done when flat."""
-    from app.engine.broker import cancel_open_orders, load_book
+    from app.engine.broker import load_book
+    from app.engine.live_broker import broker_for
 
     book = load_book(session, ctx.bot.id)
     if book.quote_locked > 0:
-        cancel_open_orders(session, bot_id=ctx.bot.id, reason="exit requested", now=ctx.now)
+        broker_for(ctx.bot).cancel_open_orders(
+            session, bot_id=ctx.bot.id, reason="exit requested", now=ctx.now
+        )
         book = load_book(session, ctx.bot.id)
     if book.base_free > 0:
         _sell(session, ctx, result, "exit requested by the owner", action="exit")

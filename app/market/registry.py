@@ -3,6 +3,9 @@
 `get_market_source()` is the configured default (`MARKET_DATA`: the replay feed, or the ccxt
 exchange named by `CCXT_EXCHANGE`); `get_market_source("replay")` is always the replay feed
 and `get_market_source("kucoin")` a public-data ccxt source for that exchange.
+
+`get_account_source(key, exchange, api_key=..., ...)` is a source signed with one user's
+exchange credentials (live trading), built once per `key` and closed with the others.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from app.market.factory import build_market_source
 
 _lock = threading.Lock()
 _sources: dict[str, MarketSource] = {}
+_accounts: dict[str, Any] = {}
 
 
 def _options(exchange: str) -> tuple[str, dict[str, Any]]:
@@ -63,10 +67,41 @@ def get_market_source(exchange: str | None = None) -> MarketSource:
         return source
 
 
-def close_market_sources() -> None:
-    """Close every source (exchange sessions included); safe to call twice."""
+def get_account_source(
+    key: str,
+    exchange: str,
+    *,
+    api_key: str,
+    secret: str,
+    password: str | None = None,
+    uid: str | None = None,
+) -> Any:
+    """The ccxt source of one exchange account, built on first use for `key` (which names the
+    credential and its version: `"<id>:<fingerprint>"`); an older version of the same
+    credential is closed when its replacement is built. The settings' `CCXT_BASE_URL` applies
+    when `exchange` is the configured `CCXT_EXCHANGE`, as for the public sources."""
+    exchange = exchange.strip().lower()
+    stale: list[Any] = []
     with _lock:
-        sources = list(_sources.values())
+        source = _accounts.get(key)
+        if source is None:
+            _kind, options = _options(exchange)
+            options.update(api_key=api_key, secret=secret, password=password, uid=uid)
+            source = build_market_source("ccxt", **options)
+            prefix = key.split(":", 1)[0] + ":"
+            for old in [k for k in _accounts if k.startswith(prefix)]:
+                stale.append(_accounts.pop(old))
+            _accounts[key] = source
+    for old_source in stale:
+        old_source.close()
+    return source
+
+
+def close_market_sources() -> None:
+    """Close every source (exchange and account sessions included); safe to call twice."""
+    with _lock:
+        sources = [*_sources.values(), *_accounts.values()]
         _sources.clear()
+        _accounts.clear()
     for source in sources:
         source.close()

@@ -5,8 +5,9 @@ on every machine sees it. Stopping takes that row `FOR UPDATE` - the lock every 
 transaction takes `FOR SHARE` in `assert_trading_allowed` - and, in that same transaction,
 cancels every open order and pauses every running bot. So each order either committed before
 the stop (and is cancelled by it) or sees the flag and is refused: once the stop has
-answered, no order is placed anywhere. The Redis notice sent after commit only lets workers
-notice sooner; nothing depends on it.
+answered, no order is placed anywhere. Live orders already on an exchange are cancelled
+there right after the commit (`app.engine.live_broker.cancel_on_exchanges`). The Redis
+notice sent after commit only lets workers notice sooner; nothing depends on it.
 """
 
 from __future__ import annotations
@@ -82,9 +83,25 @@ def emergency_status(session: Session) -> dict[str, Any]:
 
 
 def _cancel_all_open_orders(session: Session) -> int:
+    """Cancel every open order row; orders that may be on an exchange (live bots) are also
+    cancelled there once this transaction has committed (best effort: each failure is an
+    incident and an alert - the rows are cancelled and no new order can be placed anyway)."""
     from app.engine.broker import cancel_open_orders
+    from app.engine.live_broker import live_open_orders
 
-    return int(cancel_open_orders(session, bot_id=None, reason=PAUSE_REASON))
+    live = live_open_orders(session)
+    cancelled = int(cancel_open_orders(session, bot_id=None, reason=PAUSE_REASON))
+    if live:
+        on_commit(session, lambda: _cancel_live(live))
+    return cancelled
+
+
+def _cancel_live(orders: list[dict[str, Any]]) -> None:
+    from app.engine.live_broker import cancel_on_exchanges
+
+    done = cancel_on_exchanges(orders)
+    log.critical("emergency stop: %d of %d live orders cancelled on their exchanges", done,
+                 len(orders))  # fmt: skip
 
 
 def _pause_bots(session: Session) -> list[tuple[int, int]]:
