@@ -21,9 +21,12 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 case "${1:-serve}" in
   serve)
+    # The demo replays recorded candles 30x faster than real time (a 5-minute candle every
+    # 10 s) so the demo bots trade within minutes; REPLAY_SPEED=1 replays in real time.
+    export REPLAY_SPEED="${REPLAY_SPEED:-30}"
     alembic upgrade head
     flask --app wsgi seed-demo
-    echo "Tradewind on http://127.0.0.1:${PORT:-8000} (Ctrl-C to stop)"
+    echo "Tradewind on http://127.0.0.1:${PORT:-8000} (replay speed ${REPLAY_SPEED}x; Ctrl-C to stop)"
     exec gunicorn -c gunicorn.conf.py --bind "127.0.0.1:${PORT:-8000}" wsgi:app
     ;;
   test)
