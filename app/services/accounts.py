@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from app.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from app.services.audit import record_audit
 from app.store.models import User
 from app.store.models.accounts import RefreshToken
+from app.store.paging import fetch_page
 
 ROLES = ("user", "admin")
 EMAIL_MAX_LENGTH = 254
@@ -214,11 +215,7 @@ def get_user(session: Session, user_id: int) -> User:
 
 
 def list_users(session: Session, *, page: int, per_page: int) -> tuple[list[User], int]:
-    total = session.scalar(select(func.count()).select_from(User)) or 0
-    users = session.scalars(
-        select(User).order_by(User.id).offset((page - 1) * per_page).limit(per_page)
-    ).all()
-    return list(users), int(total)
+    return fetch_page(session, User, [], [User.id], limit=per_page, offset=(page - 1) * per_page)
 
 
 def update_user(

@@ -22,7 +22,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.domain.analysis import TickerAnalysis, allocate, analyze
@@ -31,6 +30,7 @@ from app.jobs.handlers import JobContext, JobInfo, TransientJobError, register_h
 from app.market.base import TIMEFRAME_SECONDS
 from app.services.jobs import Submission, submit
 from app.store.models.analysis import AnalysisResult
+from app.store.paging import fetch_page
 
 KIND = "analysis"
 MAX_TICKERS = 50
@@ -311,12 +311,5 @@ def list_results(
             AnalysisResult.created_at >= start,
             AnalysisResult.created_at < start + timedelta(days=1),
         ]
-    total = session.scalar(select(func.count()).select_from(AnalysisResult).where(*where)) or 0
-    rows = session.scalars(
-        select(AnalysisResult)
-        .where(*where)
-        .order_by(AnalysisResult.created_at.desc(), AnalysisResult.id.desc())
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return list(rows), int(total)
+    order = [AnalysisResult.created_at.desc(), AnalysisResult.id.desc()]
+    return fetch_page(session, AnalysisResult, where, order, limit=limit, offset=offset)

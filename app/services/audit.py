@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_
 from sqlalchemy.orm import Session
 
 from app.store.models.accounts import AuditLog
+from app.store.paging import fetch_page
 
 SECRET_MARKERS = ("password", "secret", "token", "api_key", "apikey", "passphrase", "ciphertext")
 MAX_DETAIL_TEXT = 500
@@ -76,12 +77,11 @@ def list_audit(
         conditions.append(AuditLog.created_at >= where.since)
     if where.until is not None:
         conditions.append(AuditLog.created_at < where.until)
-    total = session.scalar(select(func.count()).select_from(AuditLog).where(*conditions)) or 0
-    rows = session.scalars(
-        select(AuditLog)
-        .where(*conditions)
-        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-    ).all()
-    return list(rows), int(total)
+    return fetch_page(
+        session,
+        AuditLog,
+        conditions,
+        [AuditLog.created_at.desc(), AuditLog.id.desc()],
+        limit=per_page,
+        offset=(page - 1) * per_page,
+    )

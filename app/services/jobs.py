@@ -19,13 +19,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.jobs import states
 from app.store.base import utcnow
 from app.store.models import Job
+from app.store.paging import fetch_page
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
@@ -171,15 +172,8 @@ def list_jobs(
         where.append(Job.state == state)
     if kind:
         where.append(Job.kind == kind)
-    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-    jobs = session.scalars(
-        select(Job)
-        .where(*where)
-        .order_by(Job.created_at.desc(), Job.id.desc())
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return list(jobs), int(total)
+    order = [Job.created_at.desc(), Job.id.desc()]
+    return fetch_page(session, Job, where, order, limit=limit, offset=offset)
 
 
 def cancel_job(session: Session, user_id: int, job_id: int) -> tuple[Job, str]:
