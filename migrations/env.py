@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, pool
 
 import app.store.models  # noqa: F401  (registers every table on the metadata)
 from app.store.base import Base
+from app.store.db import ensure_sqlite_directory
 from config import settings_or_exit
 
 config = context.config
@@ -37,7 +38,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = create_engine(database_url(), poolclass=pool.NullPool)
+        url = database_url()
+        ensure_sqlite_directory(url)
+        engine = create_engine(url, poolclass=pool.NullPool)
         with engine.connect() as connection:
             _run(connection)
         engine.dispose()

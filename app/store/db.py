@@ -43,12 +43,17 @@ def _begin_before_first_savepoint(conn: Any, _name: str) -> None:
         dbapi_connection.execute("BEGIN")
 
 
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the folder of a SQLite database file (a fresh clone has no `instance/`)."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///") :])), exist_ok=True)
+
+
 def build_engine(settings: Settings) -> Engine:
     """A new engine for the configured database with the pool the web workers need."""
     url = settings.database_url
     if url.startswith("sqlite"):
-        if url.startswith("sqlite:///") and ":memory:" not in url:
-            os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///") :])), exist_ok=True)
+        ensure_sqlite_directory(url)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
