@@ -232,17 +232,27 @@ def _claim(order_id: int) -> bool:
             return False
         bot = session.get(Bot, order.bot_id)
         assert bot is not None
-        broker.lock_book(session, bot.id)
+        now = utcnow()
+        if not _lock(session, bot.id, order_id, "pending"):
+            return False
         try:
             assert_trading_allowed(session)
         except TradingHalted:
             return False  # the stop cancelled (or will cancel) every open order row
-        now = utcnow()
         max_age = max(timeframe_seconds(bot.timeframe), MIN_PENDING_AGE_SECONDS)
         if now - as_utc(order.created_at) > timedelta(seconds=max_age):  # type: ignore[operator]
             broker.close_order(session, order, "cancelled", "not sent in time", now)
             return False
         return _move(session, order_id, "pending", "unknown", submitted_at=now)
+
+
+def _lock(session: Session, bot_id: int, order_id: int, submit_state: str) -> bool:
+    """Lock in the order every order transaction uses - the bot's book, then the order row,
+    then (the caller) the flag - and say whether the order is still open in `submit_state`.
+    The no-op UPDATE is also the transaction's first write: on SQLite it takes the database
+    write lock, so an emergency stop cannot commit between the gate check and the send."""
+    broker.lock_book(session, bot_id)
+    return _move(session, order_id, submit_state, submit_state)
 
 
 def _move(session: Session, order_id: int, old: str, new: str, **values: Any) -> bool:
@@ -265,13 +275,14 @@ def _send(order_id: int) -> bool:
             return False
         bot = session.get(Bot, order.bot_id)
         assert bot is not None
-        broker.lock_book(session, bot.id)  # lock order: book, then the flag (as ticks do)
+        if not _lock(session, bot.id, order_id, "unknown"):
+            return False  # cancelled (an emergency stop) or resolved meanwhile
         try:
             assert_trading_allowed(session)
         except TradingHalted:
             return False
         session.refresh(order)
-        if order.state != "open" or order.submit_state != "unknown" or order.exchange_order_id:
+        if order.exchange_order_id:
             return False
         try:
             source = account_source(session, bot)
