@@ -27,7 +27,6 @@ tick row records how many planned ticks it `skipped`: every boundary is accounte
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,20 +59,6 @@ log = logging.getLogger("tradewind.ticks")
 MIN_WAIT_SECONDS = 0.01  # a bot due but just claimed by another worker: do not spin
 
 
-def tick_setting(name: str, default: float) -> float:
-    """A tick setting: the Settings field once config.py has it, else the environment
-    variable of the same name (upper case), else the default."""
-    from config import get_settings
-
-    value = getattr(get_settings(), name, None)
-    if value is None:
-        value = os.environ.get(name.upper())
-    try:
-        return float(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
 @dataclass(frozen=True)
 class TickSettings:
     lease_seconds: float = 30.0
@@ -83,11 +68,14 @@ class TickSettings:
 
     @classmethod
     def current(cls) -> TickSettings:
+        from config import get_settings
+
+        settings = get_settings()
         return cls(
-            lease_seconds=tick_setting("tick_lease_seconds", cls.lease_seconds),
-            batch_size=int(tick_setting("tick_batch_size", cls.batch_size)),
-            run_seconds=tick_setting("tick_run_seconds", cls.run_seconds),
-            max_error_streak=int(tick_setting("error_streak_pause", cls.max_error_streak)),
+            lease_seconds=settings.tick_lease_seconds,
+            batch_size=settings.tick_batch_size,
+            run_seconds=settings.tick_run_seconds,
+            max_error_streak=settings.error_streak_pause,
         )
 
 

@@ -129,26 +129,17 @@ def normalised_params(strategy: str, params: dict[str, Any] | None) -> dict[str,
         ) from None
 
 
-def default_bootstrap_trades() -> int | None:
+def default_bootstrap_trades() -> int:
     """BOOTSTRAP_TRADES: closed trades before Kelly applies, for bots that do not say."""
-    import os
-
     from config import get_settings
 
-    value = getattr(get_settings(), "bootstrap_trades", None)
-    if value is None:
-        value = os.environ.get("BOOTSTRAP_TRADES") or None
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
+    return get_settings().bootstrap_trades
 
 
 def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
     """Sizing checked and completed with its defaults (BOOTSTRAP_TRADES for the bootstrap)."""
     data = dict(sizing or {})
-    if "bootstrap_trades" not in data and (default := default_bootstrap_trades()) is not None:
-        data["bootstrap_trades"] = default
+    data.setdefault("bootstrap_trades", default_bootstrap_trades())
     try:
         config = validate_sizing_config(data)
     except ValidationFailed as exc:

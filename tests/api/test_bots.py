@@ -246,8 +246,13 @@ def test_ledger_views_and_exit(client, owner, fixture_market) -> None:  # type: 
     assert sells[0]["average_price"] == "12" and sells[0]["amount"] == "7.142"
 
 
-def test_bootstrap_trades_default_comes_from_the_setting(client, owner, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("BOOTSTRAP_TRADES", "3")
-    assert create(client, owner).get_json()["sizing"]["bootstrap_trades"] == 3
-    explicit = create(client, owner, sizing={"bootstrap_trades": 8}).get_json()
+def test_bootstrap_trades_default_comes_from_the_setting(client, owner, settings) -> None:  # type: ignore[no-untyped-def]
+    from config import use_settings
+
+    use_settings(settings.model_copy(update={"bootstrap_trades": 3}))
+    try:
+        assert create(client, owner).get_json()["sizing"]["bootstrap_trades"] == 3
+        explicit = create(client, owner, sizing={"bootstrap_trades": 8}).get_json()
+    finally:
+        use_settings(settings)
     assert explicit["sizing"]["bootstrap_trades"] == 8
