@@ -226,3 +226,32 @@ def test_nothing_is_sent_when_live_trading_is_switched_off(live, user_id) -> Non
         )  # fmt: skip
     assert refused.value.reason == "live_trading_disabled"
     assert server.requests(ORDER) == [] and live_orders(bot_id) == []
+
+
+def test_the_dispatcher_sends_a_live_entry_once_after_its_batch_commits(live, user_id) -> None:  # type: ignore[no-untyped-def]
+    """Through `app.jobs.bot_ticks`: the tick runs in a savepoint of the batch transaction and
+    the send waits for the batch's commit - even when a later bot of the batch fails and its
+    savepoint is rolled back."""
+    from app.jobs import bot_ticks
+    from app.store.models.trading import BotTick
+
+    server, clock = live
+    clock.ms = T0 + 5 * HOUR_MS  # candle 4 (the entry signal) just closed
+    due = utcnow() - timedelta(seconds=5)
+    bot_id = make_live_bot(user_id, next_tick_at=due)
+    with session_scope() as s:  # a paper bot ticked after it whose entry fails (bad sizing)
+        from tests.engine.helpers import make_bot
+
+        later = due + timedelta(seconds=1)
+        broken = make_bot(s, user_id, name="broken", exchange="binance", symbol="BTC/USDT",
+                          sizing={"mode": "bogus"}, next_tick_at=later).id  # fmt: skip
+    assert bot_ticks.run(max_seconds=0) == 2
+    with session_scope() as s:
+        ticks = {t.bot_id: t for t in s.scalars(select(BotTick))}
+    assert ticks[bot_id].action == "buy" and ticks[broken].outcome == "error"
+    assert len(server.requests(ORDER)) == 1
+    (order,) = live_orders(bot_id)
+    assert (order.submit_state, order.exchange_order_id) == ("accepted", "9780331417")
+    assert bot_ticks.run(max_seconds=0) == 0  # nothing due: nothing sent again
+    assert len(server.requests(ORDER)) == 1
+    assert_reconciled(bot_id)

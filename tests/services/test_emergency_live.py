@@ -54,16 +54,13 @@ def bot_id(make_user: Any, server: RecordedExchange) -> int:
     return make_live_bot(int(make_user().id))
 
 
-def place(bot_id: int, cid: str = "live-1", *, send: bool = True) -> None:
-    """A live market buy recorded and committed; `send=False` drops the after-commit send,
-    as if the process died right after the commit."""
+def place(bot_id: int, cid: str = "live-1") -> None:
+    """A live market buy recorded and committed (and sent once committed)."""
     with session_scope() as s:
         live_broker.place_order(
             s, s.get(Bot, bot_id), side="buy", order_type="market", client_order_id=cid,
             quote_amount=D("100"), now=utcnow(), reference_price=D("13"),
         )  # fmt: skip
-        if not send:
-            s.info["tw_after_commit"].clear()
 
 
 def stop(admin: Any) -> dict[str, Any]:
@@ -107,9 +104,11 @@ def test_stop_finds_an_unknown_order_by_client_id_and_cancels_it(server, admin, 
 
 
 def test_an_order_recorded_but_not_sent_is_never_sent_after_the_stop(  # type: ignore[no-untyped-def]
-    server, admin, bot_id
+    server, admin, bot_id, monkeypatch
 ) -> None:
-    place(bot_id, "live-pending", send=False)
+    with monkeypatch.context() as patched:  # the process dies right after the commit
+        patched.setattr(live_broker, "submit_pending", lambda bot_id: 0)
+        place(bot_id, "live-pending")
     assert live_orders(bot_id)[0].submit_state == "pending"
     stop(admin)
     assert live_broker.submit_pending(bot_id) == 0
