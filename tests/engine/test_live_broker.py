@@ -255,3 +255,18 @@ def test_the_dispatcher_sends_a_live_entry_once_after_its_batch_commits(live, us
     assert bot_ticks.run(max_seconds=0) == 0  # nothing due: nothing sent again
     assert len(server.requests(ORDER)) == 1
     assert_reconciled(bot_id)
+
+
+def test_the_account_source_is_signed_and_closed_with_the_market_sources(live, user_id) -> None:  # type: ignore[no-untyped-def]
+    from app.market import registry
+
+    server, _clock = live
+    bot_id = make_live_bot(user_id)
+    entry(bot_id, live)
+    with registry._lock:
+        (account,) = registry._accounts.values()
+    assert server.requests(ORDER)[0].headers.get("X-MBX-APIKEY") == API_KEY
+    assert "X-MBX-APIKEY" not in server.requests("GET /api/v3/exchangeInfo")[0].headers
+    registry.close_market_sources()  # what the lifecycle's market subsystem calls on stop
+    assert account.closed and registry._accounts == {}
+    assert server.wait_for_no_connections() == 0
