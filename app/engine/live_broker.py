@@ -199,14 +199,18 @@ def place_order(
     market = market or broker.market_for(bot)
     if order_type == "market" and reference_price is None:
         reference_price = broker._reference_price(bot)
+    send_amount = amount
+    if existed is None and amount is None and quote_amount is not None:
+        # the exchange is asked for a base amount; sized before anything is written
+        send_amount = _base_amount(bot, quote_amount, market, reference_price)
     order = broker.place_order(
         session, bot, side=side, order_type=order_type, client_order_id=client_order_id,
         amount=amount, quote_amount=quote_amount, price=price, now=now, bootstrap=bootstrap,
         reason=reason, market=market, reference_price=reference_price, fill_from=fill_from,
     )  # fmt: skip
     if existed is None and order.submit_state is None:
-        if order.amount is None:  # a buy sized by quote: ask the exchange for base amount
-            order.amount = _base_amount(bot, order, market, reference_price)
+        if order.amount is None:
+            order.amount = send_amount
         order.submit_state = "pending"
         session.flush()
         bot_id = order.bot_id
@@ -215,16 +219,18 @@ def place_order(
 
 
 def _base_amount(
-    bot: Bot, order: Order, market: MarketInfo, reference_price: Decimal | None
+    bot: Bot, quote_amount: Decimal, market: MarketInfo, reference_price: Decimal | None
 ) -> Decimal:
+    """What `quote_amount` buys at the reference price after fee and slippage (a little
+    less, so that the exchange's fill fits in what the order reserved)."""
     if reference_price is None or reference_price <= 0:
         raise PaperOrderRejected("no price to size the live order with", reason="no_price")
     fees = broker.bot_fees(bot)
     per_unit = reference_price * (1 + fees.taker) * (1 + fees.slippage_bps / 10_000 + _SEND_MARGIN)
-    amount = floor_to_step(order.reserved / per_unit, market.amount_step)
+    amount = floor_to_step(quote_amount / per_unit, market.amount_step)
     if amount <= 0 or (market.min_amount and amount < market.min_amount):
         raise PaperOrderRejected(
-            f"{order.reserved} {market.quote} buys less than the minimum amount",
+            f"{quote_amount} {market.quote} buys less than the minimum amount",
             reason="below_min_amount",
         )
     return amount

@@ -270,3 +270,20 @@ def test_the_account_source_is_signed_and_closed_with_the_market_sources(live, u
     registry.close_market_sources()  # what the lifecycle's market subsystem calls on stop
     assert account.closed and registry._accounts == {}
     assert server.wait_for_no_connections() == 0
+
+
+def test_an_order_too_small_for_the_exchange_is_refused_before_anything_is_written(  # type: ignore[no-untyped-def]
+    live, user_id
+) -> None:
+    from app.engine.fill_model import PaperOrderRejected
+
+    server, _clock = live
+    bot_id = make_live_bot(user_id)
+    with session_scope() as s, pytest.raises(PaperOrderRejected) as refused:
+        live_broker.place_order(
+            s, s.get(Bot, bot_id), side="buy", order_type="market", client_order_id="tiny-1",
+            quote_amount=D("0.001"), now=utcnow(), reference_price=D("13"),
+        )  # fmt: skip
+    assert refused.value.reason == "below_min_amount"
+    assert live_orders(bot_id) == [] and server.requests(ORDER) == []
+    assert_reconciled(bot_id)
