@@ -241,7 +241,10 @@ def run_tick(
     requested exit) sells the free position; an entry while flat asks the protections, sizes
     the stake and places a market buy. Orders carry `client_order_id = {bot}-{planned
     epoch}-{n}`, so a retried tick returns the order it already placed. The market order
-    fills at the next candle's open (`fill_from`), like in a backtest.
+    fills at the next candle's open (`fill_from`), like in a backtest. A live bot
+    (`mode = "live"`) places, fills and cancels through `app.engine.live_broker` instead:
+    its orders go to its exchange after the transaction commits, and its fills are what the
+    exchange reports.
 
     `state` is the bot's books as prefetched by the dispatcher (read here when absent);
     `writes()` is called before the tick's first write, so that the dispatcher opens a
