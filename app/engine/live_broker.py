@@ -14,7 +14,7 @@ exchange side:
    order as `pending` with its deterministic `client_order_id` (UNIQUE: a retried tick finds
    it and records nothing) and sends nothing. Nothing is on the exchange yet, so a tick that
    rolls back or a process that dies loses nothing there.
-2. After that transaction commits (`after_outer_commit`), `submit_pending` claims the order
+2. After that transaction commits (`on_commit`), `submit_pending` claims the order
    in its own committed transaction: `pending -> unknown`. From then on the order is only
    ever looked up, never sent: a crash at any later point leaves a row a later tick resolves.
 3. A second transaction locks the bot's book, re-checks the emergency-stop gate (holding its
@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
@@ -62,6 +61,7 @@ from app.market.errors import (
     OrderStateUnknown,
 )
 from app.services.trading_gate import TradingHalted, assert_trading_allowed
+from app.store.after_commit import on_commit
 from app.store.base import as_utc, utcnow
 from app.store.models import Bot
 from app.store.models.accounts import ExchangeCredential
@@ -71,7 +71,6 @@ __all__ = [
     "PaperOrderRejected",
     "UNKNOWN_GRACE_SECONDS",
     "account_source",
-    "after_outer_commit",
     "broker_for",
     "cancel_on_exchanges",
     "cancel_open_orders",
@@ -101,37 +100,6 @@ class LiveTradingUnavailable(Conflict):
 
 
 # -- after the commit ----------------------------------------------------------------------
-
-
-def after_outer_commit(session: Session, name: str, callback: Callable[[], None]) -> None:
-    """Run `callback` once after the session's outermost transaction commits - not when a
-    savepoint is released (SQLAlchemy's `after_commit` fires for those too), never after the
-    outer transaction rolls back, and kept when only a savepoint rolls back (another bot's
-    failed tick in the same batch must not drop this bot's send). One callback per `name`."""
-    hooks: dict[str, Callable[[], None]] = session.info.setdefault(_HOOKS, {})
-    hooks[name] = callback
-    if not session.info.get(_HOOKED):
-        session.info[_HOOKED] = True
-        event.listen(session, "after_commit", _fire)
-        event.listen(session, "after_rollback", _drop)
-
-
-_HOOKS, _HOOKED = "tw_live_after_commit", "tw_live_after_commit_hooked"
-
-
-def _fire(session: Session) -> None:
-    if session.in_nested_transaction():
-        return
-    for callback in session.info.pop(_HOOKS, {}).values():
-        try:
-            callback()
-        except Exception:
-            log.exception("after-commit live order work failed")
-
-
-def _drop(session: Session) -> None:
-    if not session.in_nested_transaction():
-        session.info.pop(_HOOKS, None)
 
 
 # -- the account's exchange source ---------------------------------------------------------
@@ -214,7 +182,7 @@ def place_order(
         order.submit_state = "pending"
         session.flush()
         bot_id = order.bot_id
-        after_outer_commit(session, f"submit:{bot_id}", lambda: submit_pending(bot_id))
+        on_commit(session, lambda: submit_pending(bot_id), key=f"submit:{bot_id}")
     return order
 
 
@@ -403,7 +371,7 @@ def process_fills(
     )
     if any(o.submit_state == "pending" for o in orders):
         bot_id = bot.id
-        after_outer_commit(session, f"submit:{bot_id}", lambda: submit_pending(bot_id))
+        on_commit(session, lambda: submit_pending(bot_id), key=f"submit:{bot_id}")
     orders = [o for o in orders if o.submit_state in ("unknown", "accepted")]
     if not orders:
         return []

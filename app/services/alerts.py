@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
+from app.store.after_commit import on_commit
 from app.store.base import utcnow
 from app.store.models import User
 from app.store.models.safety import Alert
@@ -20,30 +20,6 @@ log = logging.getLogger("tradewind.alerts")
 
 SEVERITIES = ("info", "warning", "critical")
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
-
-
-def on_commit(session: Session, callback: Callable[[], None]) -> None:
-    """Run `callback` once after this session's current transaction commits (never if it
-    rolls back), so news (events, Redis notices) never runs ahead of the database."""
-    callbacks: list[Callable[[], None]] = session.info.setdefault("tw_after_commit", [])
-    callbacks.append(callback)
-    if not session.info.get("tw_after_commit_hooked"):
-        session.info["tw_after_commit_hooked"] = True
-        event.listen(session, "after_commit", _run_after_commit)
-        event.listen(session, "after_rollback", _drop_after_commit)
-
-
-def _run_after_commit(session: Session) -> None:
-    callbacks = session.info.pop("tw_after_commit", [])
-    for callback in callbacks:
-        try:
-            callback()
-        except Exception:
-            log.exception("after-commit callback failed")
-
-
-def _drop_after_commit(session: Session) -> None:
-    session.info.pop("tw_after_commit", None)
 
 
 def _publish(user_id: int | None, data: dict[str, Any]) -> None:

@@ -419,8 +419,8 @@ def has_open_position(session: Session, bot: Bot) -> bool:
 
 def announce_status(session: Session, bot: Bot, previous: str) -> None:
     """A `bot_status` event for the owner's dashboards, sent once the change is committed."""
-    from app.services.alerts import on_commit
     from app.services.events import publish_event
+    from app.store.after_commit import on_commit
 
     data = {
         "bot_id": bot.id,

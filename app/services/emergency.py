@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.services.alerts import on_commit, raise_alert
+from app.services.alerts import raise_alert
+from app.store.after_commit import on_commit
 from app.store.base import utcnow
 from app.store.models import Bot, SystemState
 
@@ -87,12 +88,12 @@ def _cancel_all_open_orders(session: Session) -> int:
     cancelled there once this transaction has committed (best effort: each failure is an
     incident and an alert - the rows are cancelled and no new order can be placed anyway)."""
     from app.engine.broker import cancel_open_orders
-    from app.engine.live_broker import after_outer_commit, live_open_orders
+    from app.engine.live_broker import live_open_orders
 
     live = live_open_orders(session)
     cancelled = int(cancel_open_orders(session, bot_id=None, reason=PAUSE_REASON))
     if live:
-        after_outer_commit(session, "emergency_cancel_live", lambda: _cancel_live(live))
+        on_commit(session, lambda: _cancel_live(live), key="emergency_cancel_live")
     return cancelled
 
 
