@@ -299,6 +299,11 @@ def _change_mode(session: Session, bot: Bot, mode: str) -> None:
         return
     if mode == "live":
         assert_live_allowed(session, bot)
+    elif _has_open_orders(session, bot.id):
+        raise Conflict(
+            "the bot has open orders on its exchange: stop it (which cancels them) first",
+            code="open_live_orders",
+        )
     previous, bot.mode = bot.mode, mode
     record_audit(
         session,
@@ -307,6 +312,15 @@ def _change_mode(session: Session, bot: Bot, mode: str) -> None:
         details={"bot_id": bot.id, "from": previous, "to": mode},
     )
     log.warning("bot %s switched from %s to %s trading", bot.id, previous, mode)
+
+
+def _has_open_orders(session: Session, bot_id: int) -> bool:
+    from app.store.models.ledger import Order
+
+    return (
+        session.scalar(select(Order.id).where(Order.bot_id == bot_id, Order.state == "open"))
+        is not None
+    )
 
 
 def delete_bot(session: Session, user_id: int, bot_id: int) -> None:

@@ -94,3 +94,18 @@ def test_no_start_or_resume_during_emergency_stop(client, make_user, auth_header
     assert response.get_json()["error"]["code"] == "emergency_stop_active"
     with session_scope() as db:
         assert db.get(Bot, paused).status == "paused"  # type: ignore[union-attr]
+
+
+def test_live_bot_with_open_orders_cannot_go_back_to_paper(client, make_user, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    from app.store.models.ledger import Order
+
+    user = make_user()
+    bot_id = _bot(user.id, mode="live", status="paused", paper_started_at=utcnow())
+    with session_scope() as db:
+        db.add(Order(bot_id=bot_id, client_order_id=f"{bot_id}-1-0", symbol="ETH/BTC",
+                     side="buy", type="market", state="open", amount=Decimal("0.1"),
+                     reserved=Decimal("0.01"), fill_from=utcnow()))  # fmt: skip
+    response = client.patch(f"/api/bots/{bot_id}", json={"mode": "paper"},
+                            headers=auth_headers(user))  # fmt: skip
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "open_live_orders"
