@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from decimal import ROUND_DOWN, Decimal, localcontext
+from decimal import ROUND_DOWN, Context, Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,6 +38,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 HUNDRED = Decimal(100)
 DEFAULT_QUANTUM = Decimal("0.00000001")
+_ROUNDING = Context(prec=60)  # prebuilt: a localcontext() per decision cost more than the maths
 
 SizingMode = Literal["fixed", "percent", "kelly"]
 
@@ -71,7 +72,7 @@ def validate_sizing_config(data: Any) -> SizingConfig:
     return validate_model(SizingConfig, data, "invalid sizing configuration")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SizingDecision:
     """The stake and the numbers that led to it (None where a number does not apply)."""
 
@@ -85,6 +86,27 @@ class SizingDecision:
     reason: str
     trades: int
     capped_by_cash: bool = False
+
+    def __init__(
+        self,
+        stake: Decimal,
+        mode: str,
+        bootstrap: bool,
+        win_rate: Decimal | None,
+        payoff_ratio: Decimal | None,
+        kelly_fraction: Decimal | None,
+        applied_fraction: Decimal | None,
+        reason: str,
+        trades: int,
+        capped_by_cash: bool = False,
+    ) -> None:
+        # one write of the whole __dict__, not ten frozen setattrs: a backtest sizes per entry
+        object.__setattr__(self, "__dict__", {
+            "stake": stake, "mode": mode, "bootstrap": bootstrap, "win_rate": win_rate,
+            "payoff_ratio": payoff_ratio, "kelly_fraction": kelly_fraction,
+            "applied_fraction": applied_fraction, "reason": reason, "trades": trades,
+            "capped_by_cash": capped_by_cash,
+        })  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: Decimals as strings."""
@@ -100,7 +122,17 @@ def _dec(value: Decimal | int | str | float) -> Decimal:
 
 
 def _finish(
-    stake: Decimal, cash: Decimal, quantum: Decimal, reason: str, **numbers: Any
+    stake: Decimal,
+    cash: Decimal,
+    quantum: Decimal,
+    reason: str,
+    mode: str,
+    bootstrap: bool = False,
+    win_rate: Decimal | None = None,
+    payoff_ratio: Decimal | None = None,
+    kelly_fraction: Decimal | None = None,
+    applied_fraction: Decimal | None = None,
+    trades: int = 0,
 ) -> SizingDecision:
     stake = max(stake, ZERO)
     available = max(cash, ZERO)
@@ -108,12 +140,13 @@ def _finish(
     if capped:
         stake = available
         reason = f"{reason}; capped at available cash {available}"
-    with localcontext() as ctx:
-        ctx.prec = 60
-        stake = stake.quantize(quantum, rounding=ROUND_DOWN)
+    stake = stake.quantize(quantum, ROUND_DOWN, _ROUNDING)
     if stake == 0:
         stake = ZERO  # "0", not "0E-8"
-    return SizingDecision(stake=stake, reason=reason, capped_by_cash=capped, **numbers)
+    return SizingDecision(
+        stake, mode, bootstrap, win_rate, payoff_ratio, kelly_fraction, applied_fraction, reason,
+        trades, capped,
+    )  # fmt: skip
 
 
 def _kelly(
@@ -193,32 +226,19 @@ def size_position(
     cfg = config or SizingConfig()
     equity, capital, cash = _dec(equity), _dec(capital), _dec(cash)
     pnls = [_dec(p) for p in closed_pnls]
-    common: dict[str, Any] = {
-        "mode": cfg.mode,
-        "bootstrap": False,
-        "win_rate": None,
-        "payoff_ratio": None,
-        "kelly_fraction": None,
-        "trades": len(pnls),
-    }
-    if cfg.mode == "fixed":
+    mode = cfg.mode
+    if mode == "fixed":
         stake = cfg.stake if cfg.stake is not None else ZERO  # the validator requires it
-        return _finish(
-            stake,
-            cash,
-            quantum,
-            f"fixed stake {cfg.stake}",
-            applied_fraction=None,
-            **common,
-        )
-    if cfg.mode == "percent":
+        return _finish(stake, cash, quantum, f"fixed stake {cfg.stake}", mode, trades=len(pnls))
+    if mode == "percent":
         applied = (cfg.percent or ZERO) / HUNDRED  # the validator requires percent
         return _finish(
             max(equity, ZERO) * applied,
             cash,
             quantum,
             f"{cfg.percent}% of equity {equity}",
+            mode,
             applied_fraction=applied,
-            **common,
+            trades=len(pnls),
         )
     return _kelly(pnls, equity, capital, cash, cfg, quantum)

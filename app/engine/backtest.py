@@ -62,7 +62,7 @@ def _plain(value: Decimal) -> str:
     return format(value.normalize(), "f") if value else "0"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class BacktestTrade:
     entry_index: int
     entry_ts: int
@@ -79,6 +79,33 @@ class BacktestTrade:
     exit_reason: str
     bootstrap: bool
     sizing_reason: str
+
+    def __init__(
+        self,
+        entry_index: int,
+        entry_ts: int,
+        entry_price: Decimal,
+        amount: Decimal,
+        entry_cost: Decimal,
+        entry_fee: Decimal,
+        exit_index: int,
+        exit_ts: int,
+        exit_price: Decimal,
+        exit_proceeds: Decimal,
+        exit_fee: Decimal,
+        pnl: Decimal,
+        exit_reason: str,
+        bootstrap: bool,
+        sizing_reason: str,
+    ) -> None:
+        # one write of the whole __dict__, not fifteen frozen setattrs (one trade per round trip)
+        object.__setattr__(self, "__dict__", {
+            "entry_index": entry_index, "entry_ts": entry_ts, "entry_price": entry_price,
+            "amount": amount, "entry_cost": entry_cost, "entry_fee": entry_fee,
+            "exit_index": exit_index, "exit_ts": exit_ts, "exit_price": exit_price,
+            "exit_proceeds": exit_proceeds, "exit_fee": exit_fee, "pnl": pnl,
+            "exit_reason": exit_reason, "bootstrap": bootstrap, "sizing_reason": sizing_reason,
+        })  # fmt: skip
 
     @property
     def profit_ratio(self) -> Decimal:
@@ -163,12 +190,16 @@ def run_backtest(
     sizing = sizing or SizingConfig()
     opens = candles.open
     step = max(1, len(events) // 100)
+    # what each event reads, gathered once by numpy (plain floats, as float(array[i]) gives)
+    kinds = sig[events].tolist()
+    closes = candles.close[events].tolist()
+    next_opens = opens[events + 1].tolist()
     for k, i in enumerate(events.tolist()):
-        if sig[i] == ENTER and state.entry is None:
-            _enter(state, i, candles, capital, market, fees, sizing)
-        elif sig[i] == EXIT and state.entry is not None:
-            _exit(state, i + 1, to_decimal(float(opens[i + 1])), "exit_signal", candles, market,
-                  fees)  # fmt: skip
+        kind = kinds[k]
+        if kind == ENTER and state.entry is None:
+            _enter(state, i, closes[k], next_opens[k], candles, capital, market, fees, sizing)
+        elif kind == EXIT and state.entry is not None:
+            _exit(state, i + 1, to_decimal(next_opens[k]), "exit_signal", candles, market, fees)
         if progress is not None and k % step == 0:
             progress(k / max(len(events), 1))
     if state.entry is not None and n:  # freqtrade's force exit: at the last candle's open
@@ -199,6 +230,8 @@ def run_backtest(
 def _enter(
     state: _State,
     i: int,
+    close: float,
+    next_open: float,
     candles: Candles,
     capital: Decimal,
     market: MarketInfo,
@@ -206,18 +239,17 @@ def _enter(
     sizing: SizingConfig,
 ) -> None:
     book = state.book
-    ref = to_decimal(float(candles.close[i]))
-    kelly = sizing.mode == "kelly"
+    ref = to_decimal(close)
+    mode = sizing.mode
     decision = size_position(
-        state.pnls if kelly else (),  # only Kelly learns from past trades
-        equity=book.equity(ref) if sizing.mode != "fixed" else book.cash,
+        state.pnls if mode == "kelly" else (),  # only Kelly learns from past trades
+        equity=book.equity(ref) if mode != "fixed" else book.cash,
         capital=capital,
         cash=book.quote_free,
         config=sizing,
     )
-    ts = int(candles.ts[i])
     if decision.stake <= 0:
-        state.skipped.append(SkippedEntry(i, ts, f"no stake: {decision.reason}"))
+        state.skipped.append(SkippedEntry(i, int(candles.ts[i]), f"no stake: {decision.reason}"))
         return
     budget = entry_budget(decision.stake, fees.taker, book.quote_free)
     try:
@@ -226,14 +258,15 @@ def _enter(
             quote_amount=budget, reference_price=ref,
         )  # fmt: skip
     except PaperOrderRejected as exc:
-        state.skipped.append(SkippedEntry(i, ts, f"order rejected: {exc.message}"))
+        state.skipped.append(SkippedEntry(i, int(candles.ts[i]), f"order rejected: {exc.message}"))
         return
-    price = market_fill_price("buy", to_decimal(float(candles.open[i + 1])), fees,
-                              market.price_step)  # fmt: skip
+    price = market_fill_price("buy", to_decimal(next_open), fees, market.price_step)
     outcome = execute(ticket, price, fees=fees, market=market, book=reserve(book, ticket))
     if isinstance(outcome, FillRejected):
         state.book = outcome.book
-        state.skipped.append(SkippedEntry(i, ts, f"fill rejected: {outcome.message}"))
+        state.skipped.append(
+            SkippedEntry(i, int(candles.ts[i]), f"fill rejected: {outcome.message}")
+        )
         return
     state.book = outcome.book
     state.fills.append((i + 1, outcome.book))
@@ -264,25 +297,13 @@ def _exit(
     pnl = outcome.closed_trade_pnl
     assert pnl is not None
     state.pnls.append(pnl)
-    state.trades.append(
-        BacktestTrade(
-            entry_index=entry_index,
-            entry_ts=int(candles.ts[entry_index]),
-            entry_price=bought.price,
-            amount=bought.amount,
-            entry_cost=bought.cost,
-            entry_fee=bought.fee,
-            exit_index=j,
-            exit_ts=int(candles.ts[j]),
-            exit_price=outcome.price,
-            exit_proceeds=outcome.cost,
-            exit_fee=outcome.fee,
-            pnl=pnl,
-            exit_reason=reason,
-            bootstrap=decision.bootstrap,
-            sizing_reason=decision.reason,
-        )
-    )
+    ts = candles.ts
+    trade = BacktestTrade(
+        entry_index, int(ts[entry_index]), bought.price, bought.amount, bought.cost, bought.fee,
+        j, int(ts[j]), outcome.price, outcome.cost, outcome.fee, pnl, reason, decision.bootstrap,
+        decision.reason,
+    )  # fmt: skip
+    state.trades.append(trade)
     state.entry = None
 
 
@@ -294,5 +315,5 @@ def _equity_curve(candles: Candles, state: _State, capital: Decimal) -> np.ndarr
     starts = np.array([f for f, _ in state.fills], dtype=np.int64)
     cash = np.array([float(capital)] + [float(b.cash) for _, b in state.fills])
     held = np.array([0.0] + [float(b.position) for _, b in state.fills])
-    seg = np.searchsorted(starts, np.arange(n), side="right")
+    seg = np.cumsum(np.bincount(starts, minlength=n))  # fills at or before each candle
     return cash[seg] + held[seg] * candles.close

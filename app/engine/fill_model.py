@@ -29,10 +29,8 @@ So `capital + realised_pnl - fees_paid == cash + cost_basis` holds exactly after
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, InvalidOperation
 from typing import Literal
 
 import numpy as np
@@ -70,28 +68,27 @@ Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit"]
 
 
-@contextmanager
-def _wide() -> Iterator[None]:
-    """Enough digits for products of two 38-digit numbers: no silent rounding anywhere."""
-    with localcontext() as ctx:
-        ctx.prec = 80
-        yield
+# Enough digits for products of two 38-digit numbers: no silent rounding anywhere. One
+# prebuilt context whose methods are called directly: a `localcontext()` per operation cost
+# more than the arithmetic. Everything else (sums into the book) uses the ambient context.
+_WIDE = Context(prec=80)
+_mul = _WIDE.multiply
+_div = _WIDE.divide
+_add = _WIDE.add
+_ZERO_Q = ZERO.quantize(QUANTUM)  # 0E-18: a zero keeps the ledger's scale
 
 
 def _q(value: Decimal, rounding: str = ROUND_CEILING) -> Decimal:
-    with _wide():
-        out = value.quantize(QUANTUM, rounding=rounding)
-    return out if out else ZERO.quantize(QUANTUM)
+    out = value.quantize(QUANTUM, rounding, _WIDE)
+    return out if out else _ZERO_Q
 
 
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
-    with _wide():
-        return _q((value / step).to_integral_value(rounding=ROUND_FLOOR) * step)
+    return _q(_mul(_div(value, step).to_integral_value(ROUND_FLOOR, _WIDE), step))
 
 
 def ceil_to_step(value: Decimal, step: Decimal) -> Decimal:
-    with _wide():
-        return _q((value / step).to_integral_value(rounding=ROUND_CEILING) * step)
+    return _q(_mul(_div(value, step).to_integral_value(ROUND_CEILING, _WIDE), step))
 
 
 class PaperOrderRejected(OrderRejected):
@@ -119,9 +116,21 @@ class FeeSchedule:
                 raise ValueError(f"{name} fee must be in [0, 1), got {rate}")
         if not (ZERO <= self.slippage_bps < BPS):
             raise ValueError(f"slippage_bps must be in [0, 10000), got {self.slippage_bps}")
+        # per-schedule factors, computed once instead of on every fill (not fields)
+        slip = _div(self.slippage_bps, BPS)
+        object.__setattr__(self, "_buy_slip", _add(ONE, slip))
+        object.__setattr__(self, "_sell_slip", _WIDE.subtract(ONE, slip))
+        object.__setattr__(self, "_maker_up", _add(ONE, self.maker))
+        object.__setattr__(self, "_taker_up", _add(ONE, self.taker))
 
 
-@dataclass(frozen=True)
+# The frozen records below are made several times per order (a backtest: per event), so they
+# write their whole __dict__ at once instead of one guarded setattr per field (half the cost).
+# Still frozen dataclasses: same fields, equality, repr, hash, and no assignment afterwards.
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, init=False)
 class Book:
     """A bot's paper account for its one symbol (the ledger's balances and position)."""
 
@@ -134,6 +143,24 @@ class Book:
     fees_paid: Decimal = ZERO
     trip_pnl: Decimal = ZERO
     trip_fees: Decimal = ZERO
+
+    def __init__(
+        self,
+        quote_free: Decimal = ZERO,
+        quote_locked: Decimal = ZERO,
+        base_free: Decimal = ZERO,
+        base_locked: Decimal = ZERO,
+        cost_basis: Decimal = ZERO,
+        realised_pnl: Decimal = ZERO,
+        fees_paid: Decimal = ZERO,
+        trip_pnl: Decimal = ZERO,
+        trip_fees: Decimal = ZERO,
+    ) -> None:
+        _set(self, "__dict__", {
+            "quote_free": quote_free, "quote_locked": quote_locked, "base_free": base_free,
+            "base_locked": base_locked, "cost_basis": cost_basis, "realised_pnl": realised_pnl,
+            "fees_paid": fees_paid, "trip_pnl": trip_pnl, "trip_fees": trip_fees,
+        })  # fmt: skip
 
     @classmethod
     def opening(cls, capital: Decimal) -> Book:
@@ -151,15 +178,14 @@ class Book:
     def avg_entry_price(self) -> Decimal | None:
         if not self.position:
             return None
-        with _wide():
-            return _q(self.cost_basis / self.position, ROUND_FLOOR)
+        return _q(_div(self.cost_basis, _add(self.base_free, self.base_locked)), ROUND_FLOOR)
 
     def equity(self, price: Decimal) -> Decimal:
-        with _wide():
-            return _q(self.cash + self.position * price, ROUND_FLOOR)
+        cash = _add(self.quote_free, self.quote_locked)
+        return _q(_add(cash, _mul(_add(self.base_free, self.base_locked), price)), ROUND_FLOOR)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Ticket:
     """An accepted order: exactly what the ledger stores and the fill rules need."""
 
@@ -170,8 +196,22 @@ class Ticket:
     price: Decimal | None
     reserved: Decimal
 
+    def __init__(
+        self,
+        side: Side,
+        order_type: OrderType,
+        amount: Decimal | None,
+        quote_amount: Decimal | None,
+        price: Decimal | None,
+        reserved: Decimal,
+    ) -> None:
+        _set(self, "__dict__", {
+            "side": side, "order_type": order_type, "amount": amount,
+            "quote_amount": quote_amount, "price": price, "reserved": reserved,
+        })  # fmt: skip
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class FillResult:
     side: Side
     amount: Decimal
@@ -184,6 +224,27 @@ class FillResult:
     closed_trade_pnl: Decimal | None
     opens_position: bool
     book: Book
+
+    def __init__(
+        self,
+        side: Side,
+        amount: Decimal,
+        price: Decimal,
+        cost: Decimal,
+        fee: Decimal,
+        liquidity: Literal["maker", "taker"],
+        realised_pnl: Decimal,
+        cost_basis_change: Decimal,
+        closed_trade_pnl: Decimal | None,
+        opens_position: bool,
+        book: Book,
+    ) -> None:
+        _set(self, "__dict__", {
+            "side": side, "amount": amount, "price": price, "cost": cost, "fee": fee,
+            "liquidity": liquidity, "realised_pnl": realised_pnl,
+            "cost_basis_change": cost_basis_change, "closed_trade_pnl": closed_trade_pnl,
+            "opens_position": opens_position, "book": book,
+        })  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -210,8 +271,7 @@ def _positive(value: object, field: str) -> Decimal:
 
 
 def _fee(amount: Decimal, rate: Decimal) -> Decimal:
-    with _wide():
-        return _q(amount * rate, ROUND_CEILING)
+    return _q(_mul(amount, rate), ROUND_CEILING)
 
 
 def _fmt(value: Decimal) -> str:
@@ -220,10 +280,9 @@ def _fmt(value: Decimal) -> str:
 
 def market_fill_price(side: Side, open_price: Decimal, fees: FeeSchedule, step: Decimal) -> Decimal:
     """The open moved against the trader by the slippage, on the price grid."""
-    with _wide():
-        if side == "buy":
-            return ceil_to_step(open_price * (ONE + fees.slippage_bps / BPS), step)
-        return floor_to_step(open_price * (ONE - fees.slippage_bps / BPS), step)
+    if side == "buy":
+        return ceil_to_step(_mul(open_price, fees._buy_slip), step)  # type: ignore[attr-defined]
+    return floor_to_step(_mul(open_price, fees._sell_slip), step)  # type: ignore[attr-defined]
 
 
 def prepare_order(
@@ -287,8 +346,7 @@ def prepare_order(
     else:
         spend = _q(_positive(quote_amount, "quote_amount"), ROUND_FLOOR)
         if limit_price is not None:  # a limit buy by quote is a limit buy of what it affords
-            with _wide():
-                qty = floor_to_step(spend / (limit_price * (ONE + rate)), market.amount_step)
+            qty = floor_to_step(_div(spend, _mul(limit_price, _add(ONE, rate))), market.amount_step)
             spend = None
             if qty <= 0:
                 raise _reject(
@@ -322,8 +380,7 @@ def prepare_order(
                 "no_reference_price",
                 "amount",
             )
-        with _wide():
-            cost = _q(qty * est_price)
+        cost = _q(_mul(qty, est_price))
         reserved = cost + _fee(cost, rate)
     if reserved > book.quote_free:
         raise _reject(
@@ -338,10 +395,11 @@ def prepare_order(
 def _check_minimums(
     market: MarketInfo, qty: Decimal | None, spend: Decimal | None, est_price: Decimal | None
 ) -> None:
+    if not market.min_amount and not market.min_notional:
+        return
     est_qty = qty
     if est_qty is None and spend is not None and est_price:
-        with _wide():
-            est_qty = spend / est_price
+        est_qty = _div(spend, est_price)
     if market.min_amount and est_qty is not None and est_qty < market.min_amount:
         raise _reject(
             f"amount {_fmt(_q(est_qty, ROUND_FLOOR))} is under the market minimum "
@@ -351,8 +409,7 @@ def _check_minimums(
         )
     notional = spend
     if notional is None and qty is not None and est_price is not None:
-        with _wide():
-            notional = qty * est_price
+        notional = _mul(qty, est_price)
     if market.min_notional and notional is not None and notional < market.min_notional:
         raise _reject(
             f"order value {_fmt(_q(notional, ROUND_FLOOR))} {market.quote} is under the market "
@@ -363,32 +420,24 @@ def _check_minimums(
 
 
 def reserve(book: Book, ticket: Ticket) -> Book:
+    r = ticket.reserved
+    b = book
     if ticket.side == "buy":
-        return replace(
-            book,
-            quote_free=book.quote_free - ticket.reserved,
-            quote_locked=book.quote_locked + ticket.reserved,
-        )
-    return replace(
-        book,
-        base_free=book.base_free - ticket.reserved,
-        base_locked=book.base_locked + ticket.reserved,
-    )
+        return Book(b.quote_free - r, b.quote_locked + r, b.base_free, b.base_locked,
+                    b.cost_basis, b.realised_pnl, b.fees_paid, b.trip_pnl, b.trip_fees)  # fmt: skip
+    return Book(b.quote_free, b.quote_locked, b.base_free - r, b.base_locked + r,
+                b.cost_basis, b.realised_pnl, b.fees_paid, b.trip_pnl, b.trip_fees)  # fmt: skip
 
 
 def release(book: Book, ticket: Ticket) -> Book:
     """Give back what an order reserved (cancel, or rejection at fill time)."""
+    r = ticket.reserved
+    b = book
     if ticket.side == "buy":
-        return replace(
-            book,
-            quote_free=book.quote_free + ticket.reserved,
-            quote_locked=book.quote_locked - ticket.reserved,
-        )
-    return replace(
-        book,
-        base_free=book.base_free + ticket.reserved,
-        base_locked=book.base_locked - ticket.reserved,
-    )
+        return Book(b.quote_free + r, b.quote_locked - r, b.base_free, b.base_locked,
+                    b.cost_basis, b.realised_pnl, b.fees_paid, b.trip_pnl, b.trip_fees)  # fmt: skip
+    return Book(b.quote_free, b.quote_locked, b.base_free + r, b.base_locked - r,
+                b.cost_basis, b.realised_pnl, b.fees_paid, b.trip_pnl, b.trip_fees)  # fmt: skip
 
 
 def fill_price(
@@ -449,34 +498,33 @@ def _execute_buy(
 ) -> FillResult | FillRejected:
     maker = ticket.order_type == "limit"
     rate = fees.maker if maker else fees.taker
+    reserved = ticket.reserved
     if ticket.quote_amount is not None:
-        budget = ticket.reserved
-        with _wide():
-            qty = floor_to_step(budget / (price * (ONE + rate)), market.amount_step)
+        budget = reserved
+        up = fees._maker_up if maker else fees._taker_up  # type: ignore[attr-defined]
+        qty = floor_to_step(_div(budget, _mul(price, up)), market.amount_step)
     else:
         assert ticket.amount is not None
-        budget = ticket.reserved + book.quote_free
+        budget = reserved + book.quote_free
         qty = ticket.amount
     while True:
-        with _wide():
-            cost = _q(qty * price)
-        fee = _fee(cost, rate)
+        cost = _q(_mul(qty, price))
+        fee = _q(_mul(cost, rate))
         if cost + fee <= budget or qty <= 0 or ticket.quote_amount is None:
             break
         qty -= market.amount_step  # rounding of cost/fee overshot a quote budget by 1e-18
-    released = release(book, ticket)
     if qty <= 0 or (market.min_amount and qty < market.min_amount):
         return FillRejected(
             "below_min_amount",
-            f"{_fmt(ticket.reserved)} {market.quote} buys {_fmt(max(qty, ZERO))} {market.base} "
+            f"{_fmt(reserved)} {market.quote} buys {_fmt(max(qty, ZERO))} {market.base} "
             f"at {_fmt(price)}, under the minimum amount",
-            released,
+            release(book, ticket),
         )
     if market.min_notional and cost < market.min_notional:
         return FillRejected(
             "below_min_notional",
             f"order value {_fmt(cost)} is under the market minimum {_fmt(market.min_notional)}",
-            released,
+            release(book, ticket),
         )
     total = cost + fee
     if total > budget:
@@ -484,17 +532,20 @@ def _execute_buy(
             "insufficient_balance",
             f"insufficient {market.quote} at the fill price {_fmt(price)}: needs {_fmt(total)}, "
             f"{_fmt(budget)} available",
-            released,
+            release(book, ticket),
         )
-    opens = book.position == 0
-    new_book = replace(
-        released,
-        quote_free=released.quote_free - total,
-        base_free=released.base_free + qty,
-        cost_basis=book.cost_basis + cost,
-        fees_paid=book.fees_paid + fee,
-        trip_fees=(ZERO if opens else book.trip_fees) + fee,
-        trip_pnl=ZERO if opens else book.trip_pnl,
+    opens = book.base_free + book.base_locked == 0
+    # the reservation released and the fill applied in one step (same sums as `release`)
+    new_book = Book(
+        (book.quote_free + reserved) - total,
+        book.quote_locked - reserved,
+        book.base_free + qty,
+        book.base_locked,
+        book.cost_basis + cost,
+        book.realised_pnl,
+        book.fees_paid + fee,
+        ZERO if opens else book.trip_pnl,
+        (ZERO if opens else book.trip_fees) + fee,
     )
     return FillResult(
         "buy", qty, price, cost, fee, "maker" if maker else "taker", ZERO, cost, None, opens,
@@ -509,32 +560,34 @@ def _execute_sell(
     rate = fees.maker if maker else fees.taker
     assert ticket.amount is not None
     qty = ticket.amount
-    released = release(book, ticket)
-    held = book.position
-    if qty > released.base_free:
+    reserved = ticket.reserved
+    base_free = book.base_free + reserved  # the reservation released (as `release`)
+    held = book.base_free + book.base_locked
+    if qty > base_free:
         return FillRejected(
             "insufficient_balance",
-            f"selling {_fmt(qty)} but only {_fmt(released.base_free)} is held",
-            released,
+            f"selling {_fmt(qty)} but only {_fmt(base_free)} is held",
+            release(book, ticket),
         )
-    with _wide():
-        proceeds = _q(qty * price, ROUND_FLOOR)
-        removed = book.cost_basis if qty == held else _q(book.cost_basis * qty / held)
-    removed = min(removed, book.cost_basis)
-    fee = _fee(proceeds, rate)
-    realised = proceeds - removed
+    cost_basis = book.cost_basis
+    proceeds = _q(_mul(qty, price), ROUND_FLOOR)
     closes = qty == held
+    removed = cost_basis if closes else _q(_div(_mul(cost_basis, qty), held))
+    removed = min(removed, cost_basis)
+    fee = _q(_mul(proceeds, rate))
+    realised = proceeds - removed
     trip_pnl = book.trip_pnl + realised
     trip_fees = book.trip_fees + fee
-    new_book = replace(
-        released,
-        base_free=released.base_free - qty,
-        quote_free=released.quote_free + proceeds - fee,
-        cost_basis=book.cost_basis - removed,
-        realised_pnl=book.realised_pnl + realised,
-        fees_paid=book.fees_paid + fee,
-        trip_pnl=ZERO if closes else trip_pnl,
-        trip_fees=ZERO if closes else trip_fees,
+    new_book = Book(
+        book.quote_free + proceeds - fee,
+        book.quote_locked,
+        base_free - qty,
+        book.base_locked - reserved,
+        cost_basis - removed,
+        book.realised_pnl + realised,
+        book.fees_paid + fee,
+        ZERO if closes else trip_pnl,
+        ZERO if closes else trip_fees,
     )
     return FillResult(
         "sell", qty, price, proceeds, fee, "maker" if maker else "taker", realised, -removed,
