@@ -245,10 +245,11 @@ def backtest_command(
         raise click.ClickException(
             f"{exc.message}{' (' + detail + ')' if detail else ''}"
         ) from None
-    out = service.result_dict(spec, data, result)
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(service.result_dict(spec, data, result), indent=2))
         return
+    # the table needs only the summary and the metrics: no per-trade dicts, no equity curve
+    out = {"summary": service.summary_dict(spec, data, result), "metrics": result.metrics.to_dict()}
     _print_summary(out, result, show_trades)
 
 

@@ -328,30 +328,37 @@ def downsample(ts: np.ndarray, values: np.ndarray, limit: int = MAX_EQUITY_POINT
     return {"ts": [int(t) for t in ts], "equity": [round(float(v), 12) for v in values]}
 
 
-def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
-    """The job's stored result: summary, metrics, trades, the equity curve."""
+def summary_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
+    """What was run and how it ended (the `summary` of the result)."""
     from app.domain.metrics import ms_to_datetime
 
     c = data.candles
     trades = result.trades
     return {
-        "summary": {
-            "strategy": spec.strategy,
-            "strategy_params": spec.strategy_params,
-            "symbol": data.market.symbol,
-            "timeframe": data.timeframe,
-            "candles": result.candles,
-            "start": ms_to_datetime(int(c.ts[0])).isoformat() if len(c) else None,
-            "end": ms_to_datetime(int(c.ts[-1])).isoformat() if len(c) else None,
-            "capital": str(spec.capital),
-            "final_equity": format(result.final_equity.normalize(), "f"),
-            "trades": len(trades),
-            "bootstrap_trades": sum(1 for t in trades if t.bootstrap),
-            "skipped_entries": len(result.skipped),
-            "signals": result.signals,
-        },
+        "strategy": spec.strategy,
+        "strategy_params": spec.strategy_params,
+        "symbol": data.market.symbol,
+        "timeframe": data.timeframe,
+        "candles": result.candles,
+        "start": ms_to_datetime(int(c.ts[0])).isoformat() if len(c) else None,
+        "end": ms_to_datetime(int(c.ts[-1])).isoformat() if len(c) else None,
+        "capital": str(spec.capital),
+        "final_equity": format(result.final_equity.normalize(), "f"),
+        "trades": len(trades),
+        "bootstrap_trades": sum(1 for t in trades if t.bootstrap),
+        "skipped_entries": len(result.skipped),
+        "signals": result.signals,
+    }
+
+
+def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
+    """The job's stored result: summary, metrics, trades, the equity curve."""
+    from app.domain.metrics import ms_to_datetime
+
+    return {
+        "summary": summary_dict(spec, data, result),
         "metrics": result.metrics.to_dict(),
-        "trades": [t.to_dict() for t in trades[:MAX_TRADES_IN_RESULT]],
+        "trades": [t.to_dict() for t in result.trades[:MAX_TRADES_IN_RESULT]],
         "skipped_entries": [
             {"time": ms_to_datetime(s.ts).isoformat(), "reason": s.reason}
             for s in result.skipped[:100]

@@ -1,0 +1,46 @@
+"""The WSGI entry point pauses the cyclic collector while it builds the app and freezes what it
+built; it must hand the process back with the collector as it found it."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.support.processes import ROOT, VENV_BIN
+
+
+def _run(code: str, **env: str) -> str:
+    proc = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "APP_ENV": "development", **env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_collector_back_on_and_start_up_objects_frozen() -> None:
+    code = (
+        "import gc\n"
+        "import wsgi\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 100_000, type(wsgi.app).__name__)\n"
+    )
+    assert _run(code) == "True True Flask"
+
+
+def test_collector_left_off_when_it_was_off() -> None:
+    assert _run("import gc\ngc.disable()\nimport wsgi\nprint(gc.isenabled())") == "False"
+
+
+def test_collector_back_on_when_the_start_up_fails() -> None:
+    code = (
+        "import gc\n"
+        "try:\n"
+        "    import wsgi\n"
+        "except SystemExit:\n"
+        "    print('refused', gc.isenabled(), gc.get_freeze_count())\n"
+    )
+    # production without a strong secret refuses to start (config.settings_or_exit)
+    assert _run(code, APP_ENV="production", JWT_SECRET_KEY="short") == "refused True 0"
