@@ -7,6 +7,9 @@ the whole `flask backtest` process, each next to a baseline measured in the same
 * process: `flask --app wsgi backtest --file <largest>` wall time against the bare start-up
   of the same process (`python -c "import wsgi"`), both best of N.
 
+Targets (the bots issue): the core loop above 1 M candles/s on one core, the whole process
+under 1 s; each is printed with the figure it judges.
+
     .venv/bin/python bench/bench_backtest.py [--repeat 7] [--runs 5]
 """
 
@@ -27,6 +30,12 @@ sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 DATA = Path(os.environ.get("OHLCV_DIR", "/work/shared/data/ohlcv"))
 FAST, SLOW, STAKE, FEE, CAPITAL = 10, 30, 0.1, 0.001, 1.0
+TARGET_CANDLES_PER_S = 1e6
+TARGET_PROCESS_S = 1.0
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 def naive_backtest(ts, o, c) -> tuple[int, float]:  # type: ignore[no-untyped-def]
@@ -115,6 +124,8 @@ def core(path: Path, repeat: int) -> None:
         f"{naive_trades} trades, final equity {naive_cash:.8f})"
     )
     print(f"  ratio engine/naive: {naive / ours:.2f}x")
+    print(f"  target > {TARGET_CANDLES_PER_S / 1e6:.0f} M candles/s: "
+          f"{_verdict(n / ours > TARGET_CANDLES_PER_S)}")  # fmt: skip
     per_trade = (ours - signals) / max(len(result.trades), 1)
     print(f"  engine cost per round trip (sizing + 2 orders + 2 fills): {per_trade * 1e6:.0f} us")
     slow_spec = BacktestSpec.from_payload(
@@ -156,6 +167,7 @@ def process(path: Path, runs: int) -> None:
     print(f"  baseline, app start-up alone (python -c 'import wsgi'): {bare:.3f} s")
     print(f"  ratio whole/start-up: {whole / bare:.2f}x; the backtest itself adds "
           f"{(whole - bare) * 1000:.0f} ms")  # fmt: skip
+    print(f"  target < {TARGET_PROCESS_S:.0f} s: {_verdict(whole < TARGET_PROCESS_S)}")
 
 
 def main() -> None:

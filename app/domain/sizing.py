@@ -141,7 +141,7 @@ def _finish(
         stake = available
         reason = f"{reason}; capped at available cash {available}"
     stake = stake.quantize(quantum, ROUND_DOWN, _ROUNDING)
-    if stake == 0:
+    if stake == ZERO:
         stake = ZERO  # "0", not "0E-8"
     return SizingDecision(
         stake, mode, bootstrap, win_rate, payoff_ratio, kelly_fraction, applied_fraction, reason,
@@ -229,7 +229,8 @@ def size_position(
     mode = cfg.mode
     if mode == "fixed":
         stake = cfg.stake if cfg.stake is not None else ZERO  # the validator requires it
-        return _finish(stake, cash, quantum, f"fixed stake {cfg.stake}", mode, trades=len(pnls))
+        reason = f"fixed stake {cfg.stake}"
+        return _finish(stake, cash, quantum, reason, mode, False, None, None, None, None, len(pnls))
     if mode == "percent":
         applied = (cfg.percent or ZERO) / HUNDRED  # the validator requires percent
         return _finish(

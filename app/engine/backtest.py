@@ -168,6 +168,17 @@ class _State:
     trades: list[BacktestTrade] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
     entry: tuple[int, FillResult, SizingDecision] | None = None
+    decimals: dict[float, Decimal] = field(default_factory=dict)
+
+    def decimal(self, price: float) -> Decimal:
+        """`to_decimal` of a candle price, once per distinct price (they repeat on the tick
+        grid, and the float's repr is the costly part)."""
+        value = self.decimals.get(price)
+        if value is None:
+            value = to_decimal(price)
+            if price:  # 0.0 and -0.0 are one key but two decimals
+                self.decimals[price] = value
+        return value
 
 
 def run_backtest(
@@ -199,7 +210,7 @@ def run_backtest(
         if kind == ENTER and state.entry is None:
             _enter(state, i, closes[k], next_opens[k], candles, capital, market, fees, sizing)
         elif kind == EXIT and state.entry is not None:
-            _exit(state, i + 1, to_decimal(next_opens[k]), "exit_signal", candles, market, fees)
+            _exit(state, i + 1, state.decimal(next_opens[k]), "exit_signal", candles, market, fees)
         if progress is not None and k % step == 0:
             progress(k / max(len(events), 1))
     if state.entry is not None and n:  # freqtrade's force exit: at the last candle's open
@@ -239,7 +250,7 @@ def _enter(
     sizing: SizingConfig,
 ) -> None:
     book = state.book
-    ref = to_decimal(close)
+    ref = state.decimal(close)
     mode = sizing.mode
     decision = size_position(
         state.pnls if mode == "kelly" else (),  # only Kelly learns from past trades
@@ -260,7 +271,7 @@ def _enter(
     except PaperOrderRejected as exc:
         state.skipped.append(SkippedEntry(i, int(candles.ts[i]), f"order rejected: {exc.message}"))
         return
-    price = market_fill_price("buy", to_decimal(next_open), fees, market.price_step)
+    price = market_fill_price("buy", state.decimal(next_open), fees, market.price_step)
     outcome = execute(ticket, price, fees=fees, market=market, book=reserve(book, ticket))
     if isinstance(outcome, FillRejected):
         state.book = outcome.book

@@ -265,7 +265,7 @@ def _positive(value: object, field: str) -> Decimal:
         d = to_decimal(value)  # type: ignore[arg-type]
     except (InvalidOperation, TypeError, ValueError):
         raise _reject(f"{field} must be a number, got {value!r}", "invalid_order", field) from None
-    if not d.is_finite() or d <= 0:
+    if not d.is_finite() or d <= ZERO:
         raise _reject(f"{field} must be a finite number > 0, got {value}", "invalid_order", field)
     return d
 
@@ -317,7 +317,7 @@ def prepare_order(
         raw = _positive(price, "price")
         step = market.price_step
         limit_price = floor_to_step(raw, step) if side == "buy" else ceil_to_step(raw, step)
-        if limit_price <= 0:
+        if limit_price <= ZERO:
             raise _reject(
                 f"price {raw} is below the price step {_fmt(step)}", "below_precision", "price"
             )
@@ -326,7 +326,7 @@ def prepare_order(
 
     if limit_price is not None:
         est_price: Decimal | None = limit_price
-    elif reference_price is not None and reference_price > 0:
+    elif reference_price is not None and reference_price > ZERO:
         est_price = market_fill_price(side, reference_price, fees, market.price_step)  # type: ignore[arg-type]
     else:
         est_price = None
@@ -337,7 +337,7 @@ def prepare_order(
     if amount is not None:
         raw_amount = _positive(amount, "amount")
         qty = floor_to_step(raw_amount, market.amount_step)
-        if qty <= 0:
+        if qty <= ZERO:
             raise _reject(
                 f"amount {raw_amount} rounds to 0 at the amount step {_fmt(market.amount_step)}",
                 "below_precision",
@@ -348,7 +348,7 @@ def prepare_order(
         if limit_price is not None:  # a limit buy by quote is a limit buy of what it affords
             qty = floor_to_step(_div(spend, _mul(limit_price, _add(ONE, rate))), market.amount_step)
             spend = None
-            if qty <= 0:
+            if qty <= ZERO:
                 raise _reject(
                     f"quote_amount {_fmt(_q(_positive(quote_amount, 'quote_amount')))} buys "
                     f"less than one amount step at {_fmt(limit_price)}",
@@ -510,10 +510,10 @@ def _execute_buy(
     while True:
         cost = _q(_mul(qty, price))
         fee = _q(_mul(cost, rate))
-        if cost + fee <= budget or qty <= 0 or ticket.quote_amount is None:
+        if cost + fee <= budget or qty <= ZERO or ticket.quote_amount is None:
             break
         qty -= market.amount_step  # rounding of cost/fee overshot a quote budget by 1e-18
-    if qty <= 0 or (market.min_amount and qty < market.min_amount):
+    if qty <= ZERO or (market.min_amount and qty < market.min_amount):
         return FillRejected(
             "below_min_amount",
             f"{_fmt(reserved)} {market.quote} buys {_fmt(max(qty, ZERO))} {market.base} "
@@ -534,7 +534,7 @@ def _execute_buy(
             f"{_fmt(budget)} available",
             release(book, ticket),
         )
-    opens = book.base_free + book.base_locked == 0
+    opens = book.base_free + book.base_locked == ZERO
     # the reservation released and the fill applied in one step (same sums as `release`)
     new_book = Book(
         (book.quote_free + reserved) - total,
