@@ -25,7 +25,8 @@ def test_collector_back_on_and_start_up_objects_frozen() -> None:
     code = (
         "import gc\n"
         "import wsgi\n"
-        "print(gc.isenabled(), gc.get_freeze_count() > 100_000, type(wsgi.app).__name__)\n"
+        "young = len(gc.get_objects())  # tracked objects outside the frozen generation\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 10 * young, type(wsgi.app).__name__)\n"
     )
     assert _run(code) == "True True Flask"
 

@@ -510,7 +510,8 @@ def _execute_buy(
     while True:
         cost = _q(_mul(qty, price))
         fee = _q(_mul(cost, rate))
-        if cost + fee <= budget or qty <= ZERO or ticket.quote_amount is None:
+        total = cost + fee
+        if total <= budget or qty <= ZERO or ticket.quote_amount is None:
             break
         qty -= market.amount_step  # rounding of cost/fee overshot a quote budget by 1e-18
     if qty <= ZERO or (market.min_amount and qty < market.min_amount):
@@ -526,7 +527,6 @@ def _execute_buy(
             f"order value {_fmt(cost)} is under the market minimum {_fmt(market.min_notional)}",
             release(book, ticket),
         )
-    total = cost + fee
     if total > budget:
         return FillRejected(
             "insufficient_balance",
