@@ -513,7 +513,8 @@ def _execute_buy(
         total = cost + fee
         if total <= budget or qty <= ZERO or ticket.quote_amount is None:
             break
-        qty -= market.amount_step  # rounding of cost/fee overshot a quote budget by 1e-18
+        # rounding of cost/fee overshot a quote budget by 1e-18; exact even past 28 digits
+        qty = _WIDE.subtract(qty, market.amount_step)
     if qty <= ZERO or (market.min_amount and qty < market.min_amount):
         return FillRejected(
             "below_min_amount",

@@ -207,3 +207,29 @@ def test_the_identity_holds_exactly_after_random_trading() -> None:
         assert min(book.quote_free, book.quote_locked, book.base_free, book.base_locked) >= 0
         assert _identity_holds(book, capital)
     assert book.fees_paid > 0 and book.realised_pnl != 0
+
+
+def test_a_buy_with_more_than_28_significant_digits_terminates_within_budget() -> None:
+    """The budget correction steps down exactly even when the amount has 30+ digits (the
+    default 28-digit context rounded `qty - step` back to `qty`, looping forever)."""
+    import signal
+
+    from app.market.base import MarketInfo
+
+    market = MarketInfo("TINY/BTC", "TINY", "BTC", amount_step=D("5E-11"), price_step=D("1E-18"))
+    book = Book.opening(D("370000000"))
+    ticket = prepare_order(side="buy", order_type="market", market=market, fees=FEES,
+                           book=book, quote_amount=D("370000000"))  # fmt: skip
+
+    def too_slow(*_: object) -> None:
+        raise TimeoutError("the budget correction did not terminate")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    try:
+        out = _fill(ticket, D("1.5E-11"), reserve(book, ticket), market=market)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert out.cost + out.fee <= D("370000000")
+    assert _identity_holds(out.book, D("370000000"))
