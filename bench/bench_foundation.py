@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import hammer, percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
 BARE_APP = textwrap.dedent(
@@ -48,13 +49,17 @@ def import_time(module: str, cwd: Path, env: dict[str, str], runs: int = 5) -> f
     return best
 
 
+SERVER_SETTINGS = ("workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive")
+
+
 def bare_config(directory: Path) -> Path:
-    """Our gunicorn settings without our hooks (the bare app has no background work)."""
+    """Our gunicorn server settings (workers, threads, timeouts) without our hooks and logger:
+    the bare app has no background work."""
+    import runpy
+
+    ours = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     conf = directory / "bare_gunicorn.conf.py"
-    conf.write_text(
-        f"exec(open({str(ROOT / 'gunicorn.conf.py')!r}).read())\n"
-        "del post_fork, post_worker_init, worker_exit\n"
-    )
+    conf.write_text("".join(f"{name} = {ours[name]!r}\n" for name in SERVER_SETTINGS))
     return conf
 
 
