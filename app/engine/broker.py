@@ -118,7 +118,9 @@ def market_for(bot: Bot) -> MarketInfo:
     return get_market_source(bot.exchange).market(bot.symbol)
 
 
-def _reference_price(bot: Bot) -> Decimal | None:
+def reference_price_for(bot: Bot) -> Decimal | None:
+    """The source's last price for the bot's symbol (what a market order is judged against),
+    or None when the source cannot say."""
     from app.market.registry import get_market_source
 
     try:
@@ -264,7 +266,7 @@ def place_order(
         )
     fees = bot_fees(bot)
     if order_type == "market" and reference_price is None:
-        reference_price = _reference_price(bot)
+        reference_price = reference_price_for(bot)
 
     book = book_of(position, quote, base)
     ticket = prepare_order(
@@ -341,6 +343,19 @@ def _existing(session: Session, bot: Bot, client_order_id: str) -> Order | None:
 # -- filling -------------------------------------------------------------------------------
 
 
+def open_orders(session: Session, bot_id: int) -> list[Order]:
+    """The bot's open orders, oldest first, as the database has them now (both brokers fill
+    from this list, so a row another transaction changed is not judged stale)."""
+    return list(
+        session.scalars(
+            select(Order)
+            .where(Order.bot_id == bot_id, Order.state == "open")
+            .order_by(Order.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
 def process_fills(
     session: Session,
     bot: Bot,
@@ -352,14 +367,7 @@ def process_fills(
     """Fill the bot's open orders that these closed candles reach (oldest order first)."""
     if len(candles) == 0:
         return []
-    orders = list(
-        session.scalars(
-            select(Order)
-            .where(Order.bot_id == bot.id, Order.state == "open")
-            .order_by(Order.id)
-            .execution_options(populate_existing=True)
-        )
-    )
+    orders = open_orders(session, bot.id)
     if not orders:
         return []
     now = as_utc(now)  # type: ignore[assignment]

@@ -166,7 +166,7 @@ def place_order(
     existed = session.scalar(select(Order.id).where(Order.client_order_id == client_order_id))
     market = market or broker.market_for(bot)
     if order_type == "market" and reference_price is None:
-        reference_price = broker._reference_price(bot)
+        reference_price = broker.reference_price_for(bot)
     send_amount = amount
     if existed is None and amount is None and quote_amount is not None:
         # the exchange is asked for a base amount; sized before anything is written
@@ -361,14 +361,7 @@ def process_fills(
 ) -> list[Fill]:
     """Look the bot's sent orders up on its exchange and write what filled to the ledger;
     resolve `unknown` orders by client order id (never by sending them again)."""
-    orders = list(
-        session.scalars(
-            select(Order)
-            .where(Order.bot_id == bot.id, Order.state == "open")
-            .order_by(Order.id)
-            .execution_options(populate_existing=True)
-        )
-    )
+    orders = broker.open_orders(session, bot.id)
     if any(o.submit_state == "pending" for o in orders):
         bot_id = bot.id
         on_commit(session, lambda: submit_pending(bot_id), key=f"submit:{bot_id}")
@@ -491,14 +484,7 @@ def cancel_open_orders(
     now = as_utc(now) or utcnow()
     bot = session.get(Bot, bot_id)
     assert bot is not None
-    orders = list(
-        session.scalars(
-            select(Order)
-            .where(Order.bot_id == bot_id, Order.state == "open")
-            .order_by(Order.id)
-            .execution_options(populate_existing=True)
-        )
-    )
+    orders = broker.open_orders(session, bot_id)
     done = 0
     for order in orders:
         if order.submit_state in (None, "pending"):
