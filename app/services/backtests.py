@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
@@ -30,6 +30,7 @@ from app.domain.sizing import SizingConfig
 from app.errors import NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS, MarketInfo
 from app.store.models import Job
+from app.store.paging import fetch_page
 
 log = logging.getLogger("tradewind.backtests")
 
@@ -407,11 +408,7 @@ def list_backtests(
     session: Session, user_id: int, *, limit: int, offset: int
 ) -> tuple[list[Job], int]:
     where = (Job.user_id == user_id, Job.kind == KIND)
-    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-    jobs = session.scalars(
-        select(Job).where(*where).order_by(Job.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(jobs), int(total)
+    return fetch_page(session, Job, where, [Job.id.desc()], limit=limit, offset=offset)
 
 
 def _register() -> None:

@@ -29,6 +29,7 @@ from app.market.errors import UnknownSymbol, UnknownTimeframe
 from app.services.trading_gate import TradingHalted, emergency_stop_active
 from app.store.base import utcnow
 from app.store.models import Bot
+from app.store.paging import fetch_page
 
 log = logging.getLogger("tradewind.bots")
 
@@ -200,11 +201,7 @@ def list_bots(
         where.append(Bot.symbol == symbol)
     if strategy:
         where.append(Bot.strategy == strategy)
-    total = session.scalar(select(func.count()).select_from(Bot).where(*where)) or 0
-    bots = session.scalars(
-        select(Bot).where(*where).order_by(Bot.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(bots), int(total)
+    return fetch_page(session, Bot, where, [Bot.id.desc()], limit=limit, offset=offset)
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -463,10 +460,8 @@ def bot_orders(
     """The bot's orders, newest first."""
     from app.store.models.ledger import Order
 
-    where = Order.bot_id == bot.id
-    total = session.scalar(select(func.count()).select_from(Order).where(where)) or 0
-    rows = session.scalars(
-        select(Order).where(where).order_by(Order.id.desc()).limit(limit).offset(offset)
+    rows, total = fetch_page(
+        session, Order, [Order.bot_id == bot.id], [Order.id.desc()], limit=limit, offset=offset
     )
     items = [
         {
