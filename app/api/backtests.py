@@ -15,6 +15,7 @@ import click
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
 from app.auth.jwt import auth_required, current_user
@@ -37,9 +38,8 @@ class BacktestRequest(RequestModel):
     slippage_bps: Decimal = Field(Decimal("0"), ge=0, le=1000)
 
 
-class BacktestListQuery(RequestModel):
-    limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+class BacktestListQuery(OffsetQuery):
+    pass  # no filters yet; its own name keeps the OpenAPI component as it was
 
 
 class BacktestOut(BaseModel):
@@ -105,12 +105,7 @@ def list_backtests(query: BacktestListQuery) -> Any:
     from app.services.backtests import list_backtests as list_jobs
 
     jobs, total = list_jobs(db_session(), current_user().id, limit=query.limit, offset=query.offset)
-    return BacktestPage(
-        items=[BacktestSummaryOut.model_validate(j) for j in jobs],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
+    return offset_page([BacktestSummaryOut.model_validate(j) for j in jobs], total, query)
 
 
 @bp.get("/api/backtests/<int:backtest_id>")

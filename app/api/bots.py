@@ -3,18 +3,23 @@ serialise. A bot of another user answers 404 like a bot that does not exist."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 from flask import Blueprint, Flask
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
 from app.auth.jwt import auth_required, current_user
 from app.services import bots as service
+
+if TYPE_CHECKING:
+    from app.store.models import Bot
 
 bp = Blueprint("bots", __name__)
 
@@ -62,17 +67,14 @@ class BotPatch(RequestModel):
     mode: Literal["paper", "live"] | None = None
 
 
-class BotListQuery(RequestModel):
+class BotListQuery(OffsetQuery):
     status: Status | None = None
     symbol: str | None = Field(None, max_length=40)
     strategy: str | None = Field(None, max_length=50)
-    limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
 
 
-class PageQuery(RequestModel):
-    limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+class PageQuery(OffsetQuery):
+    limit: int = Field(100, ge=1, le=1000)  # ledger rows are small: larger pages
 
 
 class EquityQuery(RequestModel):
@@ -154,12 +156,7 @@ def list_bots(query: BotListQuery) -> Any:
         limit=query.limit,
         offset=query.offset,
     )
-    return BotPage(
-        items=[BotOut.model_validate(b) for b in bots],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
+    return offset_page([BotOut.model_validate(b) for b in bots], total, query)
 
 
 @bp.get("/api/bots/<int:bot_id>")
@@ -217,9 +214,7 @@ def exit_position(bot_id: int) -> Any:
 @query(PageQuery)
 @response(ItemsPage)
 def bot_orders(bot_id: int, query: PageQuery) -> Any:
-    bot = service.get_bot(db_session(), current_user().id, bot_id)
-    items, total = service.bot_orders(db_session(), bot, limit=query.limit, offset=query.offset)
-    return ItemsPage(items=items, total=total, limit=query.limit, offset=query.offset)
+    return _ledger_page(service.bot_orders, bot_id, query)
 
 
 @bp.get("/api/bots/<int:bot_id>/trades")
@@ -227,17 +222,14 @@ def bot_orders(bot_id: int, query: PageQuery) -> Any:
 @query(PageQuery)
 @response(ItemsPage)
 def bot_trades(bot_id: int, query: PageQuery) -> Any:
-    bot = service.get_bot(db_session(), current_user().id, bot_id)
-    items, total = service.bot_trades(db_session(), bot, limit=query.limit, offset=query.offset)
-    return ItemsPage(items=items, total=total, limit=query.limit, offset=query.offset)
+    return _ledger_page(service.bot_trades, bot_id, query)
 
 
 @bp.get("/api/bots/<int:bot_id>/positions")
 @auth_required
 @response(ItemsPage)
 def bot_positions(bot_id: int) -> Any:
-    bot = service.get_bot(db_session(), current_user().id, bot_id)
-    items = service.bot_positions(db_session(), bot)
+    items = service.bot_positions(db_session(), _own_bot(bot_id))
     return ItemsPage(items=items, total=len(items), limit=len(items))
 
 
@@ -246,8 +238,7 @@ def bot_positions(bot_id: int) -> Any:
 @query(EquityQuery)
 @response(ItemsPage)
 def bot_equity(bot_id: int, query: EquityQuery) -> Any:
-    bot = service.get_bot(db_session(), current_user().id, bot_id)
-    items = service.bot_equity(db_session(), bot, limit=query.limit, since=query.since)
+    items = service.bot_equity(db_session(), _own_bot(bot_id), limit=query.limit, since=query.since)
     return ItemsPage(items=items, limit=query.limit)
 
 
@@ -255,8 +246,18 @@ def bot_equity(bot_id: int, query: EquityQuery) -> Any:
 @auth_required
 @response(Performance)
 def bot_performance(bot_id: int) -> Any:
-    bot = service.get_bot(db_session(), current_user().id, bot_id)
-    return service.bot_performance(db_session(), bot)
+    return service.bot_performance(db_session(), _own_bot(bot_id))
+
+
+def _own_bot(bot_id: int) -> Bot:
+    """The current user's bot (another user's answers 404 like a missing one)."""
+    return service.get_bot(db_session(), current_user().id, bot_id)
+
+
+def _ledger_page(fetch: Callable[..., tuple[list[Any], int]], bot_id: int, query: PageQuery) -> Any:
+    """One page of a bot's ledger rows: orders and trades are paged the same way."""
+    items, total = fetch(db_session(), _own_bot(bot_id), limit=query.limit, offset=query.offset)
+    return offset_page(items, total, query)
 
 
 @click.command("seed-demo")
