@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
-DATA = Path(os.environ.get("OHLCV_DIR", "/work/shared/data/ohlcv"))
+DATA = Path(os.environ.get("OHLCV_DIR", ROOT.parent / "shared" / "data" / "ohlcv"))
 FAST, SLOW, STAKE, FEE, CAPITAL = 10, 30, 0.1, 0.001, 1.0
 TARGET_CANDLES_PER_S = 1e6
 TARGET_PROCESS_S = 1.0

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_signals.py [--tile N] [--repeat R]
 
-Loads the largest CSV of /work/shared/data/ohlcv (numpy.loadtxt), tiles it N times (default:
+Loads the largest CSV of ../shared/data/ohlcv (numpy.loadtxt), tiles it N times (default:
 enough for about one million candles; tiling only adds price jumps at the seams, which do not
 change the cost), and prints candles/second for each strategy with default params, for
 signals plus the vectorised long/flat position, and the ratio to the baseline: a naive
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.domain.candles import Candles  # noqa: E402
 from app.domain.strategies import list_strategies, position_from_signals  # noqa: E402
 
-DATA_DIR = Path("/work/shared/data/ohlcv")
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlcv"
 
 
 def load_largest() -> tuple[Path, Candles]:

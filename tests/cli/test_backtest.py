@@ -13,7 +13,7 @@ import pytest
 from tests.engine.helpers import FIXTURE_CLOSE, FIXTURE_OPEN, rows_from, write_candles
 from tests.support.processes import ROOT, flask_command, service_env
 
-SHARED = Path("/work/shared/data/ohlcv")
+SHARED = ROOT.parent / "shared" / "data" / "ohlcv"
 
 
 @pytest.fixture
