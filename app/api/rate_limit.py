@@ -41,6 +41,25 @@ class _QuietMemoryStorage(MemoryStorage):
 
 
 class _Limiter(Limiter):
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
+        """Skip the before_request pass where it has nothing to check: route limits are
+        checked by their own decorator, so the pass only matters for app-wide, default,
+        blueprint or hinted limits. This keeps ~0.2 ms off every other request."""
+        if in_middleware and not self._middleware_limits(request.endpoint):
+            return
+        super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+
+    def _middleware_limits(self, endpoint: str | None) -> bool:
+        manager = self.limit_manager
+        return bool(
+            manager._application_limits
+            or manager._default_limits
+            or manager._blueprint_limits
+            or manager.has_hints(endpoint or "")
+        )
+
     def _Limiter__configure_fallbacks(self, app: Flask, strategy: str) -> None:  # noqa: N802
         """Flask-Limiter's fallback, on the thread-free memory storage."""
         self._in_memory_fallback_enabled = True
