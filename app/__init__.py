@@ -16,7 +16,7 @@ def create_app(config: Settings | None = None) -> Flask:
     from flask import Flask
     from flask_cors import CORS
 
-    from app import api, cli
+    from app import api, cli, web
     from app.observability.logging import configure_logging
     from app.store.db import init_database
     from config import settings_or_exit, use_settings, warn_insecure_defaults
@@ -47,5 +47,6 @@ def create_app(config: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     init_database(settings)
     api.init_app(app)
+    web.init_app(app)
     cli.init_app(app)
     return app

@@ -12,6 +12,7 @@ FEATURE_MODULES = (
     "app.auth.jwt",
     "app.api.health",
     "app.api.auth",
+    "app.api.sessions",
     "app.api.admin",
     "app.api.credentials",
     "app.api.markets",

@@ -160,17 +160,23 @@ def register(body: RegisterBody) -> RegisterOut:
     return RegisterOut(user=UserOut.of(user))
 
 
-@bp.post("/api/auth/login")
-@limiter.limit(login_limit, error_message="too many login attempts from this address")
-@limiter.limit(
+# Shared scopes: the JSON login and the browser sign-in (app.api.sessions) draw on the same
+# counters, so a second door does not double an attacker's attempts.
+login_ip_limit = limiter.shared_limit(
+    login_limit, scope="login-ip", error_message="too many login attempts from this address"
+)
+login_account_limit_ = limiter.shared_limit(
     login_account_limit,
+    scope="login-account",
     key_func=json_field_key("email", "login-account"),
     deduct_when=lambda r: r.status_code == 401,
     error_message="too many failed logins for this account",
 )
-@response(TokensOut)
-@body(Credentials)
-def login(body: Credentials) -> TokensOut:
+
+
+def sign_in(body: Credentials) -> TokensOut:
+    """Check the password and start a refresh family: the tokens of a new login (audited
+    either way)."""
     session = db_session()
     try:
         user = accounts.authenticate(session, body.email, body.password)
@@ -197,12 +203,18 @@ def login(body: Credentials) -> TokensOut:
     return _tokens_for(user, grant, now)
 
 
-@bp.post("/api/auth/refresh")
+@bp.post("/api/auth/login")
+@login_ip_limit
+@login_account_limit_
 @response(TokensOut)
-def refresh() -> TokensOut:
-    """Exchange a refresh token (in `Authorization: Bearer`) for a new pair; the presented
-    token is spent. Presenting a spent token again revokes its whole family."""
-    verify_jwt_in_request(refresh=True)
+@body(Credentials)
+def login(body: Credentials) -> TokensOut:
+    return sign_in(body)
+
+
+def rotate_refresh() -> TokensOut:
+    """Spend the verified refresh token of this request for a new pair. Presenting a spent
+    token again revokes its whole family."""
     claims = get_jwt()
     user = current_user()
     session = db_session()
@@ -223,6 +235,15 @@ def refresh() -> TokensOut:
     return _tokens_for(user, grant, now)
 
 
+@bp.post("/api/auth/refresh")
+@response(TokensOut)
+def refresh() -> TokensOut:
+    """Exchange a refresh token (in `Authorization: Bearer`) for a new pair; the presented
+    token is spent. Presenting a spent token again revokes its whole family."""
+    verify_jwt_in_request(refresh=True, locations=["headers"])
+    return rotate_refresh()
+
+
 def _revoke_stolen_family(family_id: str, user_id: int | None, now: datetime) -> None:
     log.warning("refresh token reuse detected: family %s revoked (user_id=%s)", family_id, user_id)
     with session_scope() as session:
@@ -236,10 +257,9 @@ def _revoke_stolen_family(family_id: str, user_id: int | None, now: datetime) ->
         )
 
 
-@bp.post("/api/auth/logout")
-@auth_required
-def logout() -> tuple[str, int]:
-    """Revoke this access token at once and the refresh family it was minted in."""
+def end_login() -> None:
+    """Revoke this request's access token at once and the refresh family it was minted in,
+    wherever the token came from (header or cookie)."""
     claims = get_jwt()
     user = current_user()
     session = db_session()
@@ -262,6 +282,13 @@ def logout() -> tuple[str, int]:
         details={"family_id": family} if family else None,
         ip=client_ip(),
     )
+
+
+@bp.post("/api/auth/logout")
+@auth_required
+def logout() -> tuple[str, int]:
+    """Revoke this access token at once and the refresh family it was minted in."""
+    end_login()
     return "", 204
 
 

@@ -16,6 +16,7 @@ from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
 from app.auth.jwt import auth_required, current_user
+from app.services import bot_overview as overview_service
 from app.services import bots as service
 
 if TYPE_CHECKING:
@@ -127,6 +128,29 @@ class ItemsPage(BaseModel):
     offset: int = 0
 
 
+class BotSummary(BaseModel):
+    """Equity and profit in the quote currency (decimal text), the largest drawdown as a
+    fraction of its peak, and up to 40 equity points (numbers, for drawing)."""
+
+    equity: str
+    profit: str
+    profit_pct: float | None
+    max_drawdown: float
+    curve: list[float]
+    snapshots: int
+
+
+class BotOverview(BotOut):
+    summary: BotSummary
+
+
+class BotOverviewPage(BaseModel):
+    items: list[BotOverview]
+    total: int
+    limit: int
+    offset: int
+
+
 class Performance(BaseModel):
     bot_id: int
     metrics: dict[str, Any]
@@ -157,6 +181,28 @@ def list_bots(query: BotListQuery) -> Any:
         offset=query.offset,
     )
     return offset_page([BotOut.model_validate(b) for b in bots], total, query)
+
+
+@bp.get("/api/bots/overview")
+@auth_required
+@query(BotListQuery)
+@response(BotOverviewPage)
+def bots_overview(query: BotListQuery) -> Any:
+    """The bots list with each bot's equity, profit, drawdown and a short equity curve."""
+    rows, total = overview_service.bots_overview(
+        db_session(),
+        current_user().id,
+        status=query.status,
+        symbol=query.symbol,
+        strategy=query.strategy,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    items = [
+        BotOverview(**BotOut.model_validate(bot).model_dump(), summary=BotSummary(**summary))
+        for bot, summary in rows
+    ]
+    return offset_page(items, total, query)
 
 
 @bp.get("/api/bots/<int:bot_id>")

@@ -1,36 +1,41 @@
 """`GET /openapi.json` (the OpenAPI 3.1 document) and `GET /docs` (interactive docs).
 
 The document is generated once per process from the registered routes and their models.
-The docs page loads Swagger UI from a public CDN (jsDelivr); the API itself serves no
-JavaScript. Both are public: they describe the API, they expose no data.
+The docs page runs Swagger UI from the copy shipped with the dashboard's assets, so it works
+without network access. Both are public: they describe the API, they expose no data.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, url_for
 
 bp = Blueprint("docs", __name__)
 
-SWAGGER_UI_VERSION = "5.17.14"
+SWAGGER_UI_VERSION = "5.35.0"  # vendored under app/web/static/vendor/swagger-ui
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>Tradewind API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@{v}/swagger-ui.css">
+  <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="{css}">
 </head>
 <body>
-  <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@{v}/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui",
-                                 persistAuthorization: true}});
-  </script>
+  <main id="swagger-ui" data-url="/openapi.json"></main>
+  <script src="{bundle}"></script>
+  <script src="{init}"></script>
 </body>
 </html>
 """
+# Swagger UI sets inline style attributes in its markup; scripts stay same-origin only.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -62,7 +67,12 @@ openapi_json._tw_openapi = {  # type: ignore[attr-defined]
 @bp.get("/docs")
 def docs_page() -> Response:
     """Interactive API documentation (Swagger UI)."""
-    return Response(_PAGE.format(v=SWAGGER_UI_VERSION), mimetype="text/html")
+    page = _PAGE.format(
+        css=url_for("web.static", filename="vendor/swagger-ui/swagger-ui.css"),
+        bundle=url_for("web.static", filename="vendor/swagger-ui/swagger-ui-bundle.js"),
+        init=url_for("web.static", filename="js/docs.js"),
+    )
+    return Response(page, mimetype="text/html", headers={"Content-Security-Policy": DOCS_CSP})
 
 
 docs_page._tw_openapi = {  # type: ignore[attr-defined]

@@ -1,9 +1,10 @@
 """`GET /api/realtime/events`: the signed-in user's events as Server-Sent Events.
 
-Browsers' `EventSource` cannot send headers, so the access token is also accepted as the
-`token` query parameter (redacted from access logs). Each stream holds one gunicorn thread,
-so a worker serves at most `SSE_MAX_CONNECTIONS` streams (default: its threads minus two) and
-answers 503 beyond that: ordinary requests always keep threads. A stream ends when its token
+Browsers' `EventSource` cannot send headers, so the access token is also accepted from the
+dashboard's session cookie or as the `token` query parameter (redacted from access logs).
+Each stream holds one gunicorn thread, so a worker serves at most `SSE_MAX_CONNECTIONS`
+streams (default: its threads minus two) and answers 503 beyond that: ordinary requests
+always keep threads. A stream ends when its token
 expires or the worker shuts down; the client reconnects with `Last-Event-ID` and gets what it
 missed from the bounded history.
 """
@@ -104,7 +105,7 @@ def stream_events(query: EventsQuery) -> Response:
     """Stream the user's trades, orders, bot status changes, alerts and job progress (SSE)."""
     from app.observability.metrics import SSE_REJECTED
 
-    verify_jwt_in_request(locations=["headers", "query_string"])
+    verify_jwt_in_request(locations=["headers", "cookies", "query_string"])
     user = current_user()
     user_id, is_admin = int(user.id), user.role == "admin"
     expires_at = float(get_jwt().get("exp") or time.time() + 900)

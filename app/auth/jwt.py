@@ -31,6 +31,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 jwt = JWTManager()
 
+# The refresh cookie goes only to the browser-session routes (app.api.sessions).
+REFRESH_COOKIE_PATH = "/api/auth/session"
+
 
 def _unauthorized(message: str, code: str = "unauthorized") -> Response:
     return error_response(401, code, message)
@@ -67,7 +70,18 @@ def init_app(app: Flask) -> None:
         JWT_SECRET_KEY=settings.effective_jwt_secret,
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],
-        JWT_TOKEN_LOCATION=["headers"],
+        # API clients send `Authorization: Bearer`; browsers hold the same tokens in
+        # httpOnly SameSite cookies (set by app.api.sessions), and every state-changing
+        # request from a cookie must echo the readable CSRF cookie in X-CSRF-TOKEN
+        # (double submit). A header, when present, wins.
+        JWT_TOKEN_LOCATION=["headers", "cookies"],
+        JWT_COOKIE_CSRF_PROTECT=True,
+        JWT_COOKIE_SAMESITE="Lax",
+        JWT_COOKIE_SECURE=settings.app_env == "production",
+        JWT_ACCESS_COOKIE_PATH="/",
+        JWT_REFRESH_COOKIE_PATH=REFRESH_COOKIE_PATH,
+        JWT_ACCESS_CSRF_COOKIE_PATH="/",
+        JWT_REFRESH_CSRF_COOKIE_PATH="/",
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.jwt_access_minutes),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=settings.jwt_refresh_days),
         JWT_ERROR_MESSAGE_KEY="message",

@@ -110,4 +110,10 @@ def test_docs_page_points_at_the_document(client: FlaskClient) -> None:
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     page = response.get_data(as_text=True)
-    assert 'url: "/openapi.json"' in page and "swagger-ui" in page
+    assert 'data-url="/openapi.json"' in page and "swagger-ui" in page
+    assert "http" not in page  # every asset from this server: /docs works offline
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "js/docs.js"):
+        path = page.split(asset)[0].rsplit('"', 1)[1] + asset
+        served = client.get(path)
+        assert served.status_code == 200 and len(served.data) > 100, path
+        served.close()

@@ -12,6 +12,7 @@ Admin-only views (`@admin_required`) answer 403 to a plain user instead.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -105,7 +106,7 @@ def _create_job(kind: str, arg: str) -> Callable[[Ctx], dict[str, int]]:
     def create(ctx: Ctx) -> dict[str, int]:
         from app.store.models import Job
 
-        job = Job(user_id=ctx.owner.id, kind=kind, payload={}, payload_hash="0" * 64)
+        job = Job(user_id=ctx.owner.id, kind=kind, payload={}, payload_hash=uuid.uuid4().hex * 2)
         return {arg: _insert(job)}
 
     return create
@@ -201,6 +202,13 @@ RESOURCES: dict[str, Resource] = {
         create=_create_snapshot, exists=_snapshot_kept
     ),
     "/api/alerts/<int:alert_id>/ack": Resource(create=_create_alert, exists=_alert_unacknowledged),
+    # dashboard pages (HTML to browsers, the same envelope to clients that do not ask for it)
+    "/bots/<int:bot_id>": BOT,
+    "/bots/<int:bot_id>/edit": BOT,
+    "/backtests/<int:backtest_id>": Resource(
+        create=_create_job("backtest", "backtest_id"),
+        exists=_owner_gets("/api/backtests/{backtest_id}"),
+    ),
 }
 
 
