@@ -241,6 +241,7 @@ export function boot() {
   if (document.body.dataset.role) {
     emergencyBanner();
     setInterval(emergencyBanner, 10000);
+    document.addEventListener("tw:refresh-emergency", emergencyBanner);
     on("alert", (data) => {
       if (String(data.code || "").startsWith("emergency")) emergencyBanner();
     });

@@ -1,3 +1,89 @@
-import { boot } from "../app.js";
+import { api, boot, el, $, on, show, errorText, fmtPct } from "../app.js";
 
 boot();
+const id = document.body.dataset.backtestId;
+const problem = $(".form-error");
+let done = false;
+
+function cards(target, entries) {
+  $(target).replaceChildren(...entries.map(([label, value]) =>
+    el("div", {}, el("dt", {}, label), el("dd", {}, value ?? "–"))));
+}
+
+function report(result) {
+  const s = result.summary;
+  const m = result.metrics;
+  cards("#summary", [
+    ["Strategy", s.strategy], ["Symbol", s.symbol], ["Timeframe", s.timeframe],
+    ["From", s.start], ["Until", s.end], ["Candles", String(s.candles)],
+    ["Capital", s.capital], ["Final equity", s.final_equity], ["Trades", String(s.trades)],
+  ]);
+  cards("#metrics", [
+    ["Total return", m.total_return === null ? null : fmtPct(m.total_return * 100)],
+    ["Max drawdown", fmtPct(m.max_drawdown * 100)],
+    ["Sharpe", m.sharpe === null ? null : Number(m.sharpe).toFixed(2)],
+    ["Sortino", m.sortino === null ? null : Number(m.sortino).toFixed(2)],
+    ["Win rate", m.win_rate === null ? null : fmtPct(m.win_rate * 100)],
+    ["Profit factor", m.profit_factor === null ? null : String(m.profit_factor)],
+    ["Exposure", m.exposure === null ? null : fmtPct(m.exposure * 100)],
+    ["Closed trades", String(m.n_trades)],
+  ]);
+  const LW = window.LightweightCharts;
+  const chart = LW.createChart($("#equity-chart"), {
+    autoSize: true, timeScale: { timeVisible: true },
+    layout: { background: { color: "#ffffff" }, textColor: "#16202c" },
+  });
+  const series = chart.addSeries(LW.LineSeries, { color: "#0b5cad", lineWidth: 2,
+    priceFormat: { type: "price", precision: 6, minMove: 0.000001 } });
+  const curve = result.equity_curve;
+  const points = [];
+  curve.ts.forEach((t, i) => {
+    const time = Math.floor(t / 1000);
+    if (!points.length || points[points.length - 1].time < time) points.push({ time, value: curve.equity[i] });
+  });
+  series.setData(points);
+  chart.timeScale().fitContent();
+  const body = $("#trades tbody");
+  body.replaceChildren(...(result.trades.length ? result.trades.map((t) => el("tr", {},
+    el("td", {}, t.entry_time), el("td", {}, t.exit_time), el("td", { class: "num" }, t.entry_price),
+    el("td", { class: "num" }, t.exit_price),
+    el("td", { class: `num ${Number(t.pnl) >= 0 ? "up" : "down"}` }, t.pnl),
+    el("td", { class: "num" }, t.profit_ratio), el("td", {}, t.exit_reason)))
+    : [el("tr", {}, el("td", { colspan: 7 }, "No trade in this range."))]));
+  $("#skipped").replaceChildren(...(result.skipped_entries.length
+    ? result.skipped_entries.map((s) => el("li", {}, `${s.time}: ${s.reason}`))
+    : [el("li", {}, "None.")]));
+  $("#report").hidden = false;
+}
+
+async function poll() {
+  if (done) return;
+  try {
+    const job = await api(`/api/backtests/${id}`);
+    $("#state").textContent = job.state;
+    $("#state").className = `badge ${job.state}`;
+    $("#progress").value = job.progress;
+    $("#progress-text").textContent = `${Math.round(job.progress * 100)} %`;
+    if (job.state === "succeeded" && job.result) {
+      done = true;
+      $("#progress-box").hidden = true;
+      report(job.result);
+      document.body.dataset.loaded = "true";
+    } else if (job.state === "failed" || job.state === "cancelled") {
+      done = true;
+      show(problem, job.error || `the backtest ${job.state}`);
+      document.body.dataset.loaded = "true";
+    } else {
+      setTimeout(poll, 1000);
+    }
+  } catch (err) {
+    show(problem, errorText(err));
+  }
+}
+
+on("job_progress", (data) => {
+  if (String(data.job_id) !== id || done) return;
+  $("#progress").value = data.progress;
+  $("#progress-text").textContent = `${Math.round(data.progress * 100)} %`;
+});
+poll();

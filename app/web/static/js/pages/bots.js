@@ -42,6 +42,7 @@ async function load() {
     const more = document.getElementById("bots-more");
     show(more, page.total > page.items.length ? `Showing ${page.items.length} of ${page.total} bots.` : "");
     show(problem, "");
+    document.body.dataset.renderedMs = String(Math.round(performance.now()));
     document.body.dataset.loaded = "true";
   } catch (err) {
     show(problem, errorText(err));
