@@ -17,14 +17,14 @@ from flask import Blueprint, Flask, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from app.api.jwt import auth_required, current_user, mint_tokens, refresh_lifetime
 from app.api.rate_limit import json_field_key, limiter
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, response
-from app.auth.jwt import auth_required, current_user, mint_tokens, refresh_lifetime
-from app.auth.passwords import PASSWORD_MAX_LENGTH, password_problem
-from app.auth.revocation import revoke_access_token
 from app.services import accounts
 from app.services.audit import record_audit
+from app.services.passwords import PASSWORD_MAX_LENGTH, password_problem
+from app.services.revocation import revoke_access_token
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import User

@@ -15,10 +15,10 @@ import click
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
-from app.auth.jwt import auth_required, current_user
 
 bp = Blueprint("backtests", __name__)
 

@@ -10,9 +10,9 @@ import click
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, Field
 
+from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, response
-from app.auth.jwt import auth_required, current_user
 from app.services import credentials
 from app.store.models.accounts import ExchangeCredential
 

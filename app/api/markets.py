@@ -14,9 +14,9 @@ import click
 from flask import Blueprint, Flask
 from pydantic import BaseModel, Field
 
+from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, query, response
-from app.auth.jwt import auth_required, current_user
 
 bp = Blueprint("markets", __name__)
 
