@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import inspect
 import logging
 import threading
@@ -26,6 +25,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from app.jobs.periodic import PERIODIC_JOBS
+from app.jobs.scheduler import running_scheduler, start_scheduler, stop_scheduler
+from app.jobs.shutdown import release_own_leases
+from app.market.registry import close_market_sources, get_market_source
+from app.store.db import init_database, shutdown_database
 
 if TYPE_CHECKING:
     from config import Settings
@@ -92,51 +97,37 @@ def _check_config(settings: Settings) -> None:
 
 
 def _start_database(settings: Settings) -> None:
-    from app.store.db import init_database
-
     init_database(settings)
 
 
 def _stop_database() -> None:
-    from app.store.db import shutdown_database
-
     shutdown_database()
 
 
 def _start_market(settings: Settings) -> None:
-    from app.market.registry import get_market_source
-
     get_market_source()
 
 
 def _stop_market() -> None:
-    from app.market.registry import close_market_sources
-
     close_market_sources()
 
 
 def _release_leases() -> None:
-    from app.jobs.shutdown import release_own_leases
-
     release_own_leases()
 
 
 def _group_flags() -> set[str]:
-    from app.jobs.periodic import PERIODIC_JOBS
-
     return {job.flag for job in PERIODIC_JOBS if job.flag}
 
 
 def _start_scheduler(settings: Settings) -> None:
     """The scheduler with the jobs every process runs; flagged groups are added later."""
-    from app.jobs.scheduler import start_scheduler
-
-    start_scheduler(settings.model_copy(update={flag: False for flag in _group_flags()}))
+    start_scheduler(
+        settings.model_copy(update={flag: False for flag in _group_flags()}), PERIODIC_JOBS
+    )
 
 
 def _stop_scheduler() -> None:
-    from app.jobs.scheduler import stop_scheduler
-
     stop_scheduler(wait=True)
 
 
@@ -152,17 +143,14 @@ class JobGroup:
         self._job_ids: list[str] = []
 
     def _jobs(self) -> list[Any]:
-        from app.jobs.periodic import PERIODIC_JOBS
-
         return [job for job in PERIODIC_JOBS if job.flag == self.flag]
 
-    def _wrap(self, name: str, target: str) -> Callable[[], None]:
+    def _wrap(self, name: str, job: Callable[[], object]) -> Callable[[], None]:
         def run() -> None:
             with self._idle:
                 self._in_flight += 1
             try:
-                module_name, _, func_name = target.partition(":")
-                getattr(importlib.import_module(module_name), func_name)()
+                job()
             except Exception:
                 log.exception("periodic job %s failed", name)
             finally:
@@ -178,7 +166,7 @@ class JobGroup:
             raise RuntimeError(f"cannot add the {self.flag} jobs: the scheduler is not running")
         for job in self._jobs():
             scheduler.add_job(
-                self._wrap(job.name, job.target),
+                self._wrap(job.name, job.run),
                 "interval",
                 seconds=job.seconds,
                 id=job.name,
@@ -208,8 +196,6 @@ class JobGroup:
 
 def _running_scheduler() -> Any:
     """This process's running APScheduler, or None."""
-    from app.jobs.scheduler import running_scheduler
-
     return running_scheduler()
 
 

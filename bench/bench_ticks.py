@@ -6,7 +6,7 @@ Three runs over the same bots, in one go:
   ticks/s: the ticks per second achieved and the scheduling lag (actual - planned start),
   p50/p99, from the `bot_ticks` rows;
 * saturated - a candle every 0.5 s (2,000 ticks/s asked for): what two workers sustain;
-* baseline - two processes running a bare claim-and-release loop (`app.jobs.claims`, same
+* baseline - two processes running a bare claim-and-release loop (`app.store.claims`, same
   batch size) over the same bots, no tick work at all: the ceiling the claims set.
 
     .venv/bin/python bench/bench_ticks.py [--bots 1000] [--seconds 15]
@@ -40,7 +40,7 @@ CLAIM_LOOP = textwrap.dedent(
     """
     import sys, time
     from datetime import timedelta
-    from app.jobs.claims import claim, release
+    from app.store.claims import claim, release
     from app.jobs.bot_ticks import due_condition
     from app.store.base import utcnow
     from app.store.db import init_database, session_scope
@@ -99,7 +99,7 @@ def drop_database(url: str) -> None:
 
 
 def create_bots(count: int) -> list[int]:
-    from app.services.ledger import open_bot_ledger
+    from app.engine.ledger import open_bot_ledger
     from app.store.base import utcnow
     from app.store.db import session_scope
     from app.store.models import Bot, User

@@ -33,8 +33,8 @@ from app.api.auth import (
     rotate_refresh,
     sign_in,
 )
+from app.api.jwt import auth_required
 from app.api.validation import body, response
-from app.auth.jwt import auth_required
 
 bp = Blueprint("sessions", __name__)
 

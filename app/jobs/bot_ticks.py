@@ -1,7 +1,7 @@
 """Dispatch due bot ticks, each exactly once across every worker and machine.
 
 Every worker's scheduler calls `run()` once a second. A call claims batches of due bots
-(`app.jobs.claims`: `FOR UPDATE SKIP LOCKED` on Postgres, compare-and-set on SQLite, each
+(`app.store.claims`: `FOR UPDATE SKIP LOCKED` on Postgres, compare-and-set on SQLite, each
 claim a lease that expires) and ticks a batch in one transaction, each bot in its own
 savepoint so that a failing bot never touches another. While the scheduler runs it then
 sleeps until the next bot is due, so a tick starts within milliseconds of its planned time
@@ -44,10 +44,10 @@ from app.engine.tick import (
     tick_grid,
     to_ms,
 )
-from app.jobs.claims import claim, lease_free
 from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
 from app.store.base import utcnow
+from app.store.claims import claim, lease_free
 from app.store.db import new_session, session_scope
 from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot

@@ -19,8 +19,8 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
 from app.api.errors import error_response
+from app.api.jwt import current_user
 from app.api.request_context import db_session
-from app.auth.jwt import current_user
 from app.errors import AppError
 from app.services import backtests as backtest_service
 from app.services import bots as bot_service

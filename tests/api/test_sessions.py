@@ -8,7 +8,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from app.auth.passwords import hash_password
+from app.services.passwords import hash_password
 
 PASSWORD = "a-long-password-1"
 

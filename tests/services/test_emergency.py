@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from app.engine.broker import place_order
 from app.services.emergency import emergency_resume, emergency_status, emergency_stop
-from app.services.trading_gate import TradingHalted
 from app.store.db import new_session, session_scope
+from app.store.emergency_flag import TradingHalted
 from app.store.models import Bot, SystemState
 from app.store.models.accounts import AuditLog
 from app.store.models.ledger import Balance, Order

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from app.auth.passwords import hash_password
+from app.services.passwords import hash_password
 from app.web import pages
 
 PASSWORD = "a-long-password-1"
