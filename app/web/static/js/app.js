@@ -230,7 +230,18 @@ async function emergencyBanner() {
   } catch { /* the page's own calls show errors */ }
 }
 
+// A table wider than the screen scrolls in its box: the box must be reachable by keyboard.
+function scrollableTables() {
+  document.querySelectorAll(".table-wrap:not([tabindex])").forEach((box) => {
+    const caption = box.querySelector("caption");
+    box.setAttribute("tabindex", "0");
+    box.setAttribute("role", "region");
+    box.setAttribute("aria-label", caption ? caption.textContent : "table");
+  });
+}
+
 export function boot() {
+  scrollableTables();
   const out = $("#sign-out");
   if (out) {
     out.addEventListener("click", async () => {

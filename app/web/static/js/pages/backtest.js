@@ -31,7 +31,7 @@ function report(result) {
   const LW = window.LightweightCharts;
   const chart = LW.createChart($("#equity-chart"), {
     autoSize: true, timeScale: { timeVisible: true },
-    layout: { background: { color: "#ffffff" }, textColor: "#16202c" },
+    layout: { background: { color: "#ffffff" }, textColor: "#16202c", attributionLogo: false },
   });
   const series = chart.addSeries(LW.LineSeries, { color: "#0b5cad", lineWidth: 2,
     priceFormat: { type: "price", precision: 6, minMove: 0.000001 } });

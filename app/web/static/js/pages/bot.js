@@ -26,7 +26,7 @@ function chart(id, height) {
   return LW.createChart($(id), {
     autoSize: true,
     height,
-    layout: { background: { color: "#ffffff" }, textColor: "#16202c" },
+    layout: { background: { color: "#ffffff" }, textColor: "#16202c", attributionLogo: false },
     grid: { vertLines: { color: "#eef1f5" }, horzLines: { color: "#eef1f5" } },
     timeScale: { timeVisible: true, secondsVisible: false },
   });
@@ -237,6 +237,10 @@ for (const type of ["trade", "order", "bot_status"]) {
   on(type, (data) => { if (String(data.bot_id) === botId) soon(); });
 }
 on("resync", soon);
-document.addEventListener("tw:emergency", (e) => { if (e.detail.active) soon(); });
+let halted = null;
+document.addEventListener("tw:emergency", (e) => {
+  if (halted !== null && halted !== e.detail.active) soon();
+  halted = e.detail.active;
+});
 setInterval(refreshChart, 15000);
 refreshChart().then(load).then(() => { document.body.dataset.loaded = "true"; });

@@ -62,4 +62,10 @@ function refreshSoon(botId) {
 }
 for (const type of ["trade", "bot_status"]) on(type, (data) => refreshSoon(data.bot_id));
 on("resync", () => refreshSoon());
+// The emergency stop pauses every bot without a per-bot event: reload when it flips.
+let halted = null;
+document.addEventListener("tw:emergency", (e) => {
+  if (halted !== null && halted !== e.detail.active) refreshSoon();
+  halted = e.detail.active;
+});
 load();

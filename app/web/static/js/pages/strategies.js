@@ -14,7 +14,7 @@ async function load() {
     $("#strategies").replaceChildren(...list.items.map((s) => el("section", { class: "strategy" },
       el("h2", { id: `s-${s.name}` }, s.name),
       el("p", {}, s.description),
-      el("div", { class: "table-wrap" }, el("table", { class: "data", "aria-labelledby": `s-${s.name}` },
+      el("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": `parameters of ${s.name}` }, el("table", { class: "data", "aria-labelledby": `s-${s.name}` },
         el("thead", {}, el("tr", {}, ...["Parameter", "Type", "Range", "Default", "Meaning"].map((h) =>
           el("th", { scope: "col" }, h)))),
         el("tbody", {}, ...Object.entries(s.params_schema.properties || {}).map(([key, prop]) =>
