@@ -24,6 +24,9 @@ from flask_limiter import Limiter, RequestLimit
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import STRATEGIES
 
+from app.store.redis import redis_key
+from config import get_settings
+
 
 class _QuietMemoryStorage(MemoryStorage):
     """limits' MemoryStorage starts a timer thread when built; this one starts it with the
@@ -107,9 +110,6 @@ limiter = _Limiter(
 
 
 def storage_settings() -> tuple[str, dict[str, Any]]:
-    from app.store.redis import redis_key
-    from config import get_settings
-
     settings = get_settings()
     if settings.redis_url:
         return settings.redis_url, {
@@ -129,8 +129,6 @@ def reset_rate_limits() -> None:
 
 
 def init_app(app: Flask) -> None:
-    from config import get_settings
-
     uri, options = storage_settings()
     app.config["RATELIMIT_STORAGE_URI"] = uri
     app.config["RATELIMIT_STORAGE_OPTIONS"] = options

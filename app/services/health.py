@@ -9,6 +9,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from app.store.redis import get_redis
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -73,8 +75,6 @@ def check_database(engine: Engine) -> list[Check]:
 
 def check_redis() -> Check | None:
     """Redis reachable, when it is configured (None when it is not)."""
-    from app.store.redis import get_redis
-
     client = get_redis()
     if client is None:
         return None

@@ -11,6 +11,8 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from config import get_settings
+
 if TYPE_CHECKING:
     from redis import Redis
 
@@ -22,7 +24,6 @@ _client_pid: int | None = None
 def get_redis() -> Redis | None:
     """The process's Redis client for `REDIS_URL`, or None when Redis is not configured."""
     global _client, _client_pid
-    from config import get_settings
 
     url = get_settings().redis_url
     if not url:
@@ -40,8 +41,6 @@ def get_redis() -> Redis | None:
 
 def redis_key(*parts: object) -> str:
     """A key under the configured prefix, so deployments (and test runs) never collide."""
-    from config import get_settings
-
     return get_settings().redis_prefix + ":".join(str(p) for p in parts)
 
 

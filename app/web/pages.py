@@ -13,17 +13,15 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, g, redirect, render_template, request, url_for
-from flask_jwt_extended import verify_jwt_in_request
+from flask import Blueprint, Flask, g, jsonify, redirect, render_template, request, url_for
+from flask_jwt_extended import get_current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
-from app.api.errors import error_response
-from app.api.jwt import current_user
-from app.api.request_context import db_session
 from app.errors import AppError
 from app.services import backtests as backtest_service
 from app.services import bots as bot_service
+from app.store.db import session_scope
 from app.store.models import User
 
 bp = Blueprint(
@@ -55,7 +53,8 @@ def session_user() -> User | None:
         verify_jwt_in_request(locations=["headers", "cookies"])
     except (JWTExtendedException, PyJWTError):
         return None
-    return current_user()
+    user = get_current_user()  # loaded (enabled, not revoked) by the API's JWT wiring
+    return user if isinstance(user, User) else None
 
 
 def _safe_next(target: str | None) -> str:
@@ -136,16 +135,18 @@ def new_bot(user: User) -> Any:
 @page()
 def bot(user: User, bot_id: int) -> Any:
     """One bot: chart, position, orders, round trips, protections, performance, controls."""
-    found = bot_service.get_bot(db_session(), user.id, bot_id)  # another user's: 404
-    return render_template("web/bot.html", user=user, bot=found)
+    with session_scope() as session:  # a read: its own short unit of work
+        found = bot_service.get_bot(session, user.id, bot_id)  # another user's: 404
+        return render_template("web/bot.html", user=user, bot=found)
 
 
 @bp.get("/bots/<int:bot_id>/edit")
 @page()
 def edit_bot(user: User, bot_id: int) -> Any:
     """Edit a bot."""
-    found = bot_service.get_bot(db_session(), user.id, bot_id)  # another user's: 404
-    return render_template("web/bot_form.html", user=user, bot_id=found.id)
+    with session_scope() as session:
+        found = bot_service.get_bot(session, user.id, bot_id)  # another user's: 404
+        return render_template("web/bot_form.html", user=user, bot_id=found.id)
 
 
 @bp.get("/backtests")
@@ -159,8 +160,9 @@ def backtests(user: User) -> Any:
 @page()
 def backtest(user: User, backtest_id: int) -> Any:
     """One backtest: progress, then its report."""
-    found = backtest_service.get_backtest(db_session(), user.id, backtest_id)  # others': 404
-    return render_template("web/backtest.html", user=user, backtest_id=found.id)
+    with session_scope() as session:
+        found = backtest_service.get_backtest(session, user.id, backtest_id)  # others': 404
+        return render_template("web/backtest.html", user=user, backtest_id=found.id)
 
 
 @bp.get("/analysis")
@@ -195,10 +197,12 @@ def admin(user: User) -> Any:
 def page_error(exc: AppError) -> Any:
     """A failed page answers HTML with the error envelope's words and status (the envelope
     itself to a client that does not ask for HTML)."""
-    if not request.accept_mimetypes.accept_html:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-    page_user = session_user() if exc.status != 401 else None
     request_id = g.get("request_id", "")
+    if not request.accept_mimetypes.accept_html:
+        envelope = {"code": exc.code, "message": exc.message, "details": exc.details,
+                    "request_id": request_id}  # fmt: skip
+        return jsonify({"error": envelope}), exc.status, exc.headers
+    page_user = session_user() if exc.status != 401 else None
     body = render_template("web/error.html", user=page_user, error=exc, request_id=request_id)
     return body, exc.status
 
