@@ -49,6 +49,7 @@ from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
 from app.store.base import utcnow
 from app.store.db import new_session, session_scope
+from app.store.locking import in_id_order
 from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot
 from app.store.models.trading import BotTick
@@ -239,11 +240,13 @@ def lock_batch(session: Session, ids: list[int], owner: str, settings: TickSetti
 
     As the batch transaction's first statement, this write fences the whole batch: only
     rows still leased to `owner` are returned, and they stay locked until the commit (on
-    SQLite it opens the write transaction before any savepoint)."""
+    SQLite it opens the write transaction before any savepoint). The rows are locked in id
+    order (`in_id_order`), like every multi-row lock, so that a batch and the emergency stop
+    (or another batch, or a shutdown) wait for each other instead of deadlocking."""
     until = utcnow() + timedelta(seconds=settings.lease_seconds)
     bots = session.scalars(
         update(Bot)
-        .where(Bot.id.in_(ids), Bot.lease_owner == owner)
+        .where(in_id_order(session, Bot, and_(Bot.id.in_(ids), Bot.lease_owner == owner)))
         .values(lease_until=until)
         .returning(Bot),
         execution_options={"populate_existing": True},
