@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite:///{INSTANCE_DIR / 'tradewind.sqlite3'}"
     redis_url: str | None = None
     redis_prefix: str = "tw:"
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    redis_breaker_seconds: float = Field(default=5.0, ge=0)
     jwt_secret_key: str | None = None
     encryption_key: str | None = None
     cors_origins: str = ""

@@ -7,11 +7,13 @@ Start runs in a fixed order, each subsystem only when its feature flag is on:
 `trading` and `self_healing` are groups of scheduler jobs (`app.jobs.periodic`, by their
 `flag`): the scheduler starts with the jobs every process runs, and each group adds its own,
 so a group can be switched off, and is stopped, on its own. Stop runs in reverse (a group
-first stops taking new runs, then waits for the one in flight), then the scheduler, then this
-worker's leases are handed back, market sessions closed and the pool disposed. Each stop is
-bounded by a timeout, all stops together by a budget below gunicorn's graceful timeout, and
-each is isolated: one that fails or hangs is reported and the others still run. Start and
-stop are idempotent; subsystems may be sync or async callables.
+first stops taking new runs, then waits for the one in flight; a tick batch in flight is
+abandoned and handed back), then this worker's bot leases are handed back, then the
+scheduler stops and job leases are handed back, market sessions closed and the pool
+disposed. Each stop is bounded by a timeout, all stops together by a budget below gunicorn's
+graceful timeout counted from SIGTERM (`request_stop`), and each is isolated: one that fails
+or hangs is reported and the others still run. Start and stop are idempotent; subsystems may
+be sync or async callables.
 """
 
 from __future__ import annotations
@@ -115,10 +117,10 @@ def _stop_market() -> None:
     close_market_sources()
 
 
-def _release_leases() -> None:
-    from app.jobs.shutdown import release_own_leases
+def _release_bot_leases() -> None:
+    from app.jobs.shutdown import release_bot_leases
 
-    release_own_leases()
+    release_bot_leases()
 
 
 def _group_flags() -> set[str]:
@@ -135,9 +137,12 @@ def _start_scheduler(settings: Settings) -> None:
 
 
 def _stop_scheduler() -> None:
+    """Stop the scheduler (waiting for the job in flight), then hand back job leases."""
     from app.jobs.scheduler import stop_scheduler
+    from app.jobs.shutdown import release_job_leases
 
     stop_scheduler(wait=True)
+    release_job_leases()
 
 
 class JobGroup:
@@ -157,14 +162,19 @@ class JobGroup:
         return [job for job in PERIODIC_JOBS if job.flag == self.flag]
 
     def _wrap(self, name: str, target: str) -> Callable[[], None]:
+        from app.jobs.scheduler import skip_when_busy
+
+        def call() -> None:
+            module_name, _, func_name = target.partition(":")
+            getattr(importlib.import_module(module_name), func_name)()
+
+        once = skip_when_busy(name, call)
+
         def run() -> None:
             with self._idle:
                 self._in_flight += 1
             try:
-                module_name, _, func_name = target.partition(":")
-                getattr(importlib.import_module(module_name), func_name)()
-            except Exception:
-                log.exception("periodic job %s failed", name)
+                once()
             finally:
                 with self._idle:
                     self._in_flight -= 1
@@ -228,8 +238,8 @@ SUBSYSTEMS: tuple[Subsystem, ...] = (
     Subsystem("config", _check_config, lambda: None),
     Subsystem("database", _start_database, _stop_database),
     Subsystem("market", _start_market, _stop_market),
-    Subsystem("leases", lambda _s: None, _release_leases, _scheduled()),
     Subsystem("scheduler", _start_scheduler, _stop_scheduler, _scheduled()),
+    Subsystem("leases", lambda _s: None, _release_bot_leases, _scheduled()),
     Subsystem("trading", TRADING.start, TRADING.stop, _scheduled("trading_enabled")),
     Subsystem(
         "self_healing", SELF_HEALING.start, SELF_HEALING.stop, _scheduled("self_healing_enabled")
@@ -250,8 +260,19 @@ class Lifecycle:
         self._subsystems = subsystems
         self._started: list[Subsystem] = []
         self._lock = threading.Lock()
+        self._stop_requested_at: float | None = None
         self.stop_timeout = stop_timeout
         self.stop_budget = stop_budget
+
+    def request_stop(self) -> None:
+        """SIGTERM arrived (called from the signal handler: only sets flags). The stop budget
+        counts from now, not from when the process gets round to `stop()` (gunicorn first
+        drains requests), and tick dispatch winds down at once."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
+        from app.jobs.bot_ticks import request_stop
+
+        request_stop()
 
     @property
     def started(self) -> list[str]:
@@ -264,6 +285,10 @@ class Lifecycle:
         with self._lock:
             if self._started:
                 return self.started
+            from app.jobs.bot_ticks import allow_dispatch
+
+            self._stop_requested_at = None
+            allow_dispatch()
             for subsystem in self._subsystems:
                 if not subsystem.enabled(settings):
                     continue
@@ -285,7 +310,8 @@ class Lifecycle:
 
     def _stop_locked(self, timeout: float | None = None) -> list[str]:
         step = self.stop_timeout if timeout is None else timeout
-        deadline = time.monotonic() + max(self.stop_budget, step)
+        since = self._stop_requested_at or time.monotonic()
+        deadline = since + max(self.stop_budget, step)
         failed = []
         while self._started:
             subsystem = self._started.pop()

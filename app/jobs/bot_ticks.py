@@ -27,6 +27,7 @@ tick row records how many planned ticks it `skipped`: every boundary is accounte
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,10 +44,12 @@ from app.engine.tick import (
     run_tick,
     tick_grid,
     to_ms,
+    warm_candles,
 )
-from app.jobs.claims import claim, lease_free
+from app.jobs.claims import claim, lease_free, release_batch
 from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
+from app.observability.outages import Outage
 from app.store.base import utcnow
 from app.store.db import new_session, session_scope
 from app.store.locking import in_id_order
@@ -57,6 +60,9 @@ from app.store.models.trading import BotTick
 log = logging.getLogger("tradewind.ticks")
 
 
+_stopping = threading.Event()
+_batches = Outage("tick batches")
+_dispatch = Outage("tick dispatch")
 MIN_WAIT_SECONDS = 0.01  # a bot due but just claimed by another worker: do not spin
 
 
@@ -89,11 +95,28 @@ def due_condition(now: datetime) -> Any:
     )
 
 
+def request_stop() -> None:
+    """The process is shutting down (called from the SIGTERM handler, so only sets a flag):
+    the dispatcher claims nothing more, and a batch in flight is abandoned - rolled back and
+    its leases handed back - so shutdown does not wait for it and others tick its bots now."""
+    _stopping.set()
+
+
+def allow_dispatch() -> None:
+    """Undo `request_stop` (a process whose lifecycle starts again)."""
+    _stopping.clear()
+
+
+class _Abandoned(Exception):
+    """The process is stopping: the batch is rolled back and handed back, not finished."""
+
+
 def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -> list[int]:
-    """Lease a batch of due bots to `owner` (committed before any of them runs)."""
+    """Lease a batch of due bots to `owner` (committed before any of them runs), and read
+    their candles into the cache before the batch's transaction opens."""
     now = now or utcnow()
     with session_scope() as session:
-        return claim(
+        ids = claim(
             session,
             Bot,
             owner=owner,
@@ -103,6 +126,16 @@ def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -
             where=due_condition(now),
             order_by=Bot.next_tick_at,
         )
+        needs = (
+            session.execute(
+                select(Bot.exchange, Bot.symbol, Bot.timeframe, Bot.strategy,
+                       Bot.strategy_params).where(Bot.id.in_(ids))
+            ).tuples().all()
+            if ids
+            else []
+        )  # fmt: skip
+    warm_candles(needs)
+    return ids
 
 
 def next_due_at(now: datetime | None = None) -> datetime | None:
@@ -132,7 +165,8 @@ def run(max_seconds: float | None = None) -> int:
     owner = worker_id()
     done = 0
     try:
-        while True:
+        hand_back([], owner)
+        while not _stopping.is_set():
             ids = claim_due(owner, settings)
             if ids:
                 done += tick_batch(ids, owner, settings)
@@ -142,8 +176,9 @@ def run(max_seconds: float | None = None) -> int:
                 continue
             if not _wait_for_next_due(deadline):
                 break
-    except Exception:
-        log.exception("bot tick dispatch failed")
+        _dispatch.recovered()
+    except Exception as exc:
+        _dispatch.failed(exc, "bot tick dispatch failed")
     return done
 
 
@@ -219,20 +254,52 @@ def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
         bots = lock_batch(session, ids, owner, settings)
         states = ledger_states(session, [b.id for b in bots])
         for bot in bots:
+            if _stopping.is_set():
+                raise _Abandoned()
             with log_context(bot_id=bot.id, user_id=bot.user_id):
                 outcomes.append(tick_one(session, bot, owner, settings, states.get(bot.id)))
         _write_back(session, owner, outcomes)
         session.commit()
-    except Exception:
+    except _Abandoned:
         session.rollback()
-        log.exception("tick batch failed; its bots run again when their leases expire")
+        session.close()
+        hand_back(ids, owner)
+        log.info("tick batch of %d bots abandoned for shutdown and handed back", len(ids))
+        return 0
+    except Exception as exc:
+        session.rollback()
+        session.close()
+        _batches.failed(exc, "tick batch failed")
+        hand_back(ids, owner)
         return 0
     finally:
         session.close()
+    _batches.recovered()
     done = [o for o in outcomes if o.row is not None]
     for outcome in done:
         _after_commit(outcome)
     return len(done)
+
+
+_unreturned: set[int] = set()
+_unreturned_lock = threading.Lock()
+
+
+def hand_back(ids: list[int], owner: str) -> None:
+    """Release a failed batch's leases at once (still fenced on `owner`), so the next worker
+    picks its bots up now instead of after TICK_LEASE_SECONDS. If the database is down the
+    ids are kept and handed back by this process's next dispatcher call."""
+    with _unreturned_lock:
+        pending = sorted(_unreturned.union(ids))
+        _unreturned.clear()
+    if not pending:
+        return
+    try:
+        with session_scope() as session:
+            release_batch(session, Bot, pending, owner=owner)
+    except Exception:
+        with _unreturned_lock:
+            _unreturned.update(pending)
 
 
 def lock_batch(session: Session, ids: list[int], owner: str, settings: TickSettings) -> list[Bot]:

@@ -1,7 +1,7 @@
 """APScheduler inside a worker process: started after fork, never at import or in the master.
 
 One `BackgroundScheduler` per process runs the jobs of `app.jobs.periodic`; a job never
-overlaps itself within a process (`max_instances=1`) and never raises out of the scheduler.
+overlaps itself within a process (`skip_when_busy`) and never raises out of the scheduler.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from app.jobs.periodic import PERIODIC_JOBS, PeriodicJob
+from app.observability.outages import Outage
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,14 +43,31 @@ def _resolve(target: str) -> Callable[[], object]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
-def _guarded(job: PeriodicJob) -> Callable[[], None]:
+def skip_when_busy(name: str, target: Callable[[], object]) -> Callable[[], None]:
+    """A job run that returns at once, silently, while the previous run of the same job is
+    still going (a tick dispatcher that waits for the next due bot runs about as long as
+    its interval). APScheduler is given `max_instances=2` so that it never warns about an
+    overlap that is expected; this lock keeps one run at a time. A failing job logs once
+    per outage (`Outage`), with a count when it recovers."""
+    busy = threading.Lock()
+    outage = Outage(f"periodic job {name}")
+
     def run() -> None:
+        if not busy.acquire(blocking=False):
+            return
         try:
-            _resolve(job.target)()
-        except Exception:
-            log.exception("periodic job %s failed", job.name)
+            target()
+            outage.recovered()
+        except Exception as exc:
+            outage.failed(exc, "failed")
+        finally:
+            busy.release()
 
     return run
+
+
+def _guarded(job: PeriodicJob) -> Callable[[], None]:
+    return skip_when_busy(job.name, lambda: _resolve(job.target)())
 
 
 def enabled_jobs(settings: Settings) -> list[PeriodicJob]:
@@ -66,7 +84,7 @@ def start_scheduler(settings: Settings) -> bool:
             return False
         scheduler = BackgroundScheduler(
             timezone="UTC",
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": 30},
         )
         for job in enabled_jobs(settings):
             scheduler.add_job(_guarded(job), "interval", seconds=job.seconds, id=job.name)
