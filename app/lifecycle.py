@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import inspect
 import logging
 import threading
@@ -28,6 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from app.jobs import bot_ticks
+from app.jobs.periodic import PERIODIC_JOBS
+from app.jobs.scheduler import running_scheduler, skip_when_busy, start_scheduler, stop_scheduler
+from app.jobs.shutdown import release_bot_leases, release_job_leases
+from app.market.registry import close_market_sources, get_market_source
+from app.store.db import init_database, shutdown_database
 
 if TYPE_CHECKING:
     from config import Settings
@@ -94,53 +100,38 @@ def _check_config(settings: Settings) -> None:
 
 
 def _start_database(settings: Settings) -> None:
-    from app.store.db import init_database
-
     init_database(settings)
 
 
 def _stop_database() -> None:
-    from app.store.db import shutdown_database
-
     shutdown_database()
 
 
 def _start_market(settings: Settings) -> None:
-    from app.market.registry import get_market_source
-
     get_market_source()
 
 
 def _stop_market() -> None:
-    from app.market.registry import close_market_sources
-
     close_market_sources()
 
 
 def _release_bot_leases() -> None:
-    from app.jobs.shutdown import release_bot_leases
-
     release_bot_leases()
 
 
 def _group_flags() -> set[str]:
-    from app.jobs.periodic import PERIODIC_JOBS
-
     return {job.flag for job in PERIODIC_JOBS if job.flag}
 
 
 def _start_scheduler(settings: Settings) -> None:
     """The scheduler with the jobs every process runs; flagged groups are added later."""
-    from app.jobs.scheduler import start_scheduler
-
-    start_scheduler(settings.model_copy(update={flag: False for flag in _group_flags()}))
+    start_scheduler(
+        settings.model_copy(update={flag: False for flag in _group_flags()}), PERIODIC_JOBS
+    )
 
 
 def _stop_scheduler() -> None:
     """Stop the scheduler (waiting for the job in flight), then hand back job leases."""
-    from app.jobs.scheduler import stop_scheduler
-    from app.jobs.shutdown import release_job_leases
-
     stop_scheduler(wait=True)
     release_job_leases()
 
@@ -157,18 +148,10 @@ class JobGroup:
         self._job_ids: list[str] = []
 
     def _jobs(self) -> list[Any]:
-        from app.jobs.periodic import PERIODIC_JOBS
-
         return [job for job in PERIODIC_JOBS if job.flag == self.flag]
 
-    def _wrap(self, name: str, target: str) -> Callable[[], None]:
-        from app.jobs.scheduler import skip_when_busy
-
-        def call() -> None:
-            module_name, _, func_name = target.partition(":")
-            getattr(importlib.import_module(module_name), func_name)()
-
-        once = skip_when_busy(name, call)
+    def _wrap(self, name: str, job: Callable[[], object]) -> Callable[[], None]:
+        once = skip_when_busy(name, job)
 
         def run() -> None:
             with self._idle:
@@ -188,7 +171,7 @@ class JobGroup:
             raise RuntimeError(f"cannot add the {self.flag} jobs: the scheduler is not running")
         for job in self._jobs():
             scheduler.add_job(
-                self._wrap(job.name, job.target),
+                self._wrap(job.name, job.run),
                 "interval",
                 seconds=job.seconds,
                 id=job.name,
@@ -218,8 +201,6 @@ class JobGroup:
 
 def _running_scheduler() -> Any:
     """This process's running APScheduler, or None."""
-    from app.jobs.scheduler import running_scheduler
-
     return running_scheduler()
 
 
@@ -270,9 +251,7 @@ class Lifecycle:
         drains requests), and tick dispatch winds down at once."""
         if self._stop_requested_at is None:
             self._stop_requested_at = time.monotonic()
-        from app.jobs.bot_ticks import request_stop
-
-        request_stop()
+        bot_ticks.request_stop()
 
     @property
     def started(self) -> list[str]:
@@ -285,10 +264,8 @@ class Lifecycle:
         with self._lock:
             if self._started:
                 return self.started
-            from app.jobs.bot_ticks import allow_dispatch
-
             self._stop_requested_at = None
-            allow_dispatch()
+            bot_ticks.allow_dispatch()
             for subsystem in self._subsystems:
                 if not subsystem.enabled(settings):
                     continue

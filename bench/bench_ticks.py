@@ -6,7 +6,7 @@ Three runs over the same bots, in one go:
   ticks/s: the ticks per second achieved and the scheduling lag (actual - planned start),
   p50/p99, from the `bot_ticks` rows;
 * saturated - a candle every 0.5 s (2,000 ticks/s asked for): what two workers sustain;
-* baseline - two processes running a bare claim-and-release loop (`app.jobs.claims`: one
+* baseline - two processes running a bare claim-and-release loop (`app.store.claims`: one
   statement claims and leases a batch, one releases it) over the same bots, no tick work at
   all: the ceiling the claims set; printed next to two plain psycopg2 loops on the same bots
   in the same run (`SELECT ... SKIP LOCKED` + `UPDATE`, and a single `UPDATE ... WHERE id =
@@ -43,7 +43,7 @@ CLAIM_LOOP = textwrap.dedent(
     """
     import sys, time
     from datetime import timedelta
-    from app.jobs.claims import claim, release_batch
+    from app.store.claims import claim, release_batch
     from app.jobs.bot_ticks import due_condition
     from app.store.base import utcnow
     from app.store.db import init_database, session_scope
@@ -141,7 +141,7 @@ def drop_database(url: str) -> None:
 
 
 def create_bots(count: int) -> list[int]:
-    from app.services.ledger import open_bot_ledger
+    from app.engine.ledger import open_bot_ledger
     from app.store.base import utcnow
     from app.store.db import session_scope
     from app.store.models import Bot, User
@@ -316,7 +316,7 @@ def print_claims(url: str, prefix: str, seconds: float, batch: int) -> float:
     ours = run_claim_only(url, prefix, 3000.0, seconds, batch)
     two = run_plain(url, 3000.0, seconds, batch, single=False)
     single = run_plain(url, 3000.0, seconds, batch, single=True)
-    print(f"claims, 2 processes, batch {batch}: app.jobs.claims {ours:8.0f} claims/s | plain "
+    print(f"claims, 2 processes, batch {batch}: app.store.claims {ours:8.0f} claims/s | plain "
           f"SELECT SKIP LOCKED + UPDATE {two:8.0f} rows/s ({ours / two:.2f}x) | plain single "
           f"UPDATE ... ARRAY(SKIP LOCKED) {single:8.0f} rows/s ({ours / single:.2f}x)")
     return ours

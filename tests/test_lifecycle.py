@@ -125,7 +125,7 @@ def test_a_job_group_stop_waits_for_the_run_in_flight() -> None:
     group = JobGroup("trading_enabled")
     _gate.clear()
     _entered.clear()
-    run = group._wrap("blocking", "tests.test_lifecycle:_blocking_job")
+    run = group._wrap("blocking", _blocking_job)
     worker = threading.Thread(target=run)
     worker.start()
     assert _entered.wait(10) and group.in_flight == 1

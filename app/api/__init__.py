@@ -9,7 +9,7 @@ from flask import Flask
 FEATURE_MODULES = (
     "app.api.errors",
     "app.api.request_context",
-    "app.auth.jwt",
+    "app.api.jwt",
     "app.api.health",
     "app.api.auth",
     "app.api.admin",

@@ -9,9 +9,9 @@ from flask import Blueprint, Flask, request
 from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from app.api.auth import UserOut
+from app.api.jwt import admin_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
-from app.auth.jwt import admin_required, current_user
 from app.services import accounts
 from app.services.audit import AuditFilter, list_audit
 from app.store.base import as_utc, utcnow

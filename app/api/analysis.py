@@ -15,16 +15,16 @@ from typing import Annotated, Any, Literal
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
-from app.auth.jwt import auth_required, current_user
-from app.jobs.states import STATES
 from app.services import analysis as analysis_service
 from app.services import jobs as jobs_service
 from app.services import watchlist as watchlist_service
 from app.services.jobs import Submission
 from app.store.models import Job
+from app.store.queue import STATES
 
 bp = Blueprint("analysis", __name__)
 

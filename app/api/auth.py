@@ -7,24 +7,21 @@ unit of work of their own: the request's own transaction is rolled back with the
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from datetime import datetime
 from typing import Any
 
-import click
 from flask import Blueprint, Flask, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from app.api.jwt import auth_required, current_user, mint_tokens, refresh_lifetime
 from app.api.rate_limit import json_field_key, limiter
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, response
-from app.auth.jwt import auth_required, current_user, mint_tokens, refresh_lifetime
-from app.auth.passwords import PASSWORD_MAX_LENGTH, password_problem
-from app.auth.revocation import revoke_access_token
 from app.services import accounts
 from app.services.audit import record_audit
+from app.services.passwords import PASSWORD_MAX_LENGTH, password_problem
+from app.services.revocation import revoke_access_token
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import User
@@ -272,41 +269,8 @@ def me() -> UserOut:
     return UserOut.of(current_user())
 
 
-PASSWORD_ENV = "TRADEWIND_ADMIN_PASSWORD"
-
-
-@click.command("create-admin")
-@click.argument("email")
-def create_admin_command(email: str) -> None:
-    """Create an admin account (or make an existing account an enabled admin).
-
-    The password is read from TRADEWIND_ADMIN_PASSWORD when set, otherwise prompted for
-    (twice, hidden); it is never a command-line argument, so it stays out of shell history
-    and process listings.
-    """
-    from app.errors import AppError
-
-    password = os.environ.get(PASSWORD_ENV)
-    if not password:
-        if not sys.stdin.isatty():
-            password = sys.stdin.readline().rstrip("\n")
-        else:
-            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if not password:
-        raise click.ClickException(f"no password: set {PASSWORD_ENV} or type it at the prompt")
-    try:
-        with session_scope() as session:
-            user, created = accounts.create_or_promote_admin(session, email, password)
-            user_id, user_email = user.id, user.email
-    except AppError as exc:
-        raise click.ClickException(exc.message) from None
-    verb = "created" if created else "promoted to admin"
-    click.echo(f"admin {user_email} (id {user_id}) {verb}")
-
-
 def init_app(app: Flask) -> None:
     from app.api import rate_limit
 
     rate_limit.init_app(app)
     app.register_blueprint(bp)
-    app.cli.add_command(create_admin_command)

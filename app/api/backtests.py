@@ -5,20 +5,17 @@ Both run `app.engine.backtest` - the strategy, sizing and paper fill code of a l
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import click
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
-from app.auth.jwt import auth_required, current_user
 
 bp = Blueprint("backtests", __name__)
 
@@ -120,193 +117,5 @@ def get_backtest(backtest_id: int) -> Any:
 # -- flask backtest ----------------------------------------------------------------------
 
 
-def _json_option(value: str | None, name: str) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        data = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc.msg}", param_hint=name) from None
-    if not isinstance(data, dict):
-        raise click.BadParameter("must be a JSON object", param_hint=name)
-    return data
-
-
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    from app.store.base import as_utc
-
-    try:
-        return as_utc(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint=name) from None
-
-
-@click.command("backtest")
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="candle CSV named <EXCHANGE>_<BASE>-<QUOTE>_<TF>.csv",
-)
-@click.option("--symbol", help="symbol of the replay data (instead of --file), e.g. ETH/BTC")
-@click.option("--timeframe", help="timeframe (default: the file's)")
-@click.option("--strategy", default="sma_crossover", show_default=True)
-@click.option("--params", help='strategy parameters as JSON, e.g. \'{"fast": 10, "slow": 30}\'')
-@click.option("--start", help="first candle, ISO-8601 UTC")
-@click.option("--end", help="end of the range (exclusive), ISO-8601 UTC")
-@click.option("--capital", type=Decimal, default=Decimal("1"), show_default=True)
-@click.option("--stake", type=Decimal, help="fixed stake per trade (sizing mode fixed)")
-@click.option("--sizing", help='sizing as JSON, e.g. \'{"mode": "percent", "percent": 10}\'')
-@click.option(
-    "--fee",
-    type=Decimal,
-    default=Decimal("0.001"),
-    show_default=True,
-    help="fee rate on entry and exit (0.001 = 0.1 %)",
-)
-@click.option("--slippage-bps", type=Decimal, default=Decimal("0"), show_default=True)
-@click.option("--trades/--no-trades", "show_trades", default=False, help="list every trade")
-@click.option("--json", "as_json", is_flag=True, help="print the full result as JSON")
-def backtest_command(
-    path: str | None,
-    symbol: str | None,
-    timeframe: str | None,
-    strategy: str,
-    params: str | None,
-    start: str | None,
-    end: str | None,
-    capital: Decimal,
-    stake: Decimal | None,
-    sizing: str | None,
-    fee: Decimal,
-    slippage_bps: Decimal,
-    show_trades: bool,
-    as_json: bool,
-) -> None:
-    """Backtest a strategy over recorded candles with the live bot's code."""
-    from app.errors import AppError
-    from app.services import backtests as service
-
-    if (path is None) == (symbol is None):
-        raise click.UsageError("give exactly one of --file or --symbol")
-    sizing_data = _json_option(sizing, "--sizing")
-    if stake is not None:
-        sizing_data = {**(sizing_data or {}), "mode": "fixed", "stake": str(stake)}
-    start_at, end_at = _when(start, "--start"), _when(end, "--end")
-    try:
-        if path is not None:
-            data = service.candle_file_data(path, timeframe)
-            symbol, timeframe = data.market.symbol, data.timeframe
-        spec = service.BacktestSpec.from_payload(
-            {
-                "strategy": strategy,
-                "strategy_params": _params(strategy, _json_option(params, "--params")),
-                "symbol": symbol,
-                "timeframe": timeframe or "5m",
-                "capital": str(capital),
-                "sizing": _sizing(sizing_data),
-                "maker_fee": str(fee),
-                "taker_fee": str(fee),
-                "slippage_bps": str(slippage_bps),
-                "start_ms": None if start_at is None else int(start_at.timestamp() * 1000),
-                "end_ms": None if end_at is None else int(end_at.timestamp() * 1000),
-            }
-        )
-        if path is None:
-            data = service.load_candles(spec)
-        else:
-            data = service.CandleData(
-                service._clip(data.candles, spec.start_ms, spec.end_ms),
-                data.market,
-                data.timeframe,
-                data.source,
-            )
-        if len(data.candles) == 0:
-            raise click.ClickException("no candles in the requested range")
-        with click.progressbar(length=1000, label="backtest", file=sys.stderr) as bar:
-            done = [0]
-
-            def progress(fraction: float) -> None:
-                target = int(fraction * 1000)
-                if target > done[0]:
-                    bar.update(target - done[0])
-                    done[0] = target
-
-            result = service.execute(spec, data, progress)
-    except AppError as exc:
-        detail = "; ".join(str(d.get("msg", "")) for d in exc.details if isinstance(d, dict))
-        raise click.ClickException(
-            f"{exc.message}{' (' + detail + ')' if detail else ''}"
-        ) from None
-    if as_json:
-        click.echo(json.dumps(service.result_dict(spec, data, result), indent=2))
-        return
-    # the table needs only the summary and the metrics: no per-trade dicts, no equity curve
-    out = {"summary": service.summary_dict(spec, data, result), "metrics": result.metrics.to_dict()}
-    _print_summary(out, result, show_trades)
-
-
-def _params(strategy: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    from app.services.bots import normalised_params
-
-    return normalised_params(strategy, params)
-
-
-def _sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
-    from app.services.bots import normalised_sizing
-
-    return normalised_sizing(sizing)
-
-
-def _fmt(value: Any, pct: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    return f"{value * 100:.2f} %" if pct else f"{value:.4f}"
-
-
-def _print_summary(out: dict[str, Any], result: Any, show_trades: bool) -> None:
-    s, m = out["summary"], out["metrics"]
-    rows = [
-        ("strategy", f"{s['strategy']} {json.dumps(s['strategy_params'])}"),
-        ("market", f"{s['symbol']} {s['timeframe']}"),
-        ("range", f"{s['start']} .. {s['end']}"),
-        ("candles", str(s["candles"])),
-        (
-            "trades",
-            f"{s['trades']} ({s['bootstrap_trades']} bootstrap, "
-            f"{s['skipped_entries']} entries skipped)",
-        ),  # fmt: skip
-        ("capital", s["capital"]),
-        ("final equity", s["final_equity"]),
-        ("total return", _fmt(m["total_return"], pct=True)),
-        ("max drawdown", _fmt(m["max_drawdown"], pct=True)),
-        ("win rate", _fmt(m["win_rate"], pct=True)),
-        ("profit factor", _fmt(m["profit_factor"])),
-        ("sharpe", _fmt(m["sharpe"])),
-        ("sortino", _fmt(m["sortino"])),
-        ("exposure", _fmt(m["exposure"], pct=True)),
-    ]
-    width = max(len(k) for k, _ in rows)
-    click.echo("-" * (width + 40))
-    for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
-    click.echo("-" * (width + 40))
-    if show_trades:
-        click.echo(f"{'entry':<26}{'exit':<26}{'entry price':>14}{'exit price':>14}"
-                   f"{'amount':>14}{'profit %':>10}  reason")  # fmt: skip
-        for t in result.trades:
-            d = t.to_dict()
-            click.echo(
-                f"{d['entry_time']:<26}{d['exit_time']:<26}{d['entry_price']:>14}"
-                f"{d['exit_price']:>14}{d['amount']:>14}"
-                f"{float(t.profit_ratio) * 100:>9.3f}%  {t.exit_reason}"
-            )
-
-
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    app.cli.add_command(backtest_command)

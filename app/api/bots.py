@@ -8,14 +8,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-import click
 from flask import Blueprint, Flask
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
-from app.auth.jwt import auth_required, current_user
 from app.services import bots as service
 
 if TYPE_CHECKING:
@@ -260,22 +259,5 @@ def _ledger_page(fetch: Callable[..., tuple[list[Any], int]], bot_id: int, query
     return offset_page(items, total, query)
 
 
-@click.command("seed-demo")
-def seed_demo_command() -> None:
-    """Create the demo user and a few running paper bots on the replay market (idempotent)."""
-    from app.store.db import session_scope
-
-    with session_scope() as session:
-        user, bots, created = service.seed_demo(session)
-        lines = [f"  #{b.id} {b.name}: {b.symbol} {b.timeframe} {b.strategy} ({b.status})"
-                 for b in bots]  # fmt: skip
-        email = user.email
-    click.echo(f"demo user {email} (password: {service.DEMO_PASSWORD}); "
-               f"{created} bot(s) created, {len(bots)} in all:")  # fmt: skip
-    for line in lines:
-        click.echo(line)
-
-
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    app.cli.add_command(seed_demo_command)

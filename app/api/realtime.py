@@ -21,8 +21,8 @@ from flask import Blueprint, Flask, Response, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from pydantic import Field
 
+from app.api.jwt import current_user
 from app.api.validation import RequestModel, query
-from app.auth.jwt import current_user
 from app.errors import AppError, ServiceUnavailable, ValidationFailed
 from app.services import events
 

@@ -9,11 +9,11 @@ from typing import Any, Literal
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, Field
 
+from app.api.jwt import admin_required, auth_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
-from app.auth.jwt import admin_required, auth_required, current_user
 from app.services import alerts as alert_service
-from app.services import emergency, gates, incidents
+from app.services import emergency, incidents, live_gates
 from app.services.bots import get_bot
 
 bp = Blueprint("safety", __name__)
@@ -144,7 +144,7 @@ def emergency_status() -> Any:
 def live_eligibility(bot_id: int) -> Any:
     """Whether this bot may switch to live trading, with a code per failing gate."""
     session = db_session()
-    return gates.live_eligibility(session, get_bot(session, current_user().id, bot_id))
+    return live_gates.live_eligibility(session, get_bot(session, current_user().id, bot_id))
 
 
 @bp.get("/api/alerts")

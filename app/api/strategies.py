@@ -7,8 +7,8 @@ from typing import Any
 from flask import Blueprint, Flask
 from pydantic import BaseModel
 
+from app.api.jwt import auth_required
 from app.api.validation import response
-from app.auth.jwt import auth_required
 from app.domain.strategies import get_strategy, list_strategies
 from app.errors import NotFound, ValidationFailed
 

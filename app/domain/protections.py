@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from app.domain.gates import max_drawdown
+from app.domain.live_gates import max_drawdown
 
 MAX_DRAWDOWN = "max_drawdown"
 LOSING_STREAK = "losing_streak"

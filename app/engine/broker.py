@@ -54,8 +54,8 @@ from app.engine.fill_model import (
 )
 from app.errors import Conflict, NotFound
 from app.market.base import MarketInfo, timeframe_seconds
-from app.services.trading_gate import assert_trading_allowed
 from app.store.base import as_utc
+from app.store.emergency_flag import assert_trading_allowed
 from app.store.models import Bot
 from app.store.models.ledger import Balance, Fill, Order, Position
 

@@ -60,9 +60,9 @@ from app.market.errors import (
     OrderNotFound,
     OrderStateUnknown,
 )
-from app.services.trading_gate import TradingHalted, assert_trading_allowed
 from app.store.after_commit import on_commit
 from app.store.base import as_utc, utcnow
+from app.store.emergency_flag import TradingHalted, assert_trading_allowed
 from app.store.models import Bot
 from app.store.models.accounts import ExchangeCredential
 from app.store.models.ledger import Fill, Order

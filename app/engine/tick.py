@@ -348,7 +348,7 @@ def _snapshot(
     """The equity at this candle's close, one row per bot and candle (unique, like the
     ledger's own). When nothing moved the books in this tick, the prefetched cash and
     position give it without reading them again; otherwise the ledger service reads them."""
-    from app.services.ledger import record_equity_snapshot
+    from app.engine.ledger import record_equity_snapshot
     from app.store.models.ledger import EquitySnapshot
 
     if cash is None or result.events:
@@ -383,7 +383,7 @@ class _OrderContext:
 def _place(session: Session, ctx: _OrderContext, result: TickResult, **order: Any) -> Any:
     from app.engine import broker
     from app.engine.live_broker import broker_for
-    from app.services.trading_gate import TradingHalted
+    from app.store.emergency_flag import TradingHalted
 
     try:
         placed = broker_for(ctx.bot).place_order(
@@ -426,7 +426,7 @@ def _sell(
 
 def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
     from app.engine.broker import load_book
-    from app.services.ledger import closed_trade_pnls
+    from app.engine.ledger import closed_trade_pnls
     from app.services.risk import check_before_trade
 
     bot = ctx.bot

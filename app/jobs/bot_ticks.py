@@ -1,7 +1,7 @@
 """Dispatch due bot ticks, each exactly once across every worker and machine.
 
 Every worker's scheduler calls `run()` once a second. A call claims batches of due bots
-(`app.jobs.claims`: `FOR UPDATE SKIP LOCKED` on Postgres, compare-and-set on SQLite, each
+(`app.store.claims`: `FOR UPDATE SKIP LOCKED` on Postgres, compare-and-set on SQLite, each
 claim a lease that expires) and ticks a batch in one transaction, each bot in its own
 savepoint so that a failing bot never touches another. While the scheduler runs it then
 sleeps until the next bot is due, so a tick starts within milliseconds of its planned time
@@ -46,11 +46,11 @@ from app.engine.tick import (
     to_ms,
     warm_candles,
 )
-from app.jobs.claims import claim, lease_free, release_batch
 from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
 from app.observability.outages import Outage
 from app.store.base import utcnow
+from app.store.claims import claim, lease_free, release_batch
 from app.store.db import new_session, session_scope
 from app.store.locking import in_id_order
 from app.store.models import Bot

@@ -55,7 +55,7 @@ def _delete_all_before(column: Any, cutoff: datetime) -> int:
 
 
 def run_once(now: datetime | None = None) -> dict[str, int]:
-    from app.auth.revocation import prune_expired_revocations
+    from app.services.revocation import prune_expired_revocations
     from config import get_settings
 
     settings = get_settings()

@@ -24,19 +24,13 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.errors import AppError
-from app.jobs import states
-from app.jobs.handlers import (
-    JobCancelled,
-    JobInfo,
-    Registration,
-    TransientJobError,
-    get_handler,
-    registered_kinds,
-)
+from app.jobs.handlers import get_handler, registered_kinds
 from app.jobs.scheduler import worker_id
 from app.observability.logging import log_context
+from app.store import queue
 from app.store.base import utcnow
 from app.store.db import session_scope
+from app.store.job_contract import JobCancelled, JobInfo, Registration, TransientJobError
 from app.store.models import Job
 
 log = logging.getLogger("tradewind.jobs.runner")
@@ -75,7 +69,7 @@ class RunningJob:
     """The `JobContext` a handler gets while this worker runs its job."""
 
     job: JobInfo
-    fence: states.Fence
+    fence: queue.Fence
     config: RunnerConfig
     _progress: float = 0.0
     _saved_progress: float = -1.0
@@ -106,7 +100,7 @@ class RunningJob:
         with self._lock:  # the background thread and the handler may both call it
             progress = self._progress
             with session_scope() as session:
-                pulse = states.heartbeat(
+                pulse = queue.heartbeat(
                     session,
                     self.job.id,
                     self.fence,
@@ -126,7 +120,7 @@ class RunningJob:
         if self._lost or self._cancel:
             return True
         with session_scope() as session:
-            stop = states.cancel_requested(session, self.job.id, self.fence)
+            stop = queue.cancel_requested(session, self.job.id, self.fence)
         self._cancel = stop
         return stop
 
@@ -135,7 +129,7 @@ class RunningJob:
             raise JobCancelled()
 
 
-def _publish_progress(job: JobInfo, progress: float, state: str = states.RUNNING) -> None:
+def _publish_progress(job: JobInfo, progress: float, state: str = queue.RUNNING) -> None:
     try:
         from app.services.events import publish_event
     except ImportError:
@@ -184,22 +178,22 @@ class Outcome:
 
 def _call_handler(registration: Registration, ctx: RunningJob) -> Outcome:
     try:
-        return Outcome(states.SUCCEEDED, result=registration.fn(ctx))
+        return Outcome(queue.SUCCEEDED, result=registration.fn(ctx))
     except JobCancelled:
-        return Outcome(states.CANCELLED)
+        return Outcome(queue.CANCELLED)
     except TransientJobError as exc:
         return Outcome("retry", error=str(exc) or type(exc).__name__)
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, IntegrityError):
             log.exception("job %s failed", ctx.job.id)
-            return Outcome(states.FAILED, error="database integrity error")
+            return Outcome(queue.FAILED, error="database integrity error")
         log.warning("job %s lost the database: %s", ctx.job.id, type(exc).__name__)
         return Outcome("retry", error="database unavailable")
     except AppError as exc:
-        return Outcome(states.FAILED, error=f"{exc.code}: {exc.message}")
+        return Outcome(queue.FAILED, error=f"{exc.code}: {exc.message}")
     except Exception as exc:
         log.exception("job %s failed", ctx.job.id)
-        return Outcome(states.FAILED, error=f"unexpected error ({type(exc).__name__})")
+        return Outcome(queue.FAILED, error=f"unexpected error ({type(exc).__name__})")
 
 
 class _LostJob(Exception):
@@ -212,23 +206,23 @@ def _finish(registration: Registration, ctx: RunningJob, outcome: Outcome) -> st
     job, fence = ctx.job, ctx.fence
     try:
         with session_scope() as session:
-            if outcome.state == states.SUCCEEDED:
+            if outcome.state == queue.SUCCEEDED:
                 result = outcome.result or {}
                 if registration.store is not None:
                     result = registration.store(session, job, result) or result
-                if not states.succeed(session, job.id, fence, now=now, result=result):
+                if not queue.succeed(session, job.id, fence, now=now, result=result):
                     raise _LostJob()
-                return states.SUCCEEDED
-            if outcome.state == states.CANCELLED:
-                moved = states.cancelled_by_worker(session, job.id, fence, now=now)
-                return states.CANCELLED if moved else None
+                return queue.SUCCEEDED
+            if outcome.state == queue.CANCELLED:
+                moved = queue.cancelled_by_worker(session, job.id, fence, now=now)
+                return queue.CANCELLED if moved else None
             if outcome.state == "retry":
                 delay = backoff_delay(job.attempt, ctx.config.backoff_seconds)
-                return states.retry_or_fail(
+                return queue.retry_or_fail(
                     session, job.id, fence, now=now, error=outcome.error or "", delay=delay
                 )
-            moved = states.fail(session, job.id, fence, now=now, error=outcome.error or "")
-            return states.FAILED if moved else None
+            moved = queue.fail(session, job.id, fence, now=now, error=outcome.error or "")
+            return queue.FAILED if moved else None
     except (_LostJob, IntegrityError):
         return None
 
@@ -242,11 +236,11 @@ def execute_job(job_id: int, owner: str, config: RunnerConfig) -> str | None:
         job = JobInfo(
             row.id, row.user_id, row.kind, dict(row.payload), row.attempts, row.max_attempts
         )
-    ctx = RunningJob(job, states.Fence(owner, job.attempt), config)
+    ctx = RunningJob(job, queue.Fence(owner, job.attempt), config)
     with log_context(job_id=job.id, user_id=job.user_id):
         registration = get_handler(job.kind)
         if registration is None:  # claimed by kind, so only if a handler vanished
-            outcome = Outcome(states.FAILED, error=f"no handler for job kind {job.kind!r}")
+            outcome = Outcome(queue.FAILED, error=f"no handler for job kind {job.kind!r}")
             registration = Registration(job.kind, lambda _ctx: {})
         else:
             started = time.monotonic()
@@ -264,11 +258,11 @@ def execute_job(job_id: int, owner: str, config: RunnerConfig) -> str | None:
         if state is None:
             log.warning("job %s was taken over or cancelled meanwhile; result dropped", job.id)
         else:
-            _publish_progress(job, 1.0 if state == states.SUCCEEDED else ctx._progress, state)
+            _publish_progress(job, 1.0 if state == queue.SUCCEEDED else ctx._progress, state)
         return state
 
 
-def _report_stale(session: Any, moved: list[states.Moved], stale_seconds: float) -> None:
+def _report_stale(session: Any, moved: list[queue.Moved], stale_seconds: float) -> None:
     """Incidents and alerts for what we requeued, as self-healing records them (if present);
     in a savepoint, so a failing report never blocks the requeue itself."""
     try:
@@ -282,10 +276,10 @@ def _report_stale(session: Any, moved: list[states.Moved], stale_seconds: float)
         log.exception("could not record incidents for stale jobs %s", [m.id for m in moved])
 
 
-def requeue_stale(config: RunnerConfig) -> list[states.Moved]:
+def requeue_stale(config: RunnerConfig) -> list[queue.Moved]:
     """The heartbeat rule, applied by every runner too (self-healing may be switched off)."""
     with session_scope() as session:
-        moved = states.requeue_stale_jobs(session, utcnow(), config.stale_seconds)
+        moved = queue.requeue_stale_jobs(session, utcnow(), config.stale_seconds)
         if moved:
             _report_stale(session, moved, config.stale_seconds)
     return moved
@@ -302,7 +296,7 @@ def run_once(
     done: list[tuple[int, str | None]] = []
     for _ in range(max_jobs):
         with session_scope() as session:
-            ids = states.claim_jobs(
+            ids = queue.claim_jobs(
                 session,
                 owner=owner,
                 now=utcnow(),

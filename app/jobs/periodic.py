@@ -1,26 +1,29 @@
-"""The periodic background jobs, declared as data.
+"""The periodic background jobs, declared as data: a table of (name, callable, interval).
 
 Every worker schedules all of them; each job claims its own work (leases, `SKIP LOCKED`,
 advisory locks), so running them in many processes at once is safe and spreads the load.
-A target is "module:function" and takes no arguments; it is imported when first run.
+A job takes no arguments and never raises (each `run` catches and logs its own failures).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from app.jobs import bot_ticks, cleanup, job_runner, self_healing
 
 
 @dataclass(frozen=True)
 class PeriodicJob:
     name: str
-    target: str
+    run: Callable[[], object]
     seconds: float
     flag: str | None = None  # a boolean Settings field that must be true
 
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
-    PeriodicJob("bot_ticks", "app.jobs.bot_ticks:run", 1.0, flag="trading_enabled"),
-    PeriodicJob("background_jobs", "app.jobs.job_runner:run", 1.0),
-    PeriodicJob("self_healing", "app.jobs.self_healing:run", 15.0, flag="self_healing_enabled"),
-    PeriodicJob("cleanup", "app.jobs.cleanup:run", 600.0),
+    PeriodicJob("bot_ticks", bot_ticks.run, 1.0, flag="trading_enabled"),
+    PeriodicJob("background_jobs", job_runner.run, 1.0),
+    PeriodicJob("self_healing", self_healing.run, 15.0, flag="self_healing_enabled"),
+    PeriodicJob("cleanup", cleanup.run, 600.0),
 )

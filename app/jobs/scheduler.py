@@ -1,26 +1,26 @@
 """APScheduler inside a worker process: started after fork, never at import or in the master.
 
-One `BackgroundScheduler` per process runs the jobs of `app.jobs.periodic`; a job never
-overlaps itself within a process (`skip_when_busy`) and never raises out of the scheduler.
+One `BackgroundScheduler` per process runs the periodic jobs it is given (the table of
+`app.jobs.periodic`); a job never overlaps itself within a process (`skip_when_busy`) and
+never raises out of the scheduler.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from app.jobs.periodic import PERIODIC_JOBS, PeriodicJob
 from app.observability.outages import Outage
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from app.jobs.periodic import PeriodicJob
     from config import Settings
 
 log = logging.getLogger("tradewind.scheduler")
@@ -36,11 +36,6 @@ def worker_id() -> str:
     if _owner_id is None or not _owner_id.endswith(f":{os.getpid()}"):
         _owner_id = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}:{os.getpid()}"
     return _owner_id
-
-
-def _resolve(target: str) -> Callable[[], object]:
-    module_name, _, func_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), func_name)
 
 
 def skip_when_busy(name: str, target: Callable[[], object]) -> Callable[[], None]:
@@ -67,15 +62,16 @@ def skip_when_busy(name: str, target: Callable[[], object]) -> Callable[[], None
 
 
 def _guarded(job: PeriodicJob) -> Callable[[], None]:
-    return skip_when_busy(job.name, lambda: _resolve(job.target)())
+    return skip_when_busy(job.name, job.run)
 
 
-def enabled_jobs(settings: Settings) -> list[PeriodicJob]:
-    return [j for j in PERIODIC_JOBS if j.flag is None or getattr(settings, j.flag)]
+def enabled_jobs(settings: Settings, jobs: Iterable[PeriodicJob]) -> list[PeriodicJob]:
+    return [j for j in jobs if j.flag is None or getattr(settings, j.flag)]
 
 
-def start_scheduler(settings: Settings) -> bool:
-    """Start this process's scheduler; a second call is a no-op. True when it started."""
+def start_scheduler(settings: Settings, jobs: Iterable[PeriodicJob]) -> bool:
+    """Start this process's scheduler with those of `jobs` whose flag is on; a second call is
+    a no-op. True when it started."""
     global _scheduler
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -86,14 +82,15 @@ def start_scheduler(settings: Settings) -> bool:
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": 30},
         )
-        for job in enabled_jobs(settings):
+        enabled = enabled_jobs(settings, jobs)
+        for job in enabled:
             scheduler.add_job(_guarded(job), "interval", seconds=job.seconds, id=job.name)
         scheduler.start()
         _scheduler = scheduler
         log.info(
             "scheduler started in pid %s with jobs %s",
             os.getpid(),
-            [j.name for j in enabled_jobs(settings)],
+            [j.name for j in enabled],
         )
         return True
 

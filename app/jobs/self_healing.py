@@ -10,7 +10,7 @@ to a SQLite database) looks for
   not scheduled at all) -> rescheduled at the latest candle boundary;
 * running bots with ERROR_STREAK_PAUSE consecutive tick errors -> paused with the last error;
 * running jobs whose heartbeat is older than JOB_STALE_SECONDS -> requeued, or failed once
-  their attempts are used up (`app.jobs.states.requeue_stale_jobs`);
+  their attempts are used up (`app.store.queue.requeue_stale_jobs`);
 * live bots whose live-trading gates no longer hold -> paused with the reasons;
 * bots whose protection cooldown has passed -> resumed.
 
@@ -507,10 +507,10 @@ def _pause_streak_one(session: Session, row: Any, config: HealingConfig) -> str 
 
 
 def requeue_stale_jobs(now: datetime, config: HealingConfig, report: ScanReport) -> None:
-    from app.jobs import states
+    from app.store import queue
 
     with session_scope() as session:
-        moved = states.requeue_stale_jobs(session, now, config.job_stale_seconds)
+        moved = queue.requeue_stale_jobs(session, now, config.job_stale_seconds)
         report_stale_jobs(session, moved, config.job_stale_seconds)
     report.findings.extend(("stale_job", job.id) for job in moved)
 

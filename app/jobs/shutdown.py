@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app.jobs.claims import release_all
 from app.jobs.scheduler import worker_id
+from app.store.claims import release_all
 from app.store.db import session_scope
 from app.store.models import Bot, Job
 

@@ -3,7 +3,7 @@
 Every rule appears, with or without models. What a view declares is read from the attributes
 the decorators leave on it (looking through `__wrapped__` chains): `_tw_body`, `_tw_query`,
 `_tw_response` (model, status) from `app.api.validation`, `_tw_auth` ("user" / "admin") from
-`app.auth.jwt`, and `_tw_openapi` (a dict merged into the operation) for anything special such
+`app.api.jwt`, and `_tw_openapi` (a dict merged into the operation) for anything special such
 as a non-JSON response. Schemas come from pydantic (JSON Schema 2020-12, which OpenAPI 3.1
 uses as is), hoisted into `components.schemas`.
 """

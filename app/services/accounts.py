@@ -3,7 +3,7 @@
 Refresh tokens rotate: each one can be exchanged once. A login starts a family; presenting a
 token of the family that was already exchanged means two parties hold it (one of them a thief),
 so the whole family is revoked and every access token minted in it stops working too.
-Token minting itself (JWT) happens in `app.auth`; this module keeps the rows.
+Token minting itself (JWT) happens in `app.api.jwt`; this module keeps the rows.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.auth.passwords import (
+from app.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from app.services.audit import record_audit
+from app.services.passwords import (
     burn_verification_time,
     hash_password,
     needs_rehash,
     password_problem,
     verify_password,
 )
-from app.errors import Conflict, NotFound, Unauthorized, ValidationFailed
-from app.services.audit import record_audit
 from app.store.models import User
 from app.store.models.accounts import RefreshToken
 from app.store.paging import fetch_page

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 
 from app.domain.analysis import TickerAnalysis, allocate, analyze
 from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
-from app.jobs.handlers import JobContext, JobInfo, TransientJobError, register_handler
 from app.market.base import TIMEFRAME_SECONDS
 from app.services.jobs import Submission, submit
+from app.store.job_contract import JobContext, JobInfo, TransientJobError
 from app.store.models.analysis import AnalysisResult
 from app.store.paging import fetch_page
 
@@ -283,7 +283,6 @@ def store_analysis_results(
     return {k: v for k, v in result.items() if k != "details"}
 
 
-register_handler(KIND, run_analysis_job, store=store_analysis_results)
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -370,8 +370,8 @@ def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, 
 
 def run_backtest_job(ctx: Any) -> dict[str, Any]:
     """Handler of job kind "backtest"."""
-    from app.jobs.handlers import TransientJobError
     from app.market.errors import ExchangeUnavailable
+    from app.store.job_contract import TransientJobError
 
     spec = BacktestSpec.from_payload(ctx.payload)
     try:
@@ -410,11 +410,3 @@ def list_backtests(
     where = (Job.user_id == user_id, Job.kind == KIND)
     return fetch_page(session, Job, where, [Job.id.desc()], limit=limit, offset=offset)
 
-
-def _register() -> None:
-    from app.jobs.handlers import register_handler
-
-    register_handler(KIND, run_backtest_job)
-
-
-_register()

@@ -26,8 +26,8 @@ from app.domain.strategies import get_strategy
 from app.engine.tick import from_ms, tick_grid, to_ms
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.market.errors import UnknownSymbol, UnknownTimeframe
-from app.services.trading_gate import TradingHalted, emergency_stop_active
 from app.store.base import utcnow
+from app.store.emergency_flag import TradingHalted, emergency_stop_active
 from app.store.models import Bot
 from app.store.paging import fetch_page
 
@@ -290,7 +290,7 @@ def _change_mode(session: Session, bot: Bot, mode: str) -> None:
     """Paper -> live only through the live-trading gates (409 with the reasons otherwise);
     live -> paper is always allowed. Both are audited."""
     from app.services.audit import record_audit
-    from app.services.gates import assert_live_allowed
+    from app.services.live_gates import assert_live_allowed
 
     if mode == bot.mode:
         return
@@ -411,7 +411,7 @@ def request_exit(
 
 
 def _open_ledger(session: Session, bot: Bot) -> None:
-    from app.services.ledger import open_bot_ledger
+    from app.engine.ledger import open_bot_ledger
 
     open_bot_ledger(session, bot)
 
@@ -544,7 +544,7 @@ def bot_positions(session: Session, bot: Bot) -> list[dict[str, Any]]:
 
     if session.get(Position, bot.id) is None:
         return []
-    from app.services.ledger import ledger_view
+    from app.engine.ledger import ledger_view
 
     price = _last_price(bot)
     view = ledger_view(session, bot, price)
@@ -577,7 +577,7 @@ def bot_equity(
 ) -> list[dict[str, Any]]:
     """Equity snapshots, oldest first. Snapshots are written when something can change the
     equity (a position is held, an order or fill happened); in between it is unchanged."""
-    from app.services.ledger import equity_curve
+    from app.engine.ledger import equity_curve
 
     return [
         {
@@ -597,8 +597,8 @@ def bot_performance(session: Session, bot: Bot) -> dict[str, Any]:
     import numpy as np
 
     from app.domain.metrics import compute_metrics, datetime_to_ms, periods_per_year_for
+    from app.engine.ledger import closed_trades, equity_curve
     from app.market.base import timeframe_seconds
-    from app.services.ledger import closed_trades, equity_curve
     from app.store.models.ledger import Position
 
     curve = equity_curve(session, bot.id)
@@ -653,7 +653,7 @@ def seed_demo(session: Session, *, now: datetime | None = None) -> tuple[Any, li
     """A demo user with a few running paper bots on the replay market; safe to run again
     (existing demo bots are kept and started if they are not running). Returns (user, bots,
     how many bots were created)."""
-    from app.auth.passwords import hash_password
+    from app.services.passwords import hash_password
     from app.store.models import User
 
     now = now or utcnow()

@@ -2,7 +2,7 @@
 
 The flag lives in Postgres (`system_state` row 1), so it survives restarts and every worker
 on every machine sees it. Every order transaction passes the trading gate (an advisory lock
-held shared, `app.services.trading_gate`) and reads the flag right before it records an
+held shared, `app.store.emergency_flag`) and reads the flag right before it records an
 order, holding the gate until it ends. The stop first commits the flag in a transaction that
 takes the gate exclusive and the flag row, nothing else: it waits for the order transactions
 already past the gate, later ones queue behind it, and nothing it holds is wanted by a
@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 
 from app.errors import ServiceUnavailable
 from app.services.alerts import raise_alert
-from app.services.trading_gate import take_gate
 from app.store.after_commit import on_commit
 from app.store.base import utcnow
+from app.store.emergency_flag import take_gate
 from app.store.models import Bot, SystemState
 from app.store.models.ledger import Order
 from app.store.retry import run_transaction

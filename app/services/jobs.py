@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.jobs import states
+from app.store import queue
 from app.store.base import utcnow
 from app.store.models import Job
 from app.store.paging import fetch_page
@@ -83,7 +83,7 @@ def _active_twin(session: Session, user_id: int | None, kind: str, digest: str) 
             Job.user_id == user_id,
             Job.kind == kind,
             Job.payload_hash == digest,
-            Job.state.in_(states.ACTIVE),
+            Job.state.in_(queue.ACTIVE),
         )
         .execution_options(populate_existing=True)
     ).first()
@@ -107,7 +107,7 @@ def submit(
     row = {
         "user_id": user_id,
         "kind": kind,
-        "state": states.QUEUED,
+        "state": queue.QUEUED,
         "payload": payload,
         "payload_hash": digest,
         "idempotency_key": key,
@@ -183,7 +183,7 @@ def cancel_job(session: Session, user_id: int, job_id: int) -> tuple[Job, str]:
     job that already finished is a 409.
     """
     get_job(session, user_id, job_id)
-    outcome = states.request_cancel(session, job_id, now=utcnow())
+    outcome = queue.request_cancel(session, job_id, now=utcnow())
     job = get_job(session, user_id, job_id)
     if outcome.action == "none":
         raise Conflict(

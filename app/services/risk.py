@@ -28,8 +28,8 @@ from app.domain.protections import (
     start_of_day,
 )
 from app.services.alerts import raise_alert
-from app.services.trading_gate import emergency_stop_active
 from app.store.base import as_utc
+from app.store.emergency_flag import emergency_stop_active
 from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot, Fill, Order
 from app.store.models.safety import ProtectionTrip
@@ -194,7 +194,7 @@ def trip_protection(session: Session, bot: Bot, trip: Trip, now: datetime) -> No
 
 def check_live_gates(session: Session, bot: Bot, now: datetime) -> str | None:
     """For a live bot: pause it (reason `live_gates:<codes>`) when its gates no longer hold."""
-    from app.services.gates import live_eligibility
+    from app.services.live_gates import live_eligibility
 
     result = live_eligibility(session, bot, now=now)
     if result["live_allowed"]:

@@ -179,12 +179,12 @@ def test_cancel_a_queued_job(client: FlaskClient, headers: dict[str, str]) -> No
 def test_cancel_a_running_job_stops_it_before_the_next_ticker(
     client: FlaskClient, headers: dict[str, str]
 ) -> None:
-    from app.jobs import states
+    from app.store import queue
     from app.store.base import utcnow
 
     job_id = _analyze(client, headers, tickers=["ETH/BTC", "LTC/BTC"]).json["id"]
     with session_scope() as s:  # a worker takes it ...
-        assert states.claim_jobs(s, owner="w1", now=utcnow(), lease_seconds=60) == [job_id]
+        assert queue.claim_jobs(s, owner="w1", now=utcnow(), lease_seconds=60) == [job_id]
     resp = client.delete(f"/api/jobs/{job_id}", headers=headers)  # ... and the user cancels
     assert resp.status_code == 202
     assert resp.json["state"] == "running" and resp.json["cancel_requested"] is True

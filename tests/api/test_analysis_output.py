@@ -12,9 +12,9 @@ import pytest
 
 from app.domain.analysis import allocate
 from app.domain.candles import Candles
-from app.jobs.handlers import TransientJobError
 from app.market.errors import ExchangeUnavailable, UnknownSymbol
 from app.services.analysis import _jsonable, analyze_ticker
+from app.store.job_contract import TransientJobError
 
 N = 260  # candles
 

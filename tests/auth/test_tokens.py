@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app.auth.revocation import prune_expired_revocations
+from app.services.revocation import prune_expired_revocations
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models.accounts import AuditLog, RefreshToken, RevokedToken
@@ -187,7 +187,7 @@ def test_revoked_in_redis_only_is_not_needed_for_refusal(
 def test_is_jti_revoked_uses_redis_then_database(
     alice: dict[str, Any], client: FlaskClient
 ) -> None:
-    from app.auth.revocation import is_jti_revoked
+    from app.services.revocation import is_jti_revoked
 
     jti = claims(alice["access_token"])["jti"]
     with session_scope() as db:

@@ -17,7 +17,7 @@ import uuid
 from decimal import Decimal
 
 from app.engine.broker import place_order, process_fills
-from app.services.ledger import get_book
+from app.engine.ledger import get_book
 from app.store.db import init_database, session_scope
 from app.store.models import Bot
 from config import get_settings

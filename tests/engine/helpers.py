@@ -79,7 +79,7 @@ def at(ms: int) -> datetime:
 
 def make_bot(session: Any, user_id: int, **fields: Any) -> Any:
     """A started paper bot (ledger open) straight in the database."""
-    from app.services.ledger import open_bot_ledger
+    from app.engine.ledger import open_bot_ledger
     from app.store.models import Bot
 
     values: dict[str, Any] = {

@@ -46,7 +46,7 @@ def candles(rows: Sequence[Sequence[float]], *, t0_ms: int = T0_MS) -> Candles:
 
 def create_bot(user_id: int, **fields: Any) -> int:
     """Insert a paper bot (committed) with its ledger opened; returns its id."""
-    from app.services.ledger import open_bot_ledger
+    from app.engine.ledger import open_bot_ledger
     from app.store.db import session_scope
     from app.store.models import Bot
 

@@ -18,8 +18,8 @@ from app.engine.broker import (
 )
 from app.errors import Conflict
 from app.services.reconcile import reconcile_all
-from app.services.trading_gate import TradingHalted
 from app.store.db import new_session, session_scope
+from app.store.emergency_flag import TradingHalted
 from app.store.models import Bot, SystemState
 from app.store.models.ledger import Balance, Fill, Order, Position
 from tests.engine.ledger_helpers import ETH_BTC, at, candles, create_bot
@@ -61,7 +61,7 @@ def test_open_ledger_gives_the_capital_in_quote_and_nothing_else(session, bot_id
     assert _balances(session, bot_id) == {"BTC": (D(1), D(0)), "ETH": (D(0), D(0))}
     pos = session.get(Position, bot_id)
     assert (pos.base, pos.quote, pos.initial_capital, pos.amount) == ("ETH", "BTC", D(1), D(0))
-    from app.services.ledger import open_bot_ledger
+    from app.engine.ledger import open_bot_ledger
 
     open_bot_ledger(session, session.get(Bot, bot_id))  # idempotent
     session.flush()
@@ -190,7 +190,7 @@ def test_a_buy_the_next_open_made_too_expensive_ends_rejected(session, bot_id) -
 
 
 def test_a_round_trip_feeds_the_closed_trades(session, bot_id) -> None:
-    from app.services.ledger import closed_trade_pnls, closed_trades
+    from app.engine.ledger import closed_trade_pnls, closed_trades
 
     bot = session.get(Bot, bot_id)
     _place(session, bot, quote_amount=D("0.5"), client_order_id="in")

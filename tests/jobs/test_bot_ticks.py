@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from app.engine.tick import from_ms, tick_grid, to_ms
 from app.jobs import bot_ticks
-from app.jobs.claims import claim
 from app.store.base import utcnow
+from app.store.claims import claim
 from app.store.db import session_scope
 from app.store.models import Bot
 from app.store.models.ledger import Order

@@ -1,7 +1,7 @@
 """The job runner in one process: claims, heartbeats, progress, retries with backoff, failures,
 cancellation between units of work, and a fenced final write when a job was taken over.
 
-Handlers here are registered through the public registry, like any feature's."""
+Test handlers are added to the handler table (`app.jobs.handlers.JOB_HANDLERS`) for one test."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import func, select
 
 from app.errors import ValidationFailed
-from app.jobs import handlers, job_runner, states
-from app.jobs.handlers import JobContext, TransientJobError, register_handler
+from app.jobs import handlers, job_runner
 from app.services.jobs import submit
+from app.store import queue
 from app.store.base import utcnow
 from app.store.db import session_scope
+from app.store.job_contract import JobContext, Registration, TransientJobError
 from app.store.models import Job
 from app.store.models.analysis import AnalysisResult
 
@@ -32,17 +33,13 @@ def user(make_user: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture
-def kinds() -> Iterator[list[str]]:
-    """Test kinds registered for one test and removed afterwards."""
-    added: list[str] = []
-    yield added
-    for kind in added:
-        handlers._handlers.pop(kind, None)
+def kinds(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Test kinds added to the handler table for one test and removed afterwards."""
+    yield monkeypatch
 
 
-def _register(kinds: list[str], kind: str, fn: Any, **kw: Any) -> None:
-    register_handler(kind, fn, **kw)
-    kinds.append(kind)
+def _register(kinds: pytest.MonkeyPatch, kind: str, fn: Any, **kw: Any) -> None:
+    kinds.setitem(handlers.JOB_HANDLERS, kind, Registration(kind, fn, **kw))
 
 
 def _submit(user: Any, kind: str, payload: dict[str, Any] | None = None, **kw: Any) -> int:
@@ -58,7 +55,7 @@ def _job(job_id: int) -> Job:
         return job
 
 
-def test_a_job_runs_once_with_progress_and_heartbeats(user: Any, kinds: list[str]) -> None:
+def test_a_job_runs_once_with_progress_and_heartbeats(user: Any, kinds: pytest.MonkeyPatch) -> None:
     seen: list[tuple[float, Any]] = []
 
     def work(ctx: JobContext) -> dict[str, Any]:
@@ -80,7 +77,9 @@ def test_a_job_runs_once_with_progress_and_heartbeats(user: Any, kinds: list[str
     assert job_runner.run_once(owner="w2", config=CONFIG) == []  # exactly once
 
 
-def test_transient_errors_retry_with_backoff_then_succeed(user: Any, kinds: list[str]) -> None:
+def test_transient_errors_retry_with_backoff_then_succeed(
+    user: Any, kinds: pytest.MonkeyPatch
+) -> None:
     def flaky(ctx: Any) -> dict[str, Any]:
         if ctx.job.attempt < 3:
             raise TransientJobError(f"exchange timeout on attempt {ctx.job.attempt}")
@@ -108,7 +107,7 @@ def test_transient_errors_retry_with_backoff_then_succeed(user: Any, kinds: list
     assert (job.state, job.attempts, job.result) == ("succeeded", 3, {"attempt": 3})
 
 
-def test_retries_are_bounded(user: Any, kinds: list[str]) -> None:
+def test_retries_are_bounded(user: Any, kinds: pytest.MonkeyPatch) -> None:
     def down(_ctx: Any) -> dict[str, Any]:
         raise TransientJobError("still down")
 
@@ -128,7 +127,7 @@ def test_retries_are_bounded(user: Any, kinds: list[str]) -> None:
     ],
 )
 def test_other_errors_fail_the_job_at_once(
-    user: Any, kinds: list[str], error: Exception, message: str
+    user: Any, kinds: pytest.MonkeyPatch, error: Exception, message: str
 ) -> None:
     def broken(_ctx: Any) -> dict[str, Any]:
         raise error
@@ -140,7 +139,7 @@ def test_other_errors_fail_the_job_at_once(
     assert (job.state, job.attempts, job.error) == ("failed", 1, message)
 
 
-def test_cancellation_is_observed_between_units(user: Any, kinds: list[str]) -> None:
+def test_cancellation_is_observed_between_units(user: Any, kinds: pytest.MonkeyPatch) -> None:
     done: list[int] = []
 
     def long(ctx: JobContext) -> dict[str, Any]:
@@ -149,7 +148,7 @@ def test_cancellation_is_observed_between_units(user: Any, kinds: list[str]) -> 
             done.append(i)
             if i == 3:  # the user cancels while unit 3 runs
                 with session_scope() as s:
-                    assert states.request_cancel(s, ctx.job_id, now=utcnow()).action == (
+                    assert queue.request_cancel(s, ctx.job_id, now=utcnow()).action == (
                         "cancel_requested"
                     )
         return {"done": len(done)}
@@ -162,11 +161,11 @@ def test_cancellation_is_observed_between_units(user: Any, kinds: list[str]) -> 
     assert job.state == "cancelled" and job.result is None and job.finished_at is not None
 
 
-def test_a_worker_that_lost_its_job_writes_nothing(user: Any, kinds: list[str]) -> None:
+def test_a_worker_that_lost_its_job_writes_nothing(user: Any, kinds: pytest.MonkeyPatch) -> None:
     def slow(ctx: JobContext) -> dict[str, Any]:
         # meanwhile the job is declared stale and requeued (this worker looked dead)
         with session_scope() as s:
-            moved = states.requeue_stale_jobs(s, utcnow() + timedelta(hours=1), 60)
+            moved = queue.requeue_stale_jobs(s, utcnow() + timedelta(hours=1), 60)
         assert [m.id for m in moved] == [ctx.job_id]
         assert ctx.cancelled()  # the handler learns the job is no longer its own
         return {"stale": True}
@@ -174,7 +173,7 @@ def test_a_worker_that_lost_its_job_writes_nothing(user: Any, kinds: list[str]) 
     _register(kinds, "t_slow", slow)
     job_id = _submit(user, "t_slow")
     with session_scope() as s:
-        assert states.claim_jobs(s, owner="w1", now=utcnow(), lease_seconds=60) == [job_id]
+        assert queue.claim_jobs(s, owner="w1", now=utcnow(), lease_seconds=60) == [job_id]
     assert job_runner.execute_job(job_id, "w1", CONFIG) is None
     job = _job(job_id)
     assert (job.state, job.result, job.lease_owner) == ("queued", None, None)
@@ -190,12 +189,12 @@ def test_a_taken_over_analysis_stores_its_results_once(
         job_id = submit_analysis(s, user.id, payload).job.id
     now = utcnow()
     with session_scope() as s:  # worker A claims, then stops heartbeating
-        assert states.claim_jobs(s, owner="A", now=now, lease_seconds=60) == [job_id]
+        assert queue.claim_jobs(s, owner="A", now=now, lease_seconds=60) == [job_id]
     later = now + timedelta(minutes=5)
     with session_scope() as s:
-        states.requeue_stale_jobs(s, later, 60)
+        queue.requeue_stale_jobs(s, later, 60)
     with session_scope() as s:  # worker B takes over (attempt 2)
-        assert states.claim_jobs(s, owner="B", now=later, lease_seconds=600) == [job_id]
+        assert queue.claim_jobs(s, owner="B", now=later, lease_seconds=600) == [job_id]
     assert job_runner.execute_job(job_id, "A", CONFIG) is None  # A wakes up: refused
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(AnalysisResult)) == 0
@@ -216,7 +215,7 @@ def test_only_kinds_with_a_handler_are_claimed(user: Any) -> None:
     assert _job(job_id).state == "queued"
 
 
-def test_the_scheduler_entry_point_never_raises(user: Any, kinds: list[str]) -> None:
+def test_the_scheduler_entry_point_never_raises(user: Any, kinds: pytest.MonkeyPatch) -> None:
     def boom(_ctx: Any) -> dict[str, Any]:
         raise RuntimeError("bug")
 
@@ -227,14 +226,14 @@ def test_the_scheduler_entry_point_never_raises(user: Any, kinds: list[str]) -> 
 
 
 def test_the_runner_requeues_stale_jobs_and_records_the_incident(
-    user: Any, kinds: list[str]
+    user: Any, kinds: pytest.MonkeyPatch
 ) -> None:
     from app.store.models.safety import Incident
 
     _register(kinds, "t_again", lambda ctx: {"attempt": ctx.job.attempt})
     job_id = _submit(user, "t_again")
     with session_scope() as s:  # a worker claimed it, then died: its heartbeat is old
-        assert states.claim_jobs(s, owner="dead", now=utcnow(), lease_seconds=60) == [job_id]
+        assert queue.claim_jobs(s, owner="dead", now=utcnow(), lease_seconds=60) == [job_id]
         s.execute(
             Job.__table__.update()
             .where(Job.id == job_id)

@@ -85,7 +85,7 @@ def test_format_and_level_follow_settings(settings: Settings) -> None:
 def probe_app(settings: Settings, app: Flask) -> Iterator[Flask]:
     """A second app instance with a route that logs, one behind auth and one open."""
     from app import create_app
-    from app.auth.jwt import auth_required
+    from app.api.jwt import auth_required
 
     probe = create_app(settings)
 

@@ -20,8 +20,8 @@ from app.services.emergency import (
     emergency_status,
     emergency_stop,
 )
-from app.services.trading_gate import TradingHalted
 from app.store.db import new_session, session_scope
+from app.store.emergency_flag import TradingHalted
 from app.store.models import Bot, SystemState
 from app.store.models.accounts import AuditLog
 from app.store.models.ledger import Balance, Order

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.jobs import states
 from app.services import jobs as service
+from app.store import queue
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import Job
@@ -49,7 +49,7 @@ def test_idempotency_key_returns_the_same_job_even_after_it_finished(user: Any) 
     assert first.created
     with session_scope() as s:
         s.execute(Job.__table__.update().values(state="running", lease_owner="w", attempts=1))
-        states.succeed(s, first.job.id, states.Fence("w", 1), now=utcnow(), result={})
+        queue.succeed(s, first.job.id, queue.Fence("w", 1), now=utcnow(), result={})
     with session_scope() as s:
         again = service.submit(s, user.id, "analysis", {"x": 1}, "  k1 ")
         assert (again.job.id, again.created, again.job.state) == (first.job.id, False, "succeeded")
@@ -75,7 +75,7 @@ def test_identical_active_job_is_reused_until_it_finishes(user: Any) -> None:
         keyed = service.submit(s, user.id, "analysis", {"x": 1}, "new-key")
     assert keyed.job.id == first.job.id and not keyed.created
     with session_scope() as s:
-        states.request_cancel(s, first.job.id, now=utcnow())
+        queue.request_cancel(s, first.job.id, now=utcnow())
     with session_scope() as s:
         fresh = service.submit(s, user.id, "analysis", {"x": 1})
     assert fresh.created and fresh.job.id != first.job.id
@@ -111,7 +111,7 @@ def test_list_jobs_filters_and_pages(user: Any) -> None:
     with session_scope() as s:
         ids = [service.submit_job(s, user.id, "analysis", {"n": i}).id for i in range(5)]
         service.submit_job(s, user.id, "backtest", {"n": 0})
-        states.request_cancel(s, ids[0], now=utcnow())
+        queue.request_cancel(s, ids[0], now=utcnow())
     with session_scope() as s:
         jobs, total = service.list_jobs(s, user.id, kind="analysis", limit=2)
         assert total == 5 and [j.id for j in jobs] == [ids[4], ids[3]]

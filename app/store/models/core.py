@@ -99,7 +99,7 @@ class SystemState(Base):
 
 class Job(TimestampMixin, Base):
     """A background job (analysis, backtest). State moves only forward, by conditional update:
-    queued -> running -> succeeded | failed | cancelled (see `app.jobs.states`)."""
+    queued -> running -> succeeded | failed | cancelled (see `app.store.queue`)."""
 
     __tablename__ = "jobs"
     __table_args__ = (

@@ -1,8 +1,5 @@
-"""Operator commands of the foundation: `flask preflight` and `flask worker`.
-
-Feature commands (create-admin, import-candles, backtest, ...) are registered by their
-feature modules.
-"""
+"""Operator commands: `flask preflight` (is this deploy ready?) and `flask worker` (a
+scheduler-only process)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,11 @@ import sys
 import threading
 
 import click
-from flask import Flask
+
+from app.lifecycle import lifecycle
+from app.services.health import readiness
+from app.store.db import get_engine
+from config import get_settings
 
 
 @click.command("preflight")
@@ -20,9 +21,6 @@ def preflight_command() -> None:
 
     Run it in a deploy pipeline before switching traffic.
     """
-    from app.services.health import readiness
-    from app.store.db import get_engine
-    from config import get_settings
 
     settings = get_settings()
     click.echo(f"[ok]   config: APP_ENV={settings.app_env}, MARKET_DATA={settings.market_data}")
@@ -41,8 +39,6 @@ def preflight_command() -> None:
 @click.command("worker")
 def worker_command() -> None:
     """Run a scheduler-only process (bot ticks, jobs, self-healing) until SIGTERM/SIGINT."""
-    from app.lifecycle import lifecycle
-    from config import get_settings
 
     settings = get_settings().model_copy(update={"scheduler_enabled": True})
     stop = threading.Event()
@@ -58,8 +54,3 @@ def worker_command() -> None:
     stop.wait()
     failed = lifecycle.stop()
     sys.exit(1 if failed else 0)
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(preflight_command)
-    app.cli.add_command(worker_command)

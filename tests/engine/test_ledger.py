@@ -8,8 +8,7 @@ from decimal import Decimal
 import pytest
 
 from app.engine.broker import place_order, process_fills
-from app.errors import ValidationFailed
-from app.services.ledger import (
+from app.engine.ledger import (
     bot_equity,
     bot_performance,
     equity_curve,
@@ -18,6 +17,7 @@ from app.services.ledger import (
     record_equity_snapshot,
     split_symbol,
 )
+from app.errors import ValidationFailed
 from app.store.models import Bot
 from app.store.models.ledger import Balance, Position
 from tests.engine.ledger_helpers import ETH_BTC, at, candles, create_bot

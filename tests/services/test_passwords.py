@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 
-from app.auth import passwords
+from app.services import passwords
 
 
 def test_hash_is_argon2id_and_verifies(app) -> None:  # type: ignore[no-untyped-def]

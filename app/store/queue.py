@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
-from app.jobs.claims import claim
+from app.store.claims import claim
 from app.store.models import Job
 
 log = logging.getLogger("tradewind.jobs.states")
@@ -142,7 +142,7 @@ def claim_jobs(
     kinds: Iterable[str] | None = None,
 ) -> list[int]:
     """Lease up to `limit` due queued jobs to `owner` and move them to running (exactly once
-    across workers: the shared claim of `app.jobs.claims`). The caller commits."""
+    across workers: the shared claim of `app.store.claims`). The caller commits."""
     check_transition(QUEUED, RUNNING)
     conditions = [Job.state == QUEUED, or_(Job.run_after.is_(None), Job.run_after <= now)]
     if kinds is not None:

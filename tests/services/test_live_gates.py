@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.errors import Conflict
-from app.services.gates import assert_live_allowed, live_eligibility
+from app.services.live_gates import assert_live_allowed, live_eligibility
 from app.store.db import session_scope
 from app.store.models import Bot, SystemState
 from tests.services.safety_helpers import (

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.domain.gates import GateFacts, GateLimits, evaluate_gates, max_drawdown
+from app.domain.live_gates import GateFacts, GateLimits, evaluate_gates, max_drawdown
 
 NOW = datetime(2026, 3, 4, tzinfo=UTC)
 GOOD = GateFacts(

@@ -23,8 +23,8 @@ from flask_jwt_extended import (
 )
 
 from app.api.errors import error_response
-from app.auth.revocation import token_subject
 from app.errors import Forbidden
+from app.services.revocation import token_subject
 from app.store.models import User
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,4 +1,4 @@
-"""Live-trading gates for one bot: gather the facts, let `app.domain.gates` decide.
+"""Live-trading gates for one bot: gather the facts, let `app.domain.live_gates` decide.
 
 `live_eligibility` answers the API; `assert_live_allowed` is what switching a bot to live
 calls (409 `live_not_allowed` with one detail per failing gate); the tick and self-healing
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.domain.gates import GateFacts, GateLimits, evaluate_gates, max_drawdown
+from app.domain.live_gates import GateFacts, GateLimits, evaluate_gates, max_drawdown
 from app.errors import Conflict
-from app.services.trading_gate import emergency_stop_active
 from app.store.base import as_utc, utcnow
+from app.store.emergency_flag import emergency_stop_active
 from app.store.models import Bot
 from app.store.models.accounts import ExchangeCredential
 from app.store.models.ledger import EquitySnapshot, Fill

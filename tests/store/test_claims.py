@@ -8,8 +8,8 @@ import subprocess
 from datetime import timedelta
 from decimal import Decimal
 
-from app.jobs.claims import claim, release, renew
 from app.store.base import utcnow
+from app.store.claims import claim, release, renew
 from app.store.db import session_scope
 from app.store.models import Bot
 from tests.support.processes import ROOT, VENV_BIN, service_env
@@ -17,7 +17,7 @@ from tests.support.processes import ROOT, VENV_BIN, service_env
 CLAIMER = """
 import json, sys
 from datetime import timedelta
-from app.jobs.claims import claim, release
+from app.store.claims import claim, release
 from app.store.base import utcnow
 from app.store.db import init_database, session_scope
 from app.store.models import Bot

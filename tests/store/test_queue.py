@@ -12,8 +12,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.jobs import states
-from app.jobs.states import (
+from app.store import queue
+from app.store.base import utcnow
+from app.store.db import session_scope
+from app.store.models import Job
+from app.store.queue import (
     CANCELLED,
     FAILED,
     QUEUED,
@@ -24,9 +27,6 @@ from app.jobs.states import (
     Fence,
     IllegalTransition,
 )
-from app.store.base import utcnow
-from app.store.db import session_scope
-from app.store.models import Job
 
 OWNER = "worker-a"
 FENCE = Fence(OWNER, 1)
@@ -96,7 +96,7 @@ def test_the_machine_is_the_documented_one() -> None:
         (RUNNING, QUEUED),
     } == TRANSITIONS
     # nothing leaves a final state
-    assert not [t for t in TRANSITIONS if t[0] in states.TERMINAL]
+    assert not [t for t in TRANSITIONS if t[0] in queue.TERMINAL]
 
 
 @pytest.mark.parametrize(("source", "target"), ILLEGAL)
@@ -105,7 +105,7 @@ def test_every_illegal_transition_is_refused(
 ) -> None:
     job_id = make_job(source)
     with session_scope() as s, pytest.raises(IllegalTransition):
-        states.transition(s, source, target, where=[Job.id == job_id])
+        queue.transition(s, source, target, where=[Job.id == job_id])
     assert _state(job_id) == source
 
 
@@ -123,20 +123,20 @@ def test_a_legal_transition_only_applies_from_its_source(
     others = {s: make_job(s) for s in STATES if s != source}
     job_id = make_job(source)
     with session_scope() as s:
-        moved = states.transition(s, source, target, where=[Job.id.in_([*others.values(), job_id])])
+        moved = queue.transition(s, source, target, where=[Job.id.in_([*others.values(), job_id])])
     assert [m.id for m in moved] == [job_id]
     assert _state(job_id) == target
     for state, other in others.items():
         assert _state(other) == state
     with session_scope() as s:  # a second identical move finds nothing to move
-        assert states.transition(s, source, target, where=[Job.id == job_id]) == []
+        assert queue.transition(s, source, target, where=[Job.id == job_id]) == []
 
 
 WORKER_MOVES: dict[str, Callable[[Any, int], object]] = {
-    "succeed": lambda s, j: states.succeed(s, j, FENCE, now=utcnow(), result={"ok": 1}),
-    "fail": lambda s, j: states.fail(s, j, FENCE, now=utcnow(), error="boom"),
-    "cancelled_by_worker": lambda s, j: states.cancelled_by_worker(s, j, FENCE, now=utcnow()),
-    "retry_or_fail": lambda s, j: states.retry_or_fail(
+    "succeed": lambda s, j: queue.succeed(s, j, FENCE, now=utcnow(), result={"ok": 1}),
+    "fail": lambda s, j: queue.fail(s, j, FENCE, now=utcnow(), error="boom"),
+    "cancelled_by_worker": lambda s, j: queue.cancelled_by_worker(s, j, FENCE, now=utcnow()),
+    "retry_or_fail": lambda s, j: queue.retry_or_fail(
         s, j, FENCE, now=utcnow(), error="flaky", delay=5
     ),
 }
@@ -190,17 +190,17 @@ def test_retry_backs_off_then_fails_when_attempts_are_used_up(
     job_id = make_job(RUNNING, max_attempts=2)
     now = utcnow()
     with session_scope() as s:
-        assert states.retry_or_fail(s, job_id, FENCE, now=now, error="flaky", delay=30) == QUEUED
+        assert queue.retry_or_fail(s, job_id, FENCE, now=now, error="flaky", delay=30) == QUEUED
     job = _job(job_id)
     assert job.run_after == now + timedelta(seconds=30) and job.error == "flaky"
     with session_scope() as s:  # not due yet: nobody claims it
-        assert states.claim_jobs(s, owner=OWNER, now=now, lease_seconds=60) == []
+        assert queue.claim_jobs(s, owner=OWNER, now=now, lease_seconds=60) == []
     with session_scope() as s:
         later = now + timedelta(seconds=31)
-        assert states.claim_jobs(s, owner=OWNER, now=later, lease_seconds=60) == [job_id]
+        assert queue.claim_jobs(s, owner=OWNER, now=later, lease_seconds=60) == [job_id]
     assert _job(job_id).attempts == 2
     with session_scope() as s:
-        final = states.retry_or_fail(s, job_id, Fence(OWNER, 2), now=now, error="x", delay=1)
+        final = queue.retry_or_fail(s, job_id, Fence(OWNER, 2), now=now, error="x", delay=1)
     assert final == FAILED
     assert _state(job_id) == FAILED
 
@@ -212,7 +212,7 @@ def test_claim_takes_only_due_queued_jobs_of_known_kinds(make_job: Callable[...,
     for state in (RUNNING, SUCCEEDED, FAILED, CANCELLED):
         make_job(state)
     with session_scope() as s:
-        ids = states.claim_jobs(
+        ids = queue.claim_jobs(
             s, owner="worker-b", now=utcnow(), lease_seconds=60, limit=10, kinds=["analysis"]
         )
     assert ids == [due]
@@ -220,7 +220,7 @@ def test_claim_takes_only_due_queued_jobs_of_known_kinds(make_job: Callable[...,
     assert (job.state, job.lease_owner, job.attempts) == (RUNNING, "worker-b", 1)
     with session_scope() as s:
         assert (
-            states.claim_jobs(
+            queue.claim_jobs(
                 s, owner="worker-c", now=utcnow(), lease_seconds=60, kinds=["analysis"]
             )
             == []
@@ -231,20 +231,20 @@ def test_user_cancel(make_job: Callable[..., int]) -> None:
     queued, running = make_job(QUEUED), make_job(RUNNING)
     finished = {s: make_job(s) for s in (SUCCEEDED, FAILED, CANCELLED)}
     with session_scope() as s:
-        assert states.request_cancel(s, queued, now=utcnow()).action == CANCELLED
-        assert states.request_cancel(s, running, now=utcnow()).action == "cancel_requested"
+        assert queue.request_cancel(s, queued, now=utcnow()).action == CANCELLED
+        assert queue.request_cancel(s, running, now=utcnow()).action == "cancel_requested"
         for state, job_id in finished.items():
-            assert states.request_cancel(s, job_id, now=utcnow()) == states.CancelOutcome(
+            assert queue.request_cancel(s, job_id, now=utcnow()) == queue.CancelOutcome(
                 "none", state
             )
-        assert states.request_cancel(s, 10**9, now=utcnow()) == states.CancelOutcome("none", None)
+        assert queue.request_cancel(s, 10**9, now=utcnow()) == queue.CancelOutcome("none", None)
     assert _state(queued) == CANCELLED
     job = _job(running)
     assert job.state == RUNNING and job.cancel_requested
     with session_scope() as s:
-        assert states.cancel_requested(s, running, FENCE)
-        assert not states.heartbeat(s, queued, FENCE, now=utcnow(), lease_seconds=5).alive
-        pulse = states.heartbeat(s, running, FENCE, now=utcnow(), lease_seconds=5)
+        assert queue.cancel_requested(s, running, FENCE)
+        assert not queue.heartbeat(s, queued, FENCE, now=utcnow(), lease_seconds=5).alive
+        pulse = queue.heartbeat(s, running, FENCE, now=utcnow(), lease_seconds=5)
     assert pulse.alive and pulse.cancel_requested
     for state, job_id in finished.items():
         assert _state(job_id) == state
@@ -259,7 +259,7 @@ def test_requeue_stale_jobs(make_job: Callable[..., int]) -> None:
     cancel = make_job(RUNNING, heartbeat_at=old, cancel_requested=True)
     queued = make_job(QUEUED, heartbeat_at=old)
     with session_scope() as s:
-        moved = states.requeue_stale_jobs(s, now, stale_after_seconds=60)
+        moved = queue.requeue_stale_jobs(s, now, stale_after_seconds=60)
     assert {(m.id, m.state) for m in moved} == {
         (retry, QUEUED),
         (exhausted, FAILED),
@@ -269,6 +269,6 @@ def test_requeue_stale_jobs(make_job: Callable[..., int]) -> None:
     requeued = _job(retry)
     assert requeued.lease_owner is None and "no heartbeat" in (requeued.error or "")
     with session_scope() as s:  # the old worker comes back: its result is refused
-        assert not states.succeed(s, retry, FENCE, now=now, result={})
-        assert states.requeue_stale_jobs(s, now, stale_after_seconds=60) == []
+        assert not queue.succeed(s, retry, FENCE, now=now, result={})
+        assert queue.requeue_stale_jobs(s, now, stale_after_seconds=60) == []
     assert _state(retry) == QUEUED
