@@ -17,6 +17,11 @@ Why a tick cannot run twice:
 * `bot_ticks` is UNIQUE(bot_id, planned_at) and every order's `client_order_id` is derived
   from (bot, planned tick), so even a fencing bug could not record a tick or an order twice.
 
+A batch gives way to the emergency stop: between bots it looks (every STOP_LOOK_SECONDS, and
+before every bot once it has placed an order) whether a stop is active or waits for the
+trading gate, and if so rolls back and hands its bots back, so the stop never waits for a
+whole batch; while the stop is active nothing is claimed.
+
 Why a tick is not lost: a worker killed mid-batch committed nothing; its leases expire after
 TICK_LEASE_SECONDS and another worker claims the bot. The next planned time always comes
 from the planned grid (`planned + interval`), never from "now", so ticks do not drift. A bot
@@ -52,6 +57,7 @@ from app.observability.outages import Outage
 from app.store.base import utcnow
 from app.store.claims import claim, lease_free, release_batch
 from app.store.db import new_session, session_scope
+from app.store.emergency_flag import holds_gate, stop_waiting, trading_allowed_condition
 from app.store.locking import in_id_order
 from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot
@@ -64,6 +70,7 @@ _stopping = threading.Event()
 _batches = Outage("tick batches")
 _dispatch = Outage("tick dispatch")
 MIN_WAIT_SECONDS = 0.01  # a bot due but just claimed by another worker: do not spin
+STOP_LOOK_SECONDS = 0.1  # a batch looks this often whether an emergency stop waits for it
 
 
 @dataclass(frozen=True)
@@ -87,11 +94,13 @@ class TickSettings:
 
 
 def due_condition(now: datetime) -> Any:
-    """Bots that should tick now: running, or holding a pending exit, and due."""
+    """Bots that should tick now: running, or holding a pending exit, and due; none while
+    the emergency stop is active (it is pausing them; no order could be placed anyway)."""
     return and_(
         Bot.next_tick_at <= now,
         Bot.deleted_at.is_(None),
         or_(Bot.status == "running", Bot.exit_requested_at.is_not(None)),
+        trading_allowed_condition(),
     )
 
 
@@ -253,18 +262,24 @@ def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
     try:
         bots = lock_batch(session, ids, owner, settings)
         states = ledger_states(session, [b.id for b in bots])
+        looked = time.monotonic()
         for bot in bots:
             if _stopping.is_set():
                 raise _Abandoned()
+            if holds_gate(session) or time.monotonic() - looked > STOP_LOOK_SECONDS:
+                looked = time.monotonic()
+                if stop_waiting(session):
+                    raise _Abandoned("an emergency stop is waiting")
             with log_context(bot_id=bot.id, user_id=bot.user_id):
                 outcomes.append(tick_one(session, bot, owner, settings, states.get(bot.id)))
         _write_back(session, owner, outcomes)
         session.commit()
-    except _Abandoned:
+    except _Abandoned as exc:
         session.rollback()
         session.close()
         hand_back(ids, owner)
-        log.info("tick batch of %d bots abandoned for shutdown and handed back", len(ids))
+        log.info("tick batch of %d bots abandoned and handed back (%s)", len(ids),
+                 str(exc) or "shutdown")  # fmt: skip
         return 0
     except Exception as exc:
         session.rollback()

@@ -265,7 +265,8 @@ def _record_stop(
 def _enforce_stop(
     session: Session, actor_user_id: int, reason: str, already: bool
 ) -> tuple[int, int]:
-    """Step 2: cancel every open order, pause every running bot, alert admins and owners."""
+    """Step 2: cancel every open order, pause every running bot, alert admins and owners.
+    It takes no gate: tick batches in flight see the committed flag and give way."""
     _lock_bots_to_stop(session)
     cancelled = _cancel_all_open_orders(session)
     paused = _pause_bots(session)

@@ -13,7 +13,7 @@ serialises writers, which gives the same order of events on the embedded default
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
@@ -37,6 +37,36 @@ def take_gate(session: Session, *, exclusive: bool) -> None:
     session.execute(select(lock(GATE_LOCK_KEY)))
 
 
+def holds_gate(session: Session) -> bool:
+    """Whether this session's transaction has passed the gate (and so holds it)."""
+    transaction = session.get_transaction()
+    return transaction is not None and session.info.get(_CHECKED) is transaction
+
+
+def stop_waiting(session: Session) -> bool:
+    """Whether an emergency stop is active or queued for the gate (Postgres), in one query:
+    a long transaction that may hold bot rows or the gate (a tick batch) checks this between
+    units of work and gives way - rolls back - so the stop never waits for a whole batch."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    queued = text(
+        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        f"AND mode = 'ExclusiveLock' AND classid = {GATE_LOCK_KEY >> 32} "
+        f"AND objid = {GATE_LOCK_KEY & 0xFFFFFFFF} AND objsubid = 1)"
+    )
+    return bool(
+        session.scalar(
+            select(or_(SystemState.emergency_stop, queued)).where(SystemState.id == 1)
+        )
+    )
+
+
+def trading_allowed_condition() -> ColumnElement[bool]:
+    """A condition that is false while the emergency stop is active (for claims: a worker
+    takes no bot while trading is stopped)."""
+    return ~exists().where(SystemState.id == 1, SystemState.emergency_stop.is_(True))
+
+
 def emergency_stop_active(session: Session, *, lock: bool = False) -> bool:
     """The flag; with `lock`, read so that a stop cannot commit between this read and the
     end of the caller's transaction (the gate held shared on Postgres; on SQLite a no-op
@@ -55,9 +85,9 @@ def assert_trading_allowed(session: Session) -> None:
     """Call inside the transaction that inserts an order, right before the insert. Once a
     transaction has passed the gate, the flag cannot change until it ends, so later orders
     of the same transaction (a tick batch) pass without asking again."""
-    transaction = session.get_transaction()
-    if transaction is not None and session.info.get(_CHECKED) is transaction:
+    if holds_gate(session):
         return
+    transaction = session.get_transaction()
     if emergency_stop_active(session, lock=True):
         raise TradingHalted("emergency stop is active: no orders are placed")
     session.info[_CHECKED] = transaction

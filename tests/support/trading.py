@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from app.engine.tick import TickGrid, from_ms, to_ms
 from app.market.replay_clock import parse_anchor
 from app.store.db import session_scope
+from app.store.locking import in_id_order
 from app.store.models import Bot
 from app.store.models.ledger import Order
 from app.store.models.trading import BotTick
@@ -84,7 +85,7 @@ def resume_fleet(bot_ids: list[int], g: TickGrid) -> None:
     with session_scope() as db:
         db.execute(
             update(Bot)
-            .where(Bot.id.in_(bot_ids))
+            .where(in_id_order(db, Bot, Bot.id.in_(bot_ids)))
             .values(status="running", pause_reason=None, next_tick_at=nxt)
         )
 
