@@ -1,8 +1,8 @@
 """Tradewind configuration: the environment, read once into one validated settings object.
 
 Every process (web worker, scheduler worker, CLI, Alembic) calls `get_settings()`; tests build
-their own `Settings(...)` and hand it to `create_app`. In production (`APP_ENV=production`) weak
-or missing secrets stop the start with one line naming the variable.
+their own `Settings(...)` and hand it to `app.factory.create_app`. In production
+(`APP_ENV=production`) weak or missing secrets stop the start with one line naming the variable.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import gc
 _collecting = gc.isenabled()
 gc.disable()
 try:
-    from app import create_app
+    from app.factory import create_app
 
     app = create_app()
     gc.freeze()

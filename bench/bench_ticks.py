@@ -172,7 +172,8 @@ def reset_schedule(speed: float) -> None:
 
     from sqlalchemy import delete, update
 
-    from app.engine.tick import TickGrid, from_ms, to_ms
+    from app.domain.tick_grid import TickGrid
+    from app.engine.tick import from_ms, to_ms
     from app.market.replay_clock import DEFAULT_ANCHOR_MS
     from app.store.base import utcnow
     from app.store.db import session_scope

@@ -50,7 +50,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def _app(settings: Settings) -> Flask:
-    from app import create_app
+    from app.factory import create_app
 
     return create_app(settings)
 

@@ -19,6 +19,7 @@ from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
+from app.patterns import get_pattern_registry
 from app.services import analysis as analysis_service
 from app.services import jobs as jobs_service
 from app.services import watchlist as watchlist_service
@@ -304,8 +305,6 @@ def analyze_watchlist(body: AnalysisOptions) -> Any:
 @response(PatternsOut)
 def list_patterns() -> Any:
     """Analysis patterns (reloaded from PATTERNS_DIR when their files change)."""
-    from app.patterns import get_pattern_registry
-
     registry = get_pattern_registry()
     return {
         "patterns": [p.describe() for p in registry.patterns()],

@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from app.api import rate_limit
 from app.api.jwt import auth_required, current_user, mint_tokens, refresh_lifetime
 from app.api.rate_limit import json_field_key, limiter
 from app.api.request_context import db_session
@@ -25,6 +26,7 @@ from app.services.revocation import revoke_access_token
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import User
+from config import get_settings
 
 log = logging.getLogger("tradewind.auth")
 bp = Blueprint("auth", __name__)
@@ -32,26 +34,18 @@ bp = Blueprint("auth", __name__)
 
 # Limits are read from settings at each request, so tests and operators can change them.
 def login_limit() -> str:
-    from config import get_settings
-
     return get_settings().ratelimit_login
 
 
 def login_account_limit() -> str:
-    from config import get_settings
-
     return get_settings().ratelimit_login_account
 
 
 def register_limit() -> str:
-    from config import get_settings
-
     return get_settings().ratelimit_register
 
 
 def register_account_limit() -> str:
-    from config import get_settings
-
     return get_settings().ratelimit_register_account
 
 
@@ -270,7 +264,5 @@ def me() -> UserOut:
 
 
 def init_app(app: Flask) -> None:
-    from app.api import rate_limit
-
     rate_limit.init_app(app)
     app.register_blueprint(bp)

@@ -16,6 +16,9 @@ from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
+from app.services.backtests import get_backtest as get_job
+from app.services.backtests import list_backtests as list_jobs
+from app.services.backtests import submit_backtest
 
 bp = Blueprint("backtests", __name__)
 
@@ -80,8 +83,6 @@ class BacktestPage(BaseModel):
 @response(BacktestOut, 202)
 def submit(body: BacktestRequest) -> Any:
     """Queue a backtest (202); poll GET /api/backtests/{id}. `Idempotency-Key` is honoured."""
-    from app.services.backtests import submit_backtest
-
     submission = submit_backtest(
         db_session(),
         current_user().id,
@@ -99,8 +100,6 @@ def submit(body: BacktestRequest) -> Any:
 @query(BacktestListQuery)
 @response(BacktestPage)
 def list_backtests(query: BacktestListQuery) -> Any:
-    from app.services.backtests import list_backtests as list_jobs
-
     jobs, total = list_jobs(db_session(), current_user().id, limit=query.limit, offset=query.offset)
     return offset_page([BacktestSummaryOut.model_validate(j) for j in jobs], total, query)
 
@@ -109,8 +108,6 @@ def list_backtests(query: BacktestListQuery) -> Any:
 @auth_required
 @response(BacktestOut)
 def get_backtest(backtest_id: int) -> Any:
-    from app.services.backtests import get_backtest as get_job
-
     return BacktestOut.model_validate(get_job(db_session(), current_user().id, backtest_id))
 
 

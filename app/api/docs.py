@@ -11,6 +11,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from app.openapi import build_openapi
+
 bp = Blueprint("docs", __name__)
 
 SWAGGER_UI_VERSION = "5.17.14"
@@ -35,8 +37,6 @@ _PAGE = """<!doctype html>
 
 def openapi_document() -> dict[str, Any]:
     """The app's document, built on first use (routes never change after start-up)."""
-    from app.openapi import build_openapi
-
     cached = current_app.extensions.get("tradewind_openapi")
     if cached is None:
         cached = current_app.extensions["tradewind_openapi"] = build_openapi(current_app)

@@ -23,9 +23,11 @@ from flask_jwt_extended import (
 )
 
 from app.api.errors import error_response
+from app.api.request_context import db_session
 from app.errors import Forbidden
 from app.services.revocation import token_subject
 from app.store.models import User
+from config import get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,8 +40,6 @@ def _unauthorized(message: str, code: str = "unauthorized") -> Response:
 
 def _lookup_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
     """The token's user, enabled; loaded by `_is_revoked` in the same query when it ran."""
-    from app.api.request_context import db_session
-
     stashed = g.pop("_tw_token_subject", None)
     if stashed is not None and stashed[0] == payload.get("jti"):
         user = stashed[1]
@@ -52,16 +52,12 @@ def _lookup_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | Non
 
 def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
     """Revoked by logout (jti) or with its refresh family (reuse, logout, disabled account)."""
-    from app.api.request_context import db_session
-
     user, revoked = token_subject(db_session(), payload)
     g._tw_token_subject = (payload.get("jti"), user)
     return revoked
 
 
 def init_app(app: Flask) -> None:
-    from config import get_settings
-
     settings = get_settings()
     app.config.update(
         JWT_SECRET_KEY=settings.effective_jwt_secret,
@@ -133,14 +129,10 @@ class TokenPair:
 
 
 def access_lifetime() -> timedelta:
-    from config import get_settings
-
     return timedelta(minutes=get_settings().jwt_access_minutes)
 
 
 def refresh_lifetime() -> timedelta:
-    from config import get_settings
-
     return timedelta(days=get_settings().jwt_refresh_days)
 
 

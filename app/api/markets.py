@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field
 from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, query, response
+from app.market.base import timeframe_seconds
+from app.market.cache import cached_candles
+from app.market.registry import default_exchange, get_market_source
+from app.services.portfolio import get_pricing_snapshot, snapshot_payload, value_portfolio
 
 bp = Blueprint("markets", __name__)
 
@@ -64,8 +68,6 @@ class CandlesOut(BaseModel):
 
 
 def _source() -> Any:
-    from app.market.registry import default_exchange, get_market_source
-
     exchange = default_exchange()
     return exchange, get_market_source(exchange)
 
@@ -98,9 +100,6 @@ def list_markets() -> Any:
 def market_candles(symbol: str, query: CandleQuery) -> Any:
     """The newest closed candles (from the shared candle cache). Unknown symbol: 404;
     unknown timeframe: 422."""
-    from app.market.base import timeframe_seconds
-    from app.market.cache import cached_candles
-
     timeframe_seconds(query.timeframe)  # 422 before touching the source
     exchange, source = _source()
     name = url_symbol(symbol)
@@ -175,8 +174,6 @@ class PortfolioOut(BaseModel):
 @response(PortfolioOut)
 def portfolio(query: PortfolioQuery) -> Any:
     """Every bot's holdings valued in the base currency, stored as a pricing snapshot."""
-    from app.services.portfolio import snapshot_payload, value_portfolio
-
     snap = value_portfolio(db_session(), current_user(), currency=query.currency)
     return snapshot_payload(snap)
 
@@ -186,8 +183,6 @@ def portfolio(query: PortfolioQuery) -> Any:
 @response(PortfolioOut)
 def portfolio_snapshot(snapshot_id: int) -> Any:
     """A stored valuation, exactly as it was computed (prices and FX included)."""
-    from app.services.portfolio import get_pricing_snapshot, snapshot_payload
-
     return snapshot_payload(get_pricing_snapshot(db_session(), current_user(), snapshot_id))
 
 

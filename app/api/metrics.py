@@ -19,6 +19,13 @@ from flask import Blueprint, Flask, Response, g, has_request_context, request
 from app.api.errors import error_response
 from app.observability.gunicorn_logging import USER_ID_ENVIRON
 from app.observability.logging import add_context_provider, bind_log_context, clear_log_context
+from app.observability.metrics import (
+    HTTP_REQUEST_DURATION,
+    HTTP_REQUESTS,
+    render_latest,
+)
+from app.services.emergency import refresh_stop_gauge
+from config import get_settings
 
 log = logging.getLogger("tradewind.metrics")
 
@@ -27,14 +34,10 @@ UNMATCHED_ROUTE = "<unmatched>"
 
 
 def metrics_token() -> str | None:
-    from config import get_settings
-
     return get_settings().metrics_token
 
 
 def _authorised() -> bool:
-    from config import get_settings
-
     token = metrics_token()
     if token is None:
         return not get_settings().is_production
@@ -46,15 +49,13 @@ def _authorised() -> bool:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus metrics of every worker of this server (multiprocess mode under gunicorn)."""
-    from app.observability.metrics import refresh_emergency_stop, render_latest
-
     if not _authorised():
         if metrics_token() is None:
             return error_response(404, "not_found", "metrics are not exposed on this port")
         return error_response(
             401, "unauthorized", "metrics token required", headers={"WWW-Authenticate": "Bearer"}
         )
-    refresh_emergency_stop()
+    refresh_stop_gauge()
     payload, content_type = render_latest()
     return Response(payload, mimetype=None, content_type=content_type)
 
@@ -89,8 +90,6 @@ def _start_request() -> None:
 
 
 def _observe(response: Response) -> Response:
-    from app.observability.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
-
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
     method = request.method
     HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()

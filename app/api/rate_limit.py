@@ -29,6 +29,7 @@ from limits.storage import MemoryStorage, Storage
 from limits.strategies import STRATEGIES
 
 from app.store.redis import redis_key
+from config import get_settings
 
 
 class _QuietMemoryStorage(MemoryStorage):
@@ -188,8 +189,6 @@ limiter = _Limiter(
 
 
 def storage_settings() -> tuple[str, dict[str, Any]]:
-    from config import get_settings
-
     settings = get_settings()
     if settings.redis_url:
         return settings.redis_url, {
@@ -209,8 +208,6 @@ def reset_rate_limits() -> None:
 
 
 def init_app(app: Flask) -> None:
-    from config import get_settings
-
     uri, options = storage_settings()
     app.config["RATELIMIT_STORAGE_URI"] = uri
     app.config["RATELIMIT_STORAGE_OPTIONS"] = options

@@ -24,7 +24,9 @@ from pydantic import Field
 from app.api.jwt import current_user
 from app.api.validation import RequestModel, query
 from app.errors import AppError, ServiceUnavailable, ValidationFailed
+from app.observability.metrics import SSE_REJECTED, SSE_STREAMS
 from app.services import events
+from config import get_settings
 
 bp = Blueprint("realtime", __name__)
 
@@ -67,15 +69,11 @@ slots = StreamSlots()
 
 
 def heartbeat_seconds() -> float:
-    from config import get_settings
-
     return max(0.05, get_settings().sse_heartbeat_seconds)
 
 
 def max_connections() -> int:
     """SSE_MAX_CONNECTIONS, by default the worker's threads minus two."""
-    from config import get_settings
-
     settings = get_settings()
     if settings.sse_max_connections is None:
         return max(1, settings.web_threads - 2)
@@ -102,8 +100,6 @@ def _last_event_id(from_query: int | None) -> int | None:
 @query(EventsQuery)
 def stream_events(query: EventsQuery) -> Response:
     """Stream the user's trades, orders, bot status changes, alerts and job progress (SSE)."""
-    from app.observability.metrics import SSE_REJECTED
-
     verify_jwt_in_request(locations=["headers", "query_string"])
     user = current_user()
     user_id, is_admin = int(user.id), user.role == "admin"
@@ -184,8 +180,6 @@ class EventStream:
         expires_at: float,
         heartbeat: float,
     ) -> None:
-        from app.observability.metrics import SSE_STREAMS
-
         self._sub = sub
         self._released = False
         self._lock = threading.Lock()
@@ -203,8 +197,6 @@ class EventStream:
         self._release()
 
     def _release(self) -> None:
-        from app.observability.metrics import SSE_STREAMS
-
         with self._lock:
             if self._released:
                 return

@@ -10,7 +10,7 @@ import click
 from app.errors import AppError
 from app.services import credentials
 from app.services.audit import record_audit
-from app.services.crypto import cipher
+from app.store.crypto import cipher
 from app.store.db import session_scope
 from config import get_settings
 

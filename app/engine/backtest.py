@@ -34,6 +34,7 @@ from app.domain.metrics import (
     ClosedTrade,
     PerformanceMetrics,
     compute_metrics,
+    ms_to_datetime,
     periods_per_year_for,
 )
 from app.domain.sizing import SizingConfig, SizingDecision, size_position
@@ -113,8 +114,6 @@ class BacktestTrade:
         return self.pnl / (self.entry_cost + self.entry_fee)
 
     def to_dict(self) -> dict[str, Any]:
-        from app.domain.metrics import ms_to_datetime
-
         return {
             "entry_time": ms_to_datetime(self.entry_ts).isoformat(),
             "entry_price": _plain(self.entry_price),

@@ -29,6 +29,7 @@ the rest of its transaction. On Postgres the bot's balance and position rows are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -52,12 +53,16 @@ from app.engine.fill_model import (
     release,
     reserve,
 )
+from app.engine.hooks import SafetyReports
 from app.errors import Conflict, NotFound
 from app.market.base import MarketInfo, timeframe_seconds
+from app.market.registry import get_market_source
+from app.observability.metrics import ORDERS
 from app.store.base import as_utc
 from app.store.emergency_flag import assert_trading_allowed
 from app.store.models import Bot
 from app.store.models.ledger import Balance, Fill, Order, Position
+from config import get_settings
 
 __all__ = [
     "PaperOrderRejected",
@@ -87,20 +92,14 @@ def _test_pause() -> None:
     raw = os.environ.get(FILL_PAUSE_ENV)
     if not raw:
         return
-    from config import get_settings
-
     if get_settings().app_env == "test":
         time.sleep(float(raw))
 
 
 def _count(state: str) -> None:
     """The `tradewind_orders` counter (best effort: counted when written, before commit)."""
-    try:
-        from app.observability.metrics import ORDERS
-
+    with contextlib.suppress(Exception):  # metrics must never break trading
         ORDERS.labels(state=state).inc()
-    except Exception:  # metrics must never break trading
-        pass
 
 
 def _ms(value: datetime) -> int:
@@ -113,16 +112,12 @@ def _from_ms(ms: int) -> datetime:
 
 def market_for(bot: Bot) -> MarketInfo:
     """The bot's market (precision, minimums) from its exchange's source."""
-    from app.market.registry import get_market_source
-
     return get_market_source(bot.exchange).market(bot.symbol)
 
 
 def reference_price_for(bot: Bot) -> Decimal | None:
     """The source's last price for the bot's symbol (what a market order is judged against),
     or None when the source cannot say."""
-    from app.market.registry import get_market_source
-
     try:
         return get_market_source(bot.exchange).last_price(bot.symbol)
     except Exception as exc:  # the order is then judged without it (or refused, if needed)
@@ -245,9 +240,11 @@ def place_order(
     market: MarketInfo | None = None,
     reference_price: Decimal | None = None,
     fill_from: datetime | None = None,
+    reports: SafetyReports | None = None,
 ) -> Order:
     """Validate, reserve and record an open paper order; the same `client_order_id` twice
-    returns the first order and places nothing."""
+    returns the first order and places nothing. `reports` is the live broker's (paper orders
+    never reach an exchange); it is accepted so that both brokers take the same call."""
     if not client_order_id or len(client_order_id) > MAX_CLIENT_ORDER_ID:
         raise PaperOrderRejected(
             f"client_order_id must be 1-{MAX_CLIENT_ORDER_ID} characters",
@@ -363,8 +360,10 @@ def process_fills(
     now: datetime,
     *,
     market: MarketInfo | None = None,
+    reports: SafetyReports | None = None,
 ) -> list[Fill]:
-    """Fill the bot's open orders that these closed candles reach (oldest order first)."""
+    """Fill the bot's open orders that these closed candles reach (oldest order first).
+    `reports` is the live broker's, unused by paper fills."""
     if len(candles) == 0:
         return []
     orders = open_orders(session, bot.id)

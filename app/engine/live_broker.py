@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session
 from app.domain.candles import Candles
 from app.engine import broker
 from app.engine.fill_model import FeeSchedule, PaperOrderRejected, Ticket, floor_to_step
+from app.engine.hooks import SafetyReports
 from app.errors import AppError, Conflict
 from app.market.base import MarketInfo, timeframe_seconds
 from app.market.errors import (
@@ -60,12 +61,16 @@ from app.market.errors import (
     OrderNotFound,
     OrderStateUnknown,
 )
+from app.market.registry import get_account_source
 from app.store.after_commit import on_commit
 from app.store.base import as_utc, utcnow
+from app.store.crypto import decrypt_credential
+from app.store.db import session_scope
 from app.store.emergency_flag import TradingHalted, assert_trading_allowed
 from app.store.models import Bot
 from app.store.models.accounts import ExchangeCredential
 from app.store.models.ledger import Fill, Order
+from config import get_settings
 
 __all__ = [
     "PaperOrderRejected",
@@ -107,8 +112,6 @@ class LiveTradingUnavailable(Conflict):
 
 def account_source(session: Session, bot: Bot) -> Any:
     """The ccxt source signed with the bot owner's credentials for the bot's exchange."""
-    from app.market.registry import get_account_source
-    from app.services.credentials import load_secrets
 
     row = session.scalar(
         select(ExchangeCredential)
@@ -122,7 +125,7 @@ def account_source(session: Session, bot: Bot) -> Any:
     if row is None:
         raise LiveTradingUnavailable(f"no {bot.exchange} credentials for bot {bot.id}'s owner")
     fingerprint = hashlib.sha256(row.ciphertext.encode()).hexdigest()[:16]
-    secrets = load_secrets(session, bot.user_id, row.id)
+    secrets = decrypt_credential(row.ciphertext)
     return get_account_source(
         f"{row.id}:{fingerprint}",
         bot.exchange,
@@ -152,12 +155,11 @@ def place_order(
     market: MarketInfo | None = None,
     reference_price: Decimal | None = None,
     fill_from: datetime | None = None,
+    reports: SafetyReports,
 ) -> Order:
     """Record a live order as `pending` (validated and reserved exactly like a paper order,
     behind the emergency-stop gate); it is sent after the caller's transaction commits. The
     same `client_order_id` twice returns the first order and records nothing."""
-    from config import get_settings
-
     if not get_settings().live_trading_enabled:
         raise PaperOrderRejected(
             "live trading is disabled on this server (LIVE_TRADING_ENABLED=false)",
@@ -182,7 +184,7 @@ def place_order(
         order.submit_state = "pending"
         session.flush()
         bot_id = order.bot_id
-        on_commit(session, lambda: submit_pending(bot_id), key=f"submit:{bot_id}")
+        on_commit(session, lambda: submit_pending(bot_id, reports), key=f"submit:{bot_id}")
     return order
 
 
@@ -204,10 +206,9 @@ def _base_amount(
     return amount
 
 
-def submit_pending(bot_id: int) -> int:
+def submit_pending(bot_id: int, reports: SafetyReports) -> int:
     """Send the bot's `pending` orders (after the transaction that recorded them committed);
     returns how many were accepted by the exchange. Never raises."""
-    from app.store.db import session_scope
 
     sent = 0
     try:
@@ -224,7 +225,7 @@ def submit_pending(bot_id: int) -> int:
                 )
             )
         for order_id in ids:
-            if _claim(order_id) and _send(order_id):
+            if _claim(order_id) and _send(order_id, reports):
                 sent += 1
     except Exception:
         log.exception("sending bot %s's pending live orders failed", bot_id)
@@ -233,7 +234,6 @@ def submit_pending(bot_id: int) -> int:
 
 def _claim(order_id: int) -> bool:
     """pending -> unknown, committed before anything is sent (or cancel a stale one)."""
-    from app.store.db import session_scope
 
     with session_scope() as session:
         order = session.get(Order, order_id, populate_existing=True)
@@ -274,9 +274,8 @@ def _move(session: Session, order_id: int, old: str, new: str, **values: Any) ->
     return moved == 1
 
 
-def _send(order_id: int) -> bool:
+def _send(order_id: int, reports: SafetyReports) -> bool:
     """Send one claimed order, once, holding the gate; record what the exchange said."""
-    from app.store.db import session_scope
 
     with session_scope() as session:
         order = session.get(Order, order_id, populate_existing=True)
@@ -298,7 +297,7 @@ def _send(order_id: int) -> bool:
             source.market(bot.symbol)
         except Exception as exc:  # nothing left for the exchange: it may be sent later
             _move(session, order.id, "unknown", "pending")
-            _report(session, bot, order, "live_order_not_sent", exc)
+            _report(session, reports, bot, order, "live_order_not_sent", exc)
             return False
         try:
             answer = source.create_order(
@@ -311,19 +310,19 @@ def _send(order_id: int) -> bool:
             return False
         except ExchangeUnavailable as exc:  # raised before the request (markets), so not sent
             _move(session, order.id, "unknown", "pending")
-            _report(session, bot, order, "live_order_not_sent", exc)
+            _report(session, reports, bot, order, "live_order_not_sent", exc)
             return False
         except AppError as exc:  # a definite refusal
             broker.close_order(session, order, "rejected", f"exchange: {exc.message}"[:500],
                                utcnow())  # fmt: skip
-            _report(session, bot, order, "live_order_rejected", exc)
+            _report(session, reports, bot, order, "live_order_rejected", exc)
             return False
         except Exception as exc:  # unknown outcome: keep it `unknown`, to be looked up
             log.error("bot %s order %s: unexpected %s while sending", bot.id,
                       order.client_order_id, type(exc).__name__)  # fmt: skip
             return False
         _accept(session, order, answer)
-        _apply(session, bot, order, answer, utcnow(), source.market(bot.symbol))
+        _apply(session, bot, order, answer, utcnow(), source.market(bot.symbol), reports)
         return True
 
 
@@ -334,17 +333,17 @@ def _accept(session: Session, order: Order, answer: dict[str, Any]) -> None:
         session.flush()
 
 
-def _report(session: Session, bot: Bot, order: Order, kind: str, exc: Exception) -> None:
+def _report(
+    session: Session, reports: SafetyReports, bot: Bot, order: Order, kind: str, exc: Exception
+) -> None:
     """An incident and an alert to the bot's owner (messages are already scrubbed)."""
-    from app.services.alerts import raise_alert
-    from app.services.incidents import record_incident
 
     why = f"{type(exc).__name__}: {exc}"[:500]
     message = f"bot {bot.id} live order {order.client_order_id}: {why}"
     log.warning("%s: %s", kind, message)
     details = {"order_id": order.id, "client_order_id": order.client_order_id}
-    record_incident(session, kind, message, bot_id=bot.id, details=details)
-    raise_alert(session, user_id=bot.user_id, severity="warning", code=kind, message=message,
+    reports.incident(session, kind, message, bot_id=bot.id, details=details)
+    reports.alert(session, user_id=bot.user_id, severity="warning", code=kind, message=message,
                 bot_id=bot.id)  # fmt: skip
 
 
@@ -358,13 +357,14 @@ def process_fills(
     now: datetime,
     *,
     market: MarketInfo | None = None,
+    reports: SafetyReports,
 ) -> list[Fill]:
     """Look the bot's sent orders up on its exchange and write what filled to the ledger;
     resolve `unknown` orders by client order id (never by sending them again)."""
     orders = broker.open_orders(session, bot.id)
     if any(o.submit_state == "pending" for o in orders):
         bot_id = bot.id
-        on_commit(session, lambda: submit_pending(bot_id), key=f"submit:{bot_id}")
+        on_commit(session, lambda: submit_pending(bot_id, reports), key=f"submit:{bot_id}")
     orders = [o for o in orders if o.submit_state in ("unknown", "accepted")]
     if not orders:
         return []
@@ -383,7 +383,7 @@ def process_fills(
                         exc.code)  # fmt: skip
             continue
         _accept(session, order, remote)
-        fill = _apply(session, bot, order, remote, now, market)
+        fill = _apply(session, bot, order, remote, now, market, reports)
         if fill is not None:
             fills.append(fill)
     return fills
@@ -406,13 +406,14 @@ def _apply(
     remote: dict[str, Any],
     now: datetime,
     market: MarketInfo,
+    reports: SafetyReports,
 ) -> Fill | None:
     """Write an exchange order's final state: a closed order (or a cancelled one that
     partly filled) is filled in the ledger; one cancelled unfilled releases its reservation."""
     status = (remote.get("status") or "").lower()
     filled = remote.get("filled") or Decimal(0)
     if status == "closed" or (status in _DONE and filled > 0):
-        return _fill(session, bot, order, remote, now, market)
+        return _fill(session, bot, order, remote, now, market, reports)
     if status in _DONE:
         state = "rejected" if status == "rejected" else "cancelled"
         broker.close_order(session, order, state, f"exchange: {status}", now)
@@ -426,6 +427,7 @@ def _fill(
     remote: dict[str, Any],
     now: datetime,
     market: MarketInfo,
+    reports: SafetyReports,
 ) -> Fill | None:
     filled: Decimal = remote.get("filled") or remote.get("amount") or order.amount
     price = remote.get("average")
@@ -445,7 +447,7 @@ def _fill(
     if fill is None:
         session.refresh(order)
         if order.state == "rejected":
-            _report(session, bot, order, "live_fill_not_booked",
+            _report(session, reports, bot, order, "live_fill_not_booked",
                     RuntimeError(order.state_reason or "rejected by the ledger"))  # fmt: skip
     return fill
 
@@ -536,24 +538,23 @@ def live_open_orders(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-def cancel_on_exchanges(orders: list[dict[str, Any]]) -> int:
+def cancel_on_exchanges(orders: list[dict[str, Any]], reports: SafetyReports) -> int:
     """After the stop committed: cancel each order on its exchange (best effort). A failure,
     or an order that filled before it could be cancelled, is an incident and an alert.
     Returns how many were cancelled there. Never raises."""
-    from app.store.db import session_scope
 
     cancelled = 0
     for item in orders:
         try:
             with session_scope() as session:
-                if _cancel_remote(session, item):
+                if _cancel_remote(session, item, reports):
                     cancelled += 1
         except Exception as exc:
-            _remote_failure(item, exc)
+            _remote_failure(item, exc, reports)
     return cancelled
 
 
-def _cancel_remote(session: Session, item: dict[str, Any]) -> bool:
+def _cancel_remote(session: Session, item: dict[str, Any], reports: SafetyReports) -> bool:
     bot = session.get(Bot, item["bot_id"])
     if bot is None:
         return False
@@ -566,16 +567,18 @@ def _cancel_remote(session: Session, item: dict[str, Any]) -> bool:
             return False  # it never reached the exchange
         exchange_id = found.get("id")
         if (found.get("status") or "").lower() in (*_DONE, "closed"):
-            return _check_closed(session, item, found)
+            return _check_closed(session, item, found, reports)
     remote = source.cancel_order(str(exchange_id), item["symbol"])
-    return _check_closed(session, item, remote)
+    return _check_closed(session, item, remote, reports)
 
 
-def _check_closed(session: Session, item: dict[str, Any], remote: dict[str, Any]) -> bool:
+def _check_closed(
+    session: Session, item: dict[str, Any], remote: dict[str, Any], reports: SafetyReports
+) -> bool:
     filled = remote.get("filled") or Decimal(0)
     status = (remote.get("status") or "").lower()
     if status == "closed" or filled > 0:
-        _flag(session, item, "live_order_filled_before_stop",
+        _flag(session, reports, item, "live_order_filled_before_stop",
               f"bot {item['bot_id']} order {item['client_order_id']} filled {filled} on the "
               f"exchange before the emergency stop cancelled it: the ledger shows it "
               f"cancelled; review the account")  # fmt: skip
@@ -583,8 +586,7 @@ def _check_closed(session: Session, item: dict[str, Any], remote: dict[str, Any]
     return True
 
 
-def _remote_failure(item: dict[str, Any], exc: Exception) -> None:
-    from app.store.db import session_scope
+def _remote_failure(item: dict[str, Any], exc: Exception, reports: SafetyReports) -> None:
 
     message = (
         f"emergency stop: bot {item['bot_id']} order {item['client_order_id']} could not be "
@@ -593,18 +595,17 @@ def _remote_failure(item: dict[str, Any], exc: Exception) -> None:
     log.error("%s", message)
     try:
         with session_scope() as session:
-            _flag(session, item, "live_cancel_failed", message)
+            _flag(session, reports, item, "live_cancel_failed", message)
     except Exception:
         log.exception("recording a failed live cancel failed")
 
 
-def _flag(session: Session, item: dict[str, Any], kind: str, message: str) -> None:
-    from app.services.alerts import raise_alert
-    from app.services.incidents import record_incident
-
-    record_incident(session, kind, message, bot_id=item["bot_id"],
+def _flag(
+    session: Session, reports: SafetyReports, item: dict[str, Any], kind: str, message: str
+) -> None:
+    reports.incident(session, kind, message, bot_id=item["bot_id"],
                     details={"order_id": item["order_id"],
                              "client_order_id": item["client_order_id"]})  # fmt: skip
     for user_id in (item["user_id"], None):
-        raise_alert(session, user_id=user_id, severity="critical", code=kind, message=message,
+        reports.alert(session, user_id=user_id, severity="critical", code=kind, message=message,
                     bot_id=item["bot_id"])  # fmt: skip

@@ -28,10 +28,20 @@ from sqlalchemy.orm import Session
 from app.domain.candles import Candles
 from app.domain.sizing import size_position, validate_sizing_config
 from app.domain.strategies import ENTER, EXIT, Strategy, get_strategy
+from app.domain.tick_grid import TickGrid
+from app.engine.broker import bot_decimal, load_book
+from app.engine.fill_model import PaperOrderRejected
+from app.engine.hooks import TickHooks
+from app.engine.ledger import closed_trade_pnls, record_equity_snapshot
+from app.engine.live_broker import broker_for
 from app.market.base import MarketInfo, MarketSource, timeframe_seconds, to_decimal
+from app.market.cache import cached_candles
+from app.market.registry import get_market_source
 from app.market.replay_clock import parse_anchor
+from app.store.emergency_flag import TradingHalted
 from app.store.models import Bot
-from app.store.models.ledger import Position
+from app.store.models.ledger import Balance, EquitySnapshot, Order, Position
+from config import get_settings
 
 log = logging.getLogger("tradewind.tick")
 
@@ -44,48 +54,8 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-@dataclass(frozen=True)
-class TickGrid:
-    """Instants `origin + ceil(k * interval)` in epoch ms (k any integer).
-
-    Rounding up keeps every planned instant at or after the candle close it stands for, so
-    a tick never runs a hair before its candle is closed on the replay clock.
-    """
-
-    origin_ms: int
-    interval_ms: Fraction
-    timeframe_ms: int
-
-    def at(self, k: int) -> int:
-        num, den = self.interval_ms.numerator, self.interval_ms.denominator
-        return self.origin_ms - ((-k * num) // den)  # integer ceil(k * interval)
-
-    def index_at_or_before(self, t_ms: int) -> int:
-        # at(k) <= t  <=>  ceil(k * interval) <= t - origin  <=>  k <= (t - origin) / interval
-        num, den = self.interval_ms.numerator, self.interval_ms.denominator
-        return ((t_ms - self.origin_ms) * den) // num
-
-    def latest_due(self, t_ms: int) -> int:
-        """The last planned instant at or before `t_ms`."""
-        return self.at(self.index_at_or_before(t_ms))
-
-    def next_after(self, t_ms: int) -> int:
-        """The first planned instant strictly after `t_ms`."""
-        return self.at(self.index_at_or_before(t_ms) + 1)
-
-    def steps_between(self, earlier_ms: int, later_ms: int) -> int:
-        """How many grid steps lie from one planned instant to a later one."""
-        return self.index_at_or_before(later_ms) - self.index_at_or_before(earlier_ms)
-
-    @property
-    def interval_seconds(self) -> float:
-        return float(self.interval_ms) / 1000.0
-
-
 def tick_grid(exchange: str, timeframe: str) -> TickGrid:
     """The grid of a bot on `exchange` ("replay" or an exchange id) with `timeframe`."""
-    from config import get_settings
-
     if exchange == "replay":
         settings = get_settings()
         return _grid(timeframe, settings.replay_anchor, str(settings.replay_speed))
@@ -203,8 +173,6 @@ class LedgerState:
 def ledger_states(session: Session, bot_ids: list[int]) -> dict[int, LedgerState]:
     """Position, cash and open-order count of many bots in one query (bots without books
     are absent): an idle tick then needs no query of its own."""
-    from app.store.models.ledger import Balance, Order
-
     if not bot_ids:
         return {}
     rows = session.execute(
@@ -258,6 +226,7 @@ def run_tick(
     state: LedgerState | None = None,
     writes: Callable[[], None] = _no_writes,
     deferred: list[dict[str, Any]] | None = None,
+    hooks: TickHooks,
 ) -> TickResult:
     """One tick of one (claimed, row-locked) bot, inside the caller's transaction.
 
@@ -275,12 +244,9 @@ def run_tick(
     `writes()` is called before the tick's first write, so that the dispatcher opens a
     savepoint only for ticks that write (most ticks only read and decide nothing);
     `deferred`, when given, collects the equity snapshot rows the dispatcher inserts for
-    the whole batch at once (else they are added to the session here).
+    the whole batch at once (else they are added to the session here); `hooks` are what
+    the tick asks of the services (the pre-trade risk check, live-order problem reports).
     """
-    from app.engine.live_broker import broker_for
-    from app.market.cache import cached_candles
-    from app.market.registry import get_market_source
-
     broker = broker_for(bot)  # the paper broker, or the live one for `mode = "live"`
     result = TickResult()
     strategy, params = strategy_params(bot)
@@ -303,7 +269,9 @@ def run_tick(
     held, cash = state.position, state.cash
     if state.open_orders:
         writes()
-        fills = broker.process_fills(session, bot, candles, now, market=market)
+        fills = broker.process_fills(
+            session, bot, candles, now, market=market, reports=hooks.reports
+        )
         for fill in fills:
             result.events.append(("trade", _fill_event(bot, fill)))
         if fills:
@@ -317,7 +285,7 @@ def run_tick(
         result.last_candle_ts = last_ts
     result.signal = signal
 
-    ctx = _OrderContext(bot, market, price, planned_at, now, last_ts + tf_ms)
+    ctx = _OrderContext(bot, market, price, planned_at, now, last_ts + tf_ms, hooks)
     if bot.exit_requested_at is not None:
         writes()
         _requested_exit(session, ctx, result)
@@ -348,9 +316,6 @@ def _snapshot(
     """The equity at this candle's close, one row per bot and candle (unique, like the
     ledger's own). When nothing moved the books in this tick, the prefetched cash and
     position give it without reading them again; otherwise the ledger service reads them."""
-    from app.engine.ledger import record_equity_snapshot
-    from app.store.models.ledger import EquitySnapshot
-
     if cash is None or result.events:
         writes()
         record_equity_snapshot(session, bot, price, ts=ts)
@@ -375,16 +340,13 @@ class _OrderContext:
     planned_at: datetime
     now: datetime
     fill_from_ms: int  # the next candle's open
+    hooks: TickHooks
 
     def client_order_id(self, n: int) -> str:
         return f"{self.bot.id}-{to_ms(self.planned_at) // 1000}-{n}"
 
 
 def _place(session: Session, ctx: _OrderContext, result: TickResult, **order: Any) -> Any:
-    from app.engine import broker
-    from app.engine.live_broker import broker_for
-    from app.store.emergency_flag import TradingHalted
-
     try:
         placed = broker_for(ctx.bot).place_order(
             session,
@@ -394,13 +356,14 @@ def _place(session: Session, ctx: _OrderContext, result: TickResult, **order: An
             market=ctx.market,
             reference_price=ctx.price,
             fill_from=from_ms(ctx.fill_from_ms),
+            reports=ctx.hooks.reports,
             **order,
         )
     except TradingHalted:
         result.action = "halted"
         result.details["halted"] = "emergency stop active: no order placed"
         return None
-    except broker.PaperOrderRejected as exc:
+    except PaperOrderRejected as exc:
         result.action = "rejected"
         result.details["rejected"] = {"reason": exc.reason, "message": exc.message}
         log.info("bot %s: %s order refused by the broker: %s", ctx.bot.id, order["side"],
@@ -414,8 +377,6 @@ def _place(session: Session, ctx: _OrderContext, result: TickResult, **order: An
 def _sell(
     session: Session, ctx: _OrderContext, result: TickResult, reason: str, *, action: str
 ) -> None:
-    from app.engine.broker import load_book
-
     book = load_book(session, ctx.bot.id)
     if book.base_free <= 0:
         return  # already selling (the position is reserved by an open sell)
@@ -425,15 +386,11 @@ def _sell(
 
 
 def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
-    from app.engine.broker import load_book
-    from app.engine.ledger import closed_trade_pnls
-    from app.services.risk import check_before_trade
-
     bot = ctx.bot
     book = load_book(session, bot.id)
     if book.quote_locked > 0:
         return  # an entry is already on its way
-    blocked = check_before_trade(session, bot, ctx.now)
+    blocked = ctx.hooks.check_before_trade(session, bot, ctx.now)
     if blocked is not None:
         result.action = "held"
         result.details["held"] = blocked
@@ -443,7 +400,7 @@ def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
                                                  "pause_reason": bot.pause_reason}))  # fmt: skip
         log.info("bot %s: entry held back: %s", bot.id, blocked)
         return
-    capital = _bot_decimal(bot, bot.capital)
+    capital = bot_decimal(bot, bot.capital)
     config = validate_sizing_config(bot.sizing or {})
     decision = size_position(
         closed_trade_pnls(session, bot.id),
@@ -461,7 +418,7 @@ def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
             decision.payoff_ratio, decision.kelly_fraction,
         )  # fmt: skip
         return
-    budget = entry_budget(decision.stake, _bot_decimal(bot, bot.taker_fee), book.quote_free)
+    budget = entry_budget(decision.stake, bot_decimal(bot, bot.taker_fee), book.quote_free)
     if _place(session, ctx, result, side="buy", client_order_id=ctx.client_order_id(0),
               quote_amount=budget, bootstrap=decision.bootstrap,
               reason=f"entry signal; {decision.reason}") is not None:  # fmt: skip
@@ -470,9 +427,6 @@ def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
 
 def _requested_exit(session: Session, ctx: _OrderContext, result: TickResult) -> None:
     """Sell everything; an entry still waiting to fill is cancelled first. Done when flat."""
-    from app.engine.broker import load_book
-    from app.engine.live_broker import broker_for
-
     book = load_book(session, ctx.bot.id)
     if book.quote_locked > 0:
         broker_for(ctx.bot).cancel_open_orders(
@@ -483,12 +437,6 @@ def _requested_exit(session: Session, ctx: _OrderContext, result: TickResult) ->
         _sell(session, ctx, result, "exit requested by the owner", action="exit")
     elif book.position == 0 and book.quote_locked == 0:
         result.exit_done = True
-
-
-def _bot_decimal(bot: Bot, value: Decimal) -> Decimal:
-    from app.engine.broker import bot_decimal
-
-    return bot_decimal(bot, value)
 
 
 def _order_event(bot: Bot, order: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ tick row records how many planned ticks it `skipped`: every boundary is accounte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -53,7 +54,11 @@ from app.engine.tick import (
 )
 from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
+from app.observability.metrics import BOT_TICK_DURATION, BOT_TICK_LAG, BOT_TICKS, CLAIMS_LOST
 from app.observability.outages import Outage
+from app.services.alerts import raise_alert
+from app.services.engine_hooks import TICK_HOOKS
+from app.services.events import publish_event
 from app.store.base import utcnow
 from app.store.claims import claim, lease_free, release_batch
 from app.store.db import new_session, session_scope
@@ -62,6 +67,7 @@ from app.store.locking import in_id_order
 from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot
 from app.store.models.trading import BotTick
+from config import get_settings
 
 log = logging.getLogger("tradewind.ticks")
 
@@ -82,8 +88,6 @@ class TickSettings:
 
     @classmethod
     def current(cls) -> TickSettings:
-        from config import get_settings
-
         settings = get_settings()
         return cls(
             lease_seconds=settings.tick_lease_seconds,
@@ -398,7 +402,7 @@ def tick_one(
     snapshots: list[dict[str, Any]] = []
     try:
         result = run_tick(session, bot, planned_at=planned, now=started, state=state,
-                          writes=writes, deferred=snapshots)  # fmt: skip
+                          writes=writes, deferred=snapshots, hooks=TICK_HOOKS)  # fmt: skip
         writes.commit()
         error: str | None = None
     except Exception as exc:  # any failure of this bot stays with this bot
@@ -520,8 +524,6 @@ def _after_commit(outcome: TickOutcome) -> None:
     """News of a committed tick: events for dashboards, an alert when a bot was paused."""
     bot, values, result = outcome.bot, outcome.values, outcome.result
     try:
-        from app.services.events import publish_event
-
         for kind, data in result.events if result is not None else []:
             publish_event(bot.user_id, kind, data)
         if values.get("status") == "paused":
@@ -541,8 +543,6 @@ def _after_commit(outcome: TickOutcome) -> None:
 
 
 def _alert_paused(bot: Bot, reason: str) -> None:
-    from app.services.alerts import raise_alert
-
     with session_scope() as session:
         raise_alert(
             session,
@@ -555,18 +555,12 @@ def _alert_paused(bot: Bot, reason: str) -> None:
 
 
 def _observe_lag(started: datetime, planned: datetime) -> None:
-    try:
-        from app.observability.metrics import BOT_TICK_LAG
-
+    with contextlib.suppress(Exception):  # metrics are never worth a failed tick
         BOT_TICK_LAG.observe(max((started - planned).total_seconds(), 0.0))
-    except Exception:  # metrics are never worth a failed tick
-        pass
 
 
 def _observe(outcome: str, seconds: float) -> None:
     try:
-        from app.observability.metrics import BOT_TICK_DURATION, BOT_TICKS
-
         BOT_TICKS.labels(outcome=outcome).inc()
         BOT_TICK_DURATION.observe(seconds)
     except Exception:
@@ -574,9 +568,5 @@ def _observe(outcome: str, seconds: float) -> None:
 
 
 def _lost() -> None:
-    try:
-        from app.observability.metrics import CLAIMS_LOST
-
+    with contextlib.suppress(Exception):
         CLAIMS_LOST.labels(kind="tick").inc()
-    except Exception:
-        pass

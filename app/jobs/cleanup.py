@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.services.revocation import prune_expired_revocations
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models.analysis import AnalysisResult
 from app.store.models.trading import BotTick
+from config import get_settings
 
 log = logging.getLogger("tradewind.jobs.cleanup")
 
@@ -55,9 +57,6 @@ def _delete_all_before(column: Any, cutoff: datetime) -> int:
 
 
 def run_once(now: datetime | None = None) -> dict[str, int]:
-    from app.services.revocation import prune_expired_revocations
-    from config import get_settings
-
     settings = get_settings()
     now = now or utcnow()
     removed = {

@@ -26,12 +26,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from app.errors import AppError
 from app.jobs.handlers import get_handler, registered_kinds
 from app.jobs.scheduler import worker_id
+from app.jobs.self_healing import report_stale_jobs
 from app.observability.logging import log_context
+from app.services.events import publish_event
 from app.store import queue
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.job_contract import JobCancelled, JobInfo, Registration, TransientJobError
 from app.store.models import Job
+from config import get_settings
 
 log = logging.getLogger("tradewind.jobs.runner")
 
@@ -48,8 +51,6 @@ class RunnerConfig:
 
     @classmethod
     def from_settings(cls) -> RunnerConfig:
-        from config import get_settings
-
         settings = get_settings()
         return cls(
             lease_seconds=settings.job_lease_seconds,
@@ -130,10 +131,6 @@ class RunningJob:
 
 
 def _publish_progress(job: JobInfo, progress: float, state: str = queue.RUNNING) -> None:
-    try:
-        from app.services.events import publish_event
-    except ImportError:
-        return
     publish_event(
         job.user_id,
         "job_progress",
@@ -265,10 +262,6 @@ def execute_job(job_id: int, owner: str, config: RunnerConfig) -> str | None:
 def _report_stale(session: Any, moved: list[queue.Moved], stale_seconds: float) -> None:
     """Incidents and alerts for what we requeued, as self-healing records them (if present);
     in a savepoint, so a failing report never blocks the requeue itself."""
-    try:
-        from app.jobs.self_healing import report_stale_jobs
-    except ImportError:
-        return
     try:
         with session.begin_nested():
             report_stale_jobs(session, moved, stale_seconds)

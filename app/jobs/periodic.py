@@ -7,19 +7,8 @@ A job takes no arguments and never raises (each `run` catches and logs its own f
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from app.jobs import bot_ticks, cleanup, job_runner, self_healing
-
-
-@dataclass(frozen=True)
-class PeriodicJob:
-    name: str
-    run: Callable[[], object]
-    seconds: float
-    flag: str | None = None  # a boolean Settings field that must be true
-
+from app.jobs.scheduler import PeriodicJob
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("bot_ticks", bot_ticks.run, 1.0, flag="trading_enabled"),

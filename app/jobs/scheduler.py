@@ -13,6 +13,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.observability.outages import Outage
@@ -20,10 +21,20 @@ from app.observability.outages import Outage
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from app.jobs.periodic import PeriodicJob
     from config import Settings
 
 log = logging.getLogger("tradewind.scheduler")
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """One row of the periodic-job table (`app.jobs.periodic`)."""
+
+    name: str
+    run: Callable[[], object]
+    seconds: float
+    flag: str | None = None  # a boolean Settings field that must be true
+
 
 _lock = threading.Lock()
 _scheduler: BackgroundScheduler | None = None

@@ -32,11 +32,15 @@ from typing import Any, TypedDict
 from sqlalchemy import ColumnElement, String, case, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
+from app.engine.tick import from_ms, tick_grid, to_ms
 from app.services.alerts import raise_alert
 from app.services.incidents import record_incident
+from app.services.risk import check_live_gates, cooled_down_bot_ids, resume_after_cooldown
+from app.store import queue
 from app.store.base import as_utc, utcnow
 from app.store.db import get_engine, session_scope
 from app.store.models import Bot, Job
+from config import get_settings
 
 log = logging.getLogger("tradewind.self_healing")
 
@@ -58,8 +62,6 @@ class HealingConfig:
 
     @classmethod
     def current(cls) -> HealingConfig:
-        from config import get_settings
-
         settings = get_settings()
         return cls(
             stuck_bot_intervals=settings.stuck_bot_intervals,
@@ -434,8 +436,6 @@ def stuck_reason(
 
 
 def _heal_stuck_one(session: Session, row: Any, now: datetime, config: HealingConfig) -> str | None:
-    from app.engine.tick import from_ms, tick_grid, to_ms
-
     bot_id, user_id, name, exchange, timeframe, raw_last, raw_next, owner, raw_until = row[:9]
     grid = tick_grid(exchange, timeframe)
     last_tick_at, next_tick_at, lease_until = as_utc(raw_last), as_utc(raw_next), as_utc(raw_until)
@@ -507,8 +507,6 @@ def _pause_streak_one(session: Session, row: Any, config: HealingConfig) -> str 
 
 
 def requeue_stale_jobs(now: datetime, config: HealingConfig, report: ScanReport) -> None:
-    from app.store import queue
-
     with session_scope() as session:
         moved = queue.requeue_stale_jobs(session, now, config.job_stale_seconds)
         report_stale_jobs(session, moved, config.job_stale_seconds)
@@ -558,8 +556,6 @@ def pause_failing_live_bots(now: datetime, config: HealingConfig, report: ScanRe
 
 
 def _check_live_one(session: Session, bot_id: int, now: datetime) -> str | None:
-    from app.services.risk import check_live_gates
-
     bot = session.scalars(
         select(Bot).where(Bot.id == bot_id, Bot.status == "running").with_for_update()
     ).one_or_none()
@@ -579,8 +575,6 @@ def _check_live_one(session: Session, bot_id: int, now: datetime) -> str | None:
 
 
 def resume_cooldowns(now: datetime, config: HealingConfig, report: ScanReport) -> None:
-    from app.services.risk import cooled_down_bot_ids, resume_after_cooldown
-
     with session_scope() as session:
         ids = cooled_down_bot_ids(session, now)
     for bot_id in ids:

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from app.domain.candles import Candles
+from app.market.errors import UnknownTimeframe
 
 __all__ = [
     "Candles",
@@ -38,8 +39,6 @@ TIMEFRAME_SECONDS: dict[str, int] = {
 
 def timeframe_seconds(timeframe: str) -> int:
     """Seconds in a timeframe; raises `UnknownTimeframe` for anything not supported."""
-    from app.market.errors import UnknownTimeframe
-
     try:
         return TIMEFRAME_SECONDS[timeframe]
     except KeyError:

@@ -31,6 +31,7 @@ import numpy as np
 
 from app.domain.candles import Candles
 from app.market.base import MarketSource, timeframe_seconds
+from app.store.redis import get_redis, redis_key
 
 __all__ = ["DEFAULT_WINDOW", "cache_stats", "cached_candles", "clear_candle_cache"]
 
@@ -173,8 +174,6 @@ def _decode(raw: bytes) -> _Window | None:
 
 
 def _redis() -> Any:
-    from app.store.redis import get_redis
-
     return get_redis()
 
 
@@ -229,7 +228,6 @@ def cached_candles(
     tf_ms = timeframe_seconds(timeframe) * 1000
     if limit <= 0:
         return Candles.empty()
-    from app.store.redis import redis_key
 
     key = redis_key("candles", _source_id(source), symbol, timeframe)
     w = _windows.get(key)

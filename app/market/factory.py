@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.market.base import MarketSource
+from app.market.replay import ReplayMarketSource
 
 __all__ = ["MARKET_KINDS", "build_market_source"]
 
@@ -54,8 +55,6 @@ def build_market_source(kind: str, **options: Any) -> MarketSource:
     kind = (kind or "").strip().lower()
     if kind == "replay":
         _reject_unknown(kind, options, _REPLAY_OPTIONS)
-        from app.market.replay import ReplayMarketSource
-
         dirs = options.pop("candles_dirs", None)
         if dirs is None:
             dirs = [
@@ -71,6 +70,7 @@ def build_market_source(kind: str, **options: Any) -> MarketSource:
         return ReplayMarketSource(dirs, **options)
     if kind == "ccxt":
         _reject_unknown(kind, options, _CCXT_OPTIONS)
+        # lazy: ccxt takes ~1 s and ~100 MB to import, and replay-only processes never need it
         from app.market.ccxt_source import CcxtMarketSource
 
         exchange_id = options.pop("exchange_id", None) or options.pop("exchange", None)

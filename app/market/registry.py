@@ -15,6 +15,7 @@ from typing import Any
 
 from app.market.base import MarketSource
 from app.market.factory import build_market_source
+from config import get_settings
 
 _lock = threading.Lock()
 _sources: dict[str, MarketSource] = {}
@@ -22,8 +23,6 @@ _accounts: dict[str, Any] = {}
 
 
 def _options(exchange: str) -> tuple[str, dict[str, Any]]:
-    from config import get_settings
-
     settings = get_settings()
     if exchange == "replay":
         return "replay", {
@@ -49,8 +48,6 @@ def _options(exchange: str) -> tuple[str, dict[str, Any]]:
 
 
 def default_exchange() -> str:
-    from config import get_settings
-
     settings = get_settings()
     return "replay" if settings.market_data == "replay" else settings.ccxt_exchange
 

@@ -14,6 +14,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 from app.observability.logging import build_formatter, log_format
+from config import get_settings
 
 USER_ID_ENVIRON = "tradewind.user_id"
 _SECRET_PARAM = re.compile(r"(?i)((?:^|&)(?:token|access_token|jwt)=)[^&]*")
@@ -56,8 +57,6 @@ def _configured_format() -> str:
     """The app's log format (settings include `.env`); the bare environment if they are
     invalid, so the app's own start-up reports the configuration error."""
     try:
-        from config import get_settings
-
         return log_format(get_settings())
     except Exception:
         return log_format()

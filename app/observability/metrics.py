@@ -93,18 +93,3 @@ def render_latest() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def refresh_emergency_stop() -> None:
-    """Set the gauge from the database flag (the source of truth); never raises."""
-    from sqlalchemy import select
-
-    from app.store.db import session_scope
-    from app.store.models import SystemState
-
-    try:
-        with session_scope() as session:
-            active = session.scalar(select(SystemState.emergency_stop).where(SystemState.id == 1))
-        EMERGENCY_STOP.set(1 if active else 0)
-    except Exception as exc:  # a scrape must still answer while the database is down
-        log.warning("emergency-stop gauge not refreshed: %s", type(exc).__name__)

@@ -252,7 +252,7 @@ def build_openapi(app: Any) -> dict[str, Any]:
             "description": (
                 "Self-hosted multi-user trading-bot backend. Authenticate with "
                 "`Authorization: Bearer <access token>` from `POST /api/auth/login`. Every "
-                "4xx/5xx answer is the error envelope `{\"error\": {code, message, details, "
+                '4xx/5xx answer is the error envelope `{"error": {code, message, details, '
                 "request_id}}`."
             ),
         },

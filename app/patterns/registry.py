@@ -19,6 +19,7 @@ from typing import Any
 
 from app.errors import NotFound
 from app.patterns.model import Pattern, PatternInvalid, parse_pattern
+from config import get_settings
 
 log = logging.getLogger("tradewind.patterns")
 
@@ -143,8 +144,6 @@ _registries_lock = threading.Lock()
 def get_pattern_registry(directory: str | None = None) -> PatternRegistry:
     """The process's registry for the configured PATTERNS_DIR (or the given folder)."""
     if directory is None:
-        from config import get_settings
-
         directory = get_settings().patterns_dir
     key = str(Path(directory).resolve())
     with _registries_lock:

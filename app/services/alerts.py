@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
+from app.services.events import publish_event
 from app.store.after_commit import on_commit
 from app.store.base import utcnow
 from app.store.models import User
@@ -23,10 +24,6 @@ _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": log
 
 
 def _publish(user_id: int | None, data: dict[str, Any]) -> None:
-    try:
-        from app.services.events import publish_event
-    except ImportError:
-        return
     publish_event(user_id, "alert", data)
 
 

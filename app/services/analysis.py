@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 from app.domain.analysis import TickerAnalysis, allocate, analyze
 from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS
+from app.market.registry import get_market_source
+from app.patterns import get_pattern_registry
 from app.services.jobs import Submission, submit
 from app.store.job_contract import JobContext, JobInfo, TransientJobError
 from app.store.models.analysis import AnalysisResult
@@ -97,8 +99,6 @@ def build_payload(
         raise ValidationFailed("max_per_ticker must be in (0, 1]")
     params: dict[str, Any] = {}
     if pattern is not None:
-        from app.patterns import get_pattern_registry
-
         try:
             found = get_pattern_registry().get(pattern)
         except NotFound as exc:
@@ -159,8 +159,6 @@ class TickerOutcome:
 
 
 def _market_source() -> Any:
-    from app.market.registry import get_market_source
-
     return get_market_source()
 
 
@@ -198,8 +196,6 @@ def run_analysis_job(ctx: JobContext) -> dict[str, Any]:
     p = ctx.payload
     pattern = None
     if p.get("pattern"):
-        from app.patterns import get_pattern_registry
-
         pattern = get_pattern_registry().get(p["pattern"])
     source = _market_source()
     tickers: list[str] = p["tickers"]
@@ -281,8 +277,6 @@ def store_analysis_results(
     session.add_all(rows)
     session.flush()
     return {k: v for k, v in result.items() if k != "details"}
-
-
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -26,11 +26,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
-from app.domain.sizing import SizingConfig
+from app.domain.metrics import ms_to_datetime
+from app.domain.sizing import SizingConfig, validate_sizing_config
+from app.domain.strategies import get_strategy
+from app.engine.backtest import run_backtest
+from app.engine.fill_model import FeeSchedule
 from app.errors import NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS, MarketInfo
+from app.market.csv_candles import CandleFileName, load_candle_file
+from app.market.errors import ExchangeUnavailable
+from app.market.registry import get_market_source
+from app.services.bots import check_exchange, check_market, normalised_params, normalised_sizing
+from app.services.jobs import submit
+from app.store.job_contract import TransientJobError
 from app.store.models import Job
 from app.store.paging import fetch_page
+from config import get_settings
 
 log = logging.getLogger("tradewind.backtests")
 
@@ -80,8 +91,6 @@ def _clip(c: Candles, start_ms: int | None, end_ms: int | None) -> Candles:
 
 def candle_file_data(path: str | Path, timeframe: str | None = None) -> CandleData:
     """A candle CSV named `<EXCHANGE>_<BASE>-<QUOTE>_<TF>.csv` as backtest input."""
-    from app.market.csv_candles import load_candle_file
-
     name, series = load_candle_file(path)
     candles = series.candles
     tf = timeframe or name.timeframe
@@ -103,9 +112,6 @@ def candle_file_data(path: str | Path, timeframe: str | None = None) -> CandleDa
 
 def recorded_files(symbol: str) -> dict[str, Path]:
     """timeframe -> file of the recorded candles behind the replay feed for `symbol`."""
-    from app.market.csv_candles import CandleFileName
-    from config import get_settings
-
     settings = get_settings()
     found: dict[str, Path] = {}
     for directory in (settings.candles_dir, settings.candles_import_dir):
@@ -150,8 +156,6 @@ def exchange_data(
     exchange: str, symbol: str, timeframe: str, start_ms: int | None, end_ms: int | None
 ) -> CandleData:
     """History from a ccxt exchange, paged oldest first."""
-    from app.market.registry import get_market_source
-
     source = get_market_source(exchange)
     market = source.market(symbol)
     tf_ms = TIMEFRAME_SECONDS[timeframe] * 1000
@@ -245,8 +249,6 @@ def _ms(value: datetime | None) -> int | None:
 
 def build_spec(data: dict[str, Any]) -> BacktestSpec:
     """Validate a request (422 naming the field) into a spec; checks the candles exist."""
-    from app.services.bots import check_exchange, normalised_params, normalised_sizing
-
     start, end = data.get("start"), data.get("end")
     if start is not None and end is not None and end <= start:
         raise _invalid("end", "end must be after start")
@@ -267,8 +269,6 @@ def build_spec(data: dict[str, Any]) -> BacktestSpec:
     if spec.exchange == "replay":
         replay_data_check(spec.symbol, spec.timeframe)
     else:
-        from app.services.bots import check_market
-
         check_market(spec.exchange, spec.symbol, spec.timeframe)
     return spec
 
@@ -298,11 +298,6 @@ def execute(
     progress: Callable[[float], None] | None = None,
 ) -> Any:
     """Run the backtest of `spec` over `data` (the engine's `BacktestResult`)."""
-    from app.domain.sizing import validate_sizing_config
-    from app.domain.strategies import get_strategy
-    from app.engine.backtest import run_backtest
-    from app.engine.fill_model import FeeSchedule
-
     strategy = get_strategy(spec.strategy)
     params = strategy.validate_params(spec.strategy_params)
     sizing: SizingConfig = validate_sizing_config(spec.sizing)
@@ -331,8 +326,6 @@ def downsample(ts: np.ndarray, values: np.ndarray, limit: int = MAX_EQUITY_POINT
 
 def summary_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
     """What was run and how it ended (the `summary` of the result)."""
-    from app.domain.metrics import ms_to_datetime
-
     c = data.candles
     trades = result.trades
     return {
@@ -354,8 +347,6 @@ def summary_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str,
 
 def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
     """The job's stored result: summary, metrics, trades, the equity curve."""
-    from app.domain.metrics import ms_to_datetime
-
     return {
         "summary": summary_dict(spec, data, result),
         "metrics": result.metrics.to_dict(),
@@ -370,9 +361,6 @@ def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, 
 
 def run_backtest_job(ctx: Any) -> dict[str, Any]:
     """Handler of job kind "backtest"."""
-    from app.market.errors import ExchangeUnavailable
-    from app.store.job_contract import TransientJobError
-
     spec = BacktestSpec.from_payload(ctx.payload)
     try:
         data = load_candles(spec)
@@ -389,8 +377,6 @@ def submit_backtest(
     session: Session, user_id: int, data: dict[str, Any], idempotency_key: str | None = None
 ) -> Any:
     """Validate and queue; returns the jobs service's `Submission` (job, created)."""
-    from app.services.jobs import submit
-
     spec = build_spec(data)
     return submit(session, user_id, KIND, spec.payload(), idempotency_key)
 
@@ -409,4 +395,3 @@ def list_backtests(
 ) -> tuple[list[Job], int]:
     where = (Job.user_id == user_id, Job.kind == KIND)
     return fetch_page(session, Job, where, [Job.id.desc()], limit=limit, offset=offset)
-

@@ -21,15 +21,28 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.domain.metrics import compute_metrics, datetime_to_ms, periods_per_year_for
+from app.domain.protections import parse_protections
 from app.domain.sizing import validate_sizing_config
 from app.domain.strategies import get_strategy
-from app.engine.tick import from_ms, tick_grid, to_ms
+from app.engine.broker import cancel_open_orders
+from app.engine.ledger import closed_trades, equity_curve, ledger_view, open_bot_ledger
+from app.engine.tick import from_ms, position_amount, tick_grid, to_ms
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
+from app.market.base import timeframe_seconds
 from app.market.errors import UnknownSymbol, UnknownTimeframe
+from app.market.registry import get_market_source
+from app.services.audit import record_audit
+from app.services.events import publish_event
+from app.services.live_gates import assert_live_allowed
+from app.services.passwords import hash_password
+from app.store.after_commit import on_commit
 from app.store.base import utcnow
 from app.store.emergency_flag import TradingHalted, emergency_stop_active
-from app.store.models import Bot
+from app.store.models import Bot, User
+from app.store.models.ledger import Fill, Order, Position
 from app.store.paging import fetch_page
+from config import get_settings
 
 log = logging.getLogger("tradewind.bots")
 
@@ -69,14 +82,10 @@ def _invalid(field: str, message: str, code: str = "validation_error") -> Valida
 
 
 def _market_source(exchange: str) -> Any:
-    from app.market.registry import get_market_source
-
     return get_market_source(exchange)
 
 
 def check_exchange(exchange: str) -> str:
-    from config import get_settings
-
     exchange = exchange.strip().lower()
     settings = get_settings()
     allowed = {"replay"} | ({settings.ccxt_exchange} if settings.market_data == "ccxt" else set())
@@ -91,8 +100,6 @@ def check_exchange(exchange: str) -> str:
 
 def check_market(exchange: str, symbol: str, timeframe: str) -> None:
     """The symbol exists on the exchange and candles of this timeframe can be had for it."""
-    from app.market.base import timeframe_seconds
-
     try:
         timeframe_seconds(timeframe)
     except UnknownTimeframe as exc:
@@ -132,8 +139,6 @@ def normalised_params(strategy: str, params: dict[str, Any] | None) -> dict[str,
 
 def default_bootstrap_trades() -> int:
     """BOOTSTRAP_TRADES: closed trades before Kelly applies, for bots that do not say."""
-    from config import get_settings
-
     return get_settings().bootstrap_trades
 
 
@@ -158,10 +163,6 @@ def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
 
 def normalised_protections(protections: dict[str, Any] | None) -> dict[str, Any]:
     """Protections are validated by the safety rules; stored as given (defaults apply)."""
-    try:
-        from app.domain.protections import parse_protections
-    except ImportError:  # the safety rules are not installed: store as given
-        return dict(protections or {})
     try:
         parse_protections(protections or {})
     except ValueError as exc:
@@ -289,9 +290,6 @@ def update_bot(session: Session, user_id: int, bot_id: int, changes: dict[str, A
 def _change_mode(session: Session, bot: Bot, mode: str) -> None:
     """Paper -> live only through the live-trading gates (409 with the reasons otherwise);
     live -> paper is always allowed. Both are audited."""
-    from app.services.audit import record_audit
-    from app.services.live_gates import assert_live_allowed
-
     if mode == bot.mode:
         return
     if mode == "live":
@@ -312,8 +310,6 @@ def _change_mode(session: Session, bot: Bot, mode: str) -> None:
 
 
 def _has_open_orders(session: Session, bot_id: int) -> bool:
-    from app.store.models.ledger import Order
-
     return (
         session.scalar(select(Order.id).where(Order.bot_id == bot_id, Order.state == "open"))
         is not None
@@ -411,28 +407,19 @@ def request_exit(
 
 
 def _open_ledger(session: Session, bot: Bot) -> None:
-    from app.engine.ledger import open_bot_ledger
-
     open_bot_ledger(session, bot)
 
 
 def _cancel_open_orders(session: Session, bot: Bot, reason: str) -> int:
-    from app.engine.broker import cancel_open_orders
-
     return cancel_open_orders(session, bot_id=bot.id, reason=reason)
 
 
 def has_open_position(session: Session, bot: Bot) -> bool:
-    from app.engine.tick import position_amount
-
     return position_amount(session, bot) > 0
 
 
 def announce_status(session: Session, bot: Bot, previous: str) -> None:
     """A `bot_status` event for the owner's dashboards, sent once the change is committed."""
-    from app.services.events import publish_event
-    from app.store.after_commit import on_commit
-
     data = {
         "bot_id": bot.id,
         "status": bot.status,
@@ -458,8 +445,6 @@ def bot_orders(
     session: Session, bot: Bot, *, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     """The bot's orders, newest first."""
-    from app.store.models.ledger import Order
-
     rows, total = fetch_page(
         session, Order, [Order.bot_id == bot.id], [Order.id.desc()], limit=limit, offset=offset
     )
@@ -495,8 +480,6 @@ def bot_trades(
 ) -> tuple[list[dict[str, Any]], int]:
     """The bot's executions (fills), newest first; a fill that closed a position carries
     the round trip's net result in `closed_trade_pnl`."""
-    from app.store.models.ledger import Fill, Order
-
     where = Fill.bot_id == bot.id
     total = session.scalar(select(func.count()).select_from(Fill).where(where)) or 0
     rows = session.execute(
@@ -540,11 +523,8 @@ def _last_price(bot: Bot) -> Decimal | None:
 
 def bot_positions(session: Session, bot: Bot) -> list[dict[str, Any]]:
     """The bot's book for its symbol, valued at the market's last price (if available)."""
-    from app.store.models.ledger import Position
-
     if session.get(Position, bot.id) is None:
         return []
-    from app.engine.ledger import ledger_view
 
     price = _last_price(bot)
     view = ledger_view(session, bot, price)
@@ -577,8 +557,6 @@ def bot_equity(
 ) -> list[dict[str, Any]]:
     """Equity snapshots, oldest first. Snapshots are written when something can change the
     equity (a position is held, an order or fill happened); in between it is unchanged."""
-    from app.engine.ledger import equity_curve
-
     return [
         {
             "ts": _iso(s.ts),
@@ -595,11 +573,6 @@ def bot_performance(session: Session, bot: Bot) -> dict[str, Any]:
     """The metrics of the markets issue over the bot's equity, one point per candle
     (snapshots forward-filled: while flat and idle the equity does not move)."""
     import numpy as np
-
-    from app.domain.metrics import compute_metrics, datetime_to_ms, periods_per_year_for
-    from app.engine.ledger import closed_trades, equity_curve
-    from app.market.base import timeframe_seconds
-    from app.store.models.ledger import Position
 
     curve = equity_curve(session, bot.id)
     tf_ms = timeframe_seconds(bot.timeframe) * 1000
@@ -653,9 +626,6 @@ def seed_demo(session: Session, *, now: datetime | None = None) -> tuple[Any, li
     """A demo user with a few running paper bots on the replay market; safe to run again
     (existing demo bots are kept and started if they are not running). Returns (user, bots,
     how many bots were created)."""
-    from app.services.passwords import hash_password
-    from app.store.models import User
-
     now = now or utcnow()
     user = session.scalar(select(User).where(User.email == DEMO_EMAIL))
     if user is None:

@@ -18,7 +18,13 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.services.audit import record_audit
-from app.services.crypto import DecryptionFailed, decrypt_json, encrypt_json, rotate
+from app.store.crypto import (
+    CredentialSecrets,
+    DecryptionFailed,
+    decrypt_credential,
+    encrypt_json,
+    rotate,
+)
 from app.store.models.accounts import ExchangeCredential
 
 # ccxt 4.5.90 `ccxt.exchanges`.
@@ -77,19 +83,6 @@ class NewCredential:
     secret: str
     passphrase: str | None = None
     uid: str | None = None
-
-
-@dataclass(frozen=True)
-class CredentialSecrets:
-    """Decrypted credentials, for signing exchange requests only. The repr hides them."""
-
-    api_key: str
-    secret: str
-    passphrase: str | None = None
-    uid: str | None = None
-
-    def __repr__(self) -> str:
-        return "CredentialSecrets(<hidden>)"
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
@@ -187,13 +180,8 @@ def delete_credential(
 
 
 def load_secrets(session: Session, user_id: int, credential_id: int) -> CredentialSecrets:
-    bundle = decrypt_json(get_credential(session, user_id, credential_id).ciphertext)
-    return CredentialSecrets(
-        api_key=bundle["api_key"],
-        secret=bundle["secret"],
-        passphrase=bundle.get("passphrase"),
-        uid=bundle.get("uid"),
-    )
+    """The owner's credential, decrypted; another user's id answers 404."""
+    return decrypt_credential(get_credential(session, user_id, credential_id).ciphertext)
 
 
 def next_credential_batch(

@@ -27,13 +27,20 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from app.engine.broker import cancel_open_orders
+from app.engine.live_broker import cancel_on_exchanges, live_open_orders
 from app.errors import ServiceUnavailable
+from app.observability.metrics import EMERGENCY_STOP
 from app.services.alerts import raise_alert
+from app.services.audit import record_audit
+from app.services.engine_hooks import SAFETY_REPORTS
 from app.store.after_commit import on_commit
 from app.store.base import utcnow
-from app.store.emergency_flag import take_gate
+from app.store.db import session_scope
+from app.store.emergency_flag import emergency_stop_active, take_gate
 from app.store.models import Bot, SystemState
 from app.store.models.ledger import Order
+from app.store.redis import get_redis, redis_key
 from app.store.retry import run_transaction
 from config import get_settings
 
@@ -103,9 +110,6 @@ def _cancel_all_open_orders(session: Session) -> int:
     """Cancel every open order row; orders that may be on an exchange (live bots) are also
     cancelled there once this transaction has committed (best effort: each failure is an
     incident and an alert - the rows are cancelled and no new order can be placed anyway)."""
-    from app.engine.broker import cancel_open_orders
-    from app.engine.live_broker import live_open_orders
-
     live = live_open_orders(session)
     cancelled = int(cancel_open_orders(session, bot_id=None, reason=PAUSE_REASON))
     if live:
@@ -114,9 +118,7 @@ def _cancel_all_open_orders(session: Session) -> int:
 
 
 def _cancel_live(orders: list[dict[str, Any]]) -> None:
-    from app.engine.live_broker import cancel_on_exchanges
-
-    done = cancel_on_exchanges(orders)
+    done = cancel_on_exchanges(orders, SAFETY_REPORTS)
     log.critical("emergency stop: %d of %d live orders cancelled on their exchanges", done,
                  len(orders))  # fmt: skip
 
@@ -144,20 +146,12 @@ def _pause_bots(session: Session) -> list[tuple[int, int]]:
 def _audit(
     session: Session, action: str, actor_user_id: int, details: dict[str, Any], ip: str | None
 ) -> None:
-    from app.services.audit import record_audit
-
     record_audit(session, action, actor_user_id=actor_user_id, details=details, ip=ip)
 
 
 def _announce(active: bool) -> None:
     """After commit: set the gauge and tell every worker (a hint; the database is the truth)."""
-    try:
-        from app.observability.metrics import EMERGENCY_STOP
-
-        EMERGENCY_STOP.set(1 if active else 0)
-    except ImportError:
-        pass
-    from app.store.redis import get_redis, redis_key
+    EMERGENCY_STOP.set(1 if active else 0)
 
     client = get_redis()
     if client is None:
@@ -336,3 +330,14 @@ def _record_resume(
         message=f"emergency stop cleared by user {actor_user_id}; bots stay paused for review",
     )
     return {**state_view(state), "was_active": was_active}
+
+
+def refresh_stop_gauge() -> None:
+    """Set the `tradewind_emergency_stop` gauge from the database flag (the source of
+    truth), for a metrics scrape; never raises."""
+    try:
+        with session_scope() as session:
+            active = emergency_stop_active(session)
+        EMERGENCY_STOP.set(1 if active else 0)
+    except Exception as exc:  # a scrape must still answer while the database is down
+        log.warning("emergency-stop gauge not refreshed: %s", type(exc).__name__)

@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.observability.metrics import EVENTS_PUBLISHED
+from app.store.redis import get_redis, redis_key
+from config import get_settings
+
 log = logging.getLogger("tradewind.events")
 
 EVENT_TYPES = frozenset({"trade", "order", "bot_status", "alert", "job_progress"})
@@ -44,8 +48,6 @@ return id
 
 
 def history_size() -> int:
-    from config import get_settings
-
     return max(1, get_settings().sse_history_size)
 
 
@@ -54,22 +56,16 @@ def _audience(user_id: int | None) -> str:
 
 
 def _keys() -> tuple[str, str]:
-    from app.store.redis import redis_key
-
     return redis_key("events", "seq"), redis_key("events", "channel")
 
 
 def _history_key(audience: str) -> str:
-    from app.store.redis import redis_key
-
     return redis_key("events", "history", audience)
 
 
 def publish_event(user_id: int | None, event_type: str, data: dict[str, Any]) -> None:
     """Send an event to the user's live streams (and history). Never raises."""
     try:
-        from app.observability.metrics import EVENTS_PUBLISHED
-
         body = {
             "type": str(event_type),
             "user_id": None if user_id is None else int(user_id),
@@ -92,8 +88,6 @@ def publish_event(user_id: int | None, event_type: str, data: dict[str, Any]) ->
 
 
 def _publish_redis(body: dict[str, Any], payload: str) -> bool:
-    from app.store.redis import get_redis
-
     client = get_redis()
     if client is None:
         return False
@@ -110,8 +104,6 @@ def recent_events(
 ) -> tuple[list[dict[str, Any]], bool]:
     """Events newer than `after_id` still in the bounded history, oldest first, and whether
     that is all of them (False when a full history no longer reaches back to `after_id`)."""
-    from app.store.redis import get_redis
-
     audiences = [_audience(user_id)] + ([SYSTEM] if is_admin else [])
     client = get_redis()
     size = history_size()
@@ -265,8 +257,6 @@ class Broker:
                 backoff = min(backoff * 2, 2.0)
 
     def _listen_once(self) -> None:
-        from app.store.redis import get_redis
-
         client = get_redis()
         if client is None:
             self._stopping.wait(1.0)
@@ -295,8 +285,6 @@ class Broker:
 
 
 def _redis_configured() -> bool:
-    from config import get_settings
-
     return bool(get_settings().redis_url)
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from app.store.redis import get_redis
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -83,8 +85,6 @@ def check_database(engine: Engine, heads: frozenset[str] | None = None) -> list[
 
 def check_redis() -> Check | None:
     """Redis reachable, when it is configured (None when it is not)."""
-    from app.store.redis import get_redis
-
     client = get_redis()
     if client is None:
         return None

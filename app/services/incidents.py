@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.observability.metrics import INCIDENTS
 from app.store.base import utcnow
 from app.store.models.safety import Incident
 
@@ -17,10 +18,6 @@ log = logging.getLogger("tradewind.incidents")
 
 
 def _count(kind: str) -> None:
-    try:
-        from app.observability.metrics import INCIDENTS
-    except ImportError:
-        return
     INCIDENTS.labels(kind=kind).inc()
 
 

@@ -27,6 +27,7 @@ from app.store import queue
 from app.store.base import utcnow
 from app.store.models import Job
 from app.store.paging import fetch_page
+from config import get_settings
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
@@ -99,8 +100,6 @@ def submit(
     max_attempts: int | None = None,
 ) -> Submission:
     """Queue a job (or return the one this request already created); see the module doc."""
-    from config import get_settings
-
     key = check_idempotency_key(idempotency_key)
     digest = payload_hash(kind, payload)
     now = utcnow()

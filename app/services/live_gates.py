@@ -22,6 +22,7 @@ from app.store.emergency_flag import emergency_stop_active
 from app.store.models import Bot
 from app.store.models.accounts import ExchangeCredential
 from app.store.models.ledger import EquitySnapshot, Fill
+from config import get_settings
 
 if TYPE_CHECKING:
     from config import Settings
@@ -35,8 +36,6 @@ class LiveNotAllowed(Conflict):
 
 def _current(settings: Settings | None) -> Settings:
     if settings is None:
-        from config import get_settings
-
         return get_settings()
     return settings
 

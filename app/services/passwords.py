@@ -13,14 +13,14 @@ from functools import lru_cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from config import get_settings
+
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 1024
 
 
 def _parameters() -> tuple[int, int, int]:
     """Read at each use, so new settings apply without a restart (tests pick cheap ones)."""
-    from config import get_settings
-
     settings = get_settings()
     return settings.argon2_time_cost, settings.argon2_memory_cost, settings.argon2_parallelism
 

@@ -25,9 +25,11 @@ from sqlalchemy.orm import Session
 
 from app.errors import AppError, NotFound, ValidationFailed
 from app.market.base import MarketSource
+from app.market.registry import get_market_source
 from app.store.base import utcnow
 from app.store.models import Bot, User
 from app.store.models.ledger import Balance, Position, PricingSnapshot
+from config import get_settings
 
 __all__ = [
     "MAX_HOPS",
@@ -48,8 +50,6 @@ Step = dict[str, Any]  # {"symbol", "invert"} or {"peg": "USDT", "to": "USD"}
 
 
 def usd_pegs() -> list[str]:
-    from config import get_settings
-
     raw = get_settings().portfolio_usd_pegs
     return [p.strip().upper() for p in raw.split(",") if p.strip()]
 
@@ -209,8 +209,6 @@ def _check_currency(code: str) -> str:
 
 
 def _source(exchange: str) -> Any:
-    from app.market.registry import get_market_source
-
     return get_market_source(exchange)
 
 

@@ -28,11 +28,14 @@ from app.domain.protections import (
     start_of_day,
 )
 from app.services.alerts import raise_alert
+from app.services.bots import first_tick_at
+from app.services.live_gates import live_eligibility
 from app.store.base import as_utc
 from app.store.emergency_flag import emergency_stop_active
 from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot, Fill, Order
 from app.store.models.safety import ProtectionTrip
+from config import get_settings
 
 if TYPE_CHECKING:
     from config import Settings
@@ -48,8 +51,6 @@ RECENT_TRADES = 100
 def default_protections(settings: Settings | None = None) -> ProtectionConfig:
     """Defaults from settings (`PROTECTION_<NAME>`); the built-in ones if those are invalid."""
     if settings is None:
-        from config import get_settings
-
         settings = get_settings()
     raw = {
         "max_drawdown": settings.protection_max_drawdown,
@@ -194,8 +195,6 @@ def trip_protection(session: Session, bot: Bot, trip: Trip, now: datetime) -> No
 
 def check_live_gates(session: Session, bot: Bot, now: datetime) -> str | None:
     """For a live bot: pause it (reason `live_gates:<codes>`) when its gates no longer hold."""
-    from app.services.live_gates import live_eligibility
-
     result = live_eligibility(session, bot, now=now)
     if result["live_allowed"]:
         return None
@@ -250,8 +249,6 @@ def cooled_down_bot_ids(session: Session, now: datetime) -> list[int]:
 def resume_after_cooldown(session: Session, bot_id: int, now: datetime) -> Bot | None:
     """Resume one bot whose protection cooldown has passed (compare-and-set, so a person
     pausing or stopping it meanwhile wins); never during an emergency stop."""
-    from app.services.bots import first_tick_at
-
     if emergency_stop_active(session):
         return None
     bot = session.get(Bot, bot_id, populate_existing=True)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import NotFound, ValidationFailed
 from app.market.errors import UnknownSymbol
+from app.market.registry import get_market_source
 from app.services.analysis import MAX_BULK_TICKERS, build_payload, normalise_ticker
 from app.services.analysis import submit_analysis as _submit_analysis
 from app.services.jobs import Submission
@@ -29,8 +30,6 @@ def list_items(session: Session, user_id: int) -> list[WatchlistItem]:
 
 
 def _check_listed(ticker: str) -> None:
-    from app.market.registry import get_market_source
-
     try:
         get_market_source().market(ticker)
     except UnknownSymbol:

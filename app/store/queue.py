@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
+from app.observability.metrics import JOBS
 from app.store.claims import claim
 from app.store.models import Job
 
@@ -87,10 +88,6 @@ def check_transition(source: str, target: str) -> None:
 
 def _count(target: str, n: int) -> None:
     if not n:
-        return
-    try:
-        from app.observability.metrics import JOBS
-    except ImportError:
         return
     JOBS.labels(state=target).inc(n)
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from app.observability.outages import Outage
+from config import get_settings
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -86,7 +87,6 @@ def get_redis() -> Redis | None:
     """The process's Redis client for `REDIS_URL`; None when Redis is not configured or is
     known to be unreachable right now (the breaker is open)."""
     global _client, _client_pid
-    from config import get_settings
 
     settings = get_settings()
     url = settings.redis_url
@@ -114,8 +114,6 @@ def get_redis() -> Redis | None:
 
 def redis_key(*parts: object) -> str:
     """A key under the configured prefix, so deployments (and test runs) never collide."""
-    from config import get_settings
-
     return get_settings().redis_prefix + ":".join(str(p) for p in parts)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from app.engine.tick import run_tick
+from app.services.engine_hooks import TICK_HOOKS
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import Bot
@@ -202,7 +203,7 @@ def _tick(bot_id: int, clock: Clock, k: int) -> None:
     clock.ms = T0 + (k + 1) * HOUR_MS
     with session_scope() as s:
         bot = s.get(Bot, bot_id)
-        result = run_tick(s, bot, planned_at=at(clock.ms), now=utcnow())
+        result = run_tick(s, bot, planned_at=at(clock.ms), now=utcnow(), hooks=TICK_HOOKS)
         bot.last_candle_ts = result.last_candle_ts or bot.last_candle_ts
 
 

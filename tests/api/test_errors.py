@@ -26,8 +26,8 @@ class ProbeQuery(RequestModel):
 @pytest.fixture(scope="module")
 def probe_app(_app: Flask, settings) -> Flask:  # type: ignore[no-untyped-def]
     """A second app with routes that exercise validation, crashes and the unit of work."""
-    from app import create_app
     from app.api.request_context import db_session
+    from app.factory import create_app
 
     app = create_app(settings)
     bp = Blueprint("probe", __name__)

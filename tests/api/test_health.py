@@ -21,7 +21,7 @@ def test_ready_reports_each_check(client: FlaskClient) -> None:
 
 
 def test_cors_allows_configured_origin_only(app, settings) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
+    from app.factory import create_app
 
     cors_app = create_app(settings.model_copy(update={"cors_origins": "https://dash.example"}))
     client = cors_app.test_client()

@@ -12,7 +12,7 @@ FORWARDED = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
 
 
 def probe_app(settings: Settings) -> Flask:
-    from app import create_app
+    from app.factory import create_app
 
     app = create_app(settings)
     app.add_url_rule(

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from app.engine import live_broker
 from app.engine.live_broker import broker_for, process_fills, submit_pending
 from app.engine.tick import run_tick
+from app.services.engine_hooks import SAFETY_REPORTS, TICK_HOOKS
 from app.services.reconcile import reconcile_all
 from app.store.base import utcnow
 from app.store.db import session_scope
@@ -56,7 +57,7 @@ def tick(bot_id: int, clock: Clock, k: int, *, keep_candle: bool = False) -> Any
     clock.ms = T0 + (k + 1) * HOUR_MS
     with session_scope() as s:
         bot = s.get(Bot, bot_id)
-        result = run_tick(s, bot, planned_at=at(clock.ms), now=utcnow())
+        result = run_tick(s, bot, planned_at=at(clock.ms), now=utcnow(), hooks=TICK_HOOKS)
         if result.last_candle_ts is not None and not keep_candle:
             bot.last_candle_ts = result.last_candle_ts
     return result
@@ -65,7 +66,7 @@ def tick(bot_id: int, clock: Clock, k: int, *, keep_candle: bool = False) -> Any
 def sync(bot_id: int, now: Any = None) -> list[Fill]:
     with session_scope() as s:
         bot = s.get(Bot, bot_id)
-        return process_fills(s, bot, None, now or utcnow())  # type: ignore[arg-type]
+        return process_fills(s, bot, None, now or utcnow(), reports=SAFETY_REPORTS)  # type: ignore[arg-type]
 
 
 def entry(bot_id: int, live: tuple[RecordedExchange, Clock]) -> Any:
@@ -106,10 +107,10 @@ def test_entry_is_sent_once_even_when_the_tick_is_retried(live, user_id) -> None
         bot = s.get(Bot, bot_id)
         again = live_broker.place_order(
             s, bot, side="buy", order_type="market", client_order_id=order.client_order_id,
-            quote_amount=D("50"), now=utcnow(), reference_price=D("13"),
+            quote_amount=D("50"), now=utcnow(), reference_price=D("13"), reports=SAFETY_REPORTS,
         )  # fmt: skip
         assert again.id == order.id
-    assert submit_pending(bot_id) == 0
+    assert submit_pending(bot_id, SAFETY_REPORTS) == 0
     assert len(server.requests(ORDER)) == 1
     assert len(live_orders(bot_id)) == 1
     assert_reconciled(bot_id)
@@ -124,7 +125,7 @@ def test_a_timed_out_create_is_looked_up_never_sent_again(live, user_id) -> None
     (order,) = live_orders(bot_id)
     assert (order.state, order.submit_state, order.exchange_order_id) == ("open", "unknown", None)
 
-    assert submit_pending(bot_id) == 0  # an unknown order is never sent again
+    assert submit_pending(bot_id, SAFETY_REPORTS) == 0  # an unknown order is never sent again
     set_lookup(server, status="FILLED", side="BUY", qty=str(order.amount),
                quote=str(order.amount * 13))  # fmt: skip
     tick(bot_id, clock, 5)  # the next tick looks it up and books the fill
@@ -222,7 +223,7 @@ def test_nothing_is_sent_when_live_trading_is_switched_off(live, user_id) -> Non
     with session_scope() as s, pytest.raises(PaperOrderRejected) as refused:
         live_broker.place_order(  # and the live broker refuses any order (exits too)
             s, s.get(Bot, bot_id), side="sell", order_type="market", client_order_id="x-1",
-            amount=D("1"), now=utcnow(), reference_price=D("13"),
+            amount=D("1"), now=utcnow(), reference_price=D("13"), reports=SAFETY_REPORTS,
         )  # fmt: skip
     assert refused.value.reason == "live_trading_disabled"
     assert server.requests(ORDER) == [] and live_orders(bot_id) == []
@@ -282,7 +283,7 @@ def test_an_order_too_small_for_the_exchange_is_refused_before_anything_is_writt
     with session_scope() as s, pytest.raises(PaperOrderRejected) as refused:
         live_broker.place_order(
             s, s.get(Bot, bot_id), side="buy", order_type="market", client_order_id="tiny-1",
-            quote_amount=D("0.001"), now=utcnow(), reference_price=D("13"),
+            quote_amount=D("0.001"), now=utcnow(), reference_price=D("13"), reports=SAFETY_REPORTS,
         )  # fmt: skip
     assert refused.value.reason == "below_min_amount"
     assert live_orders(bot_id) == [] and server.requests(ORDER) == []

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from app.engine.tick import run_tick, to_ms
+from app.services.engine_hooks import TICK_HOOKS
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import Bot
@@ -57,7 +58,7 @@ def tick(bot_id: int, clock: Clock, k: int) -> Any:
     clock.ms = T0 + (k + 1) * HOUR_MS
     with session_scope() as s:
         bot = s.get(Bot, bot_id)
-        result = run_tick(s, bot, planned_at=at(clock.ms), now=utcnow())
+        result = run_tick(s, bot, planned_at=at(clock.ms), now=utcnow(), hooks=TICK_HOOKS)
         if result.last_candle_ts is not None:
             bot.last_candle_ts = result.last_candle_ts
         if result.exit_done:
@@ -104,7 +105,7 @@ def test_a_retried_tick_places_nothing_twice(clock, user_id) -> None:  # type: i
         bot_id = make_bot(s, user_id).id
     clock.ms = T0 + 5 * HOUR_MS
     lost = new_session()  # the first attempt runs, then its commit never happens
-    run_tick(lost, lost.get(Bot, bot_id), planned_at=at(clock.ms), now=utcnow())
+    run_tick(lost, lost.get(Bot, bot_id), planned_at=at(clock.ms), now=utcnow(), hooks=TICK_HOOKS)
     lost.rollback()
     lost.close()
     assert orders(bot_id) == []
@@ -128,7 +129,9 @@ def test_one_decision_per_candle(clock, user_id) -> None:  # type: ignore[no-unt
     tick(bot_id, clock, 4)
     with session_scope() as s:  # a second tick on the same candle acts on nothing
         bot = s.get(Bot, bot_id)
-        result = run_tick(s, bot, planned_at=at(T0 + 5 * HOUR_MS + 1000), now=utcnow())
+        result = run_tick(
+            s, bot, planned_at=at(T0 + 5 * HOUR_MS + 1000), now=utcnow(), hooks=TICK_HOOKS
+        )
     assert result.signal == 0 and result.last_candle_ts is None
 
 

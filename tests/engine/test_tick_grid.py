@@ -7,7 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from app.engine.tick import TickGrid, entry_budget, tick_grid
+from app.domain.tick_grid import TickGrid
+from app.engine.tick import entry_budget, tick_grid
 from app.market.replay_clock import DEFAULT_ANCHOR_MS
 from tests.engine.helpers import HOUR_MS, T0
 

@@ -84,8 +84,8 @@ def test_format_and_level_follow_settings(settings: Settings) -> None:
 @pytest.fixture
 def probe_app(settings: Settings, app: Flask) -> Iterator[Flask]:
     """A second app instance with a route that logs, one behind auth and one open."""
-    from app import create_app
     from app.api.jwt import auth_required
+    from app.factory import create_app
 
     probe = create_app(settings)
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from app.engine import live_broker
 from app.services.emergency import emergency_stop
+from app.services.engine_hooks import SAFETY_REPORTS
 from app.services.reconcile import reconcile_all
 from app.store.base import utcnow
 from app.store.db import session_scope
@@ -59,7 +60,7 @@ def place(bot_id: int, cid: str = "live-1") -> None:
     with session_scope() as s:
         live_broker.place_order(
             s, s.get(Bot, bot_id), side="buy", order_type="market", client_order_id=cid,
-            quote_amount=D("100"), now=utcnow(), reference_price=D("13"),
+            quote_amount=D("100"), now=utcnow(), reference_price=D("13"), reports=SAFETY_REPORTS,
         )  # fmt: skip
 
 
@@ -83,7 +84,7 @@ def test_stop_cancels_an_accepted_order_on_the_exchange(server, admin, bot_id) -
     assert (order.state, order.state_reason) == ("cancelled", "emergency_stop")
     with session_scope() as s:
         assert list(s.scalars(select(Incident))) == []
-    assert live_broker.submit_pending(bot_id) == 0
+    assert live_broker.submit_pending(bot_id, SAFETY_REPORTS) == 0
     assert len(server.requests(ORDER)) == 1
     assert reconciled(bot_id)
 
@@ -106,11 +107,11 @@ def test_an_order_recorded_but_not_sent_is_never_sent_after_the_stop(  # type: i
     server, admin, bot_id, monkeypatch
 ) -> None:
     with monkeypatch.context() as patched:  # the process dies right after the commit
-        patched.setattr(live_broker, "submit_pending", lambda bot_id: 0)
+        patched.setattr(live_broker, "submit_pending", lambda bot_id, reports: 0)
         place(bot_id, "live-pending")
     assert live_orders(bot_id)[0].submit_state == "pending"
     stop(admin)
-    assert live_broker.submit_pending(bot_id) == 0
+    assert live_broker.submit_pending(bot_id, SAFETY_REPORTS) == 0
     assert server.requests(ORDER) == [] and server.requests(CANCEL) == []
     (order,) = live_orders(bot_id)
     assert (order.state, order.submit_state) == ("cancelled", "pending")
@@ -165,7 +166,7 @@ def test_a_send_in_flight_finishes_before_the_stop_which_then_cancels_it(  # typ
     assert [r.params["origClientOrderId"] for r in server.requests(LOOKUP)] == ["live-flight"]
     assert len(server.requests(CANCEL)) == 1
     assert len(server.requests(ORDER)) == 1
-    assert live_broker.submit_pending(bot_id) == 0
+    assert live_broker.submit_pending(bot_id, SAFETY_REPORTS) == 0
 
 
 def _owner(bot_id: int) -> int:

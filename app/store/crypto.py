@@ -8,12 +8,14 @@ under the first. Errors never carry a key, a plaintext or a ciphertext.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from app.errors import AppError, ServiceUnavailable
+from config import get_settings
 
 
 class EncryptionMisconfigured(ServiceUnavailable):
@@ -47,8 +49,6 @@ def _cipher(keys: tuple[str, ...]) -> MultiFernet:
 
 
 def cipher() -> MultiFernet:
-    from config import get_settings
-
     return _cipher(tuple(get_settings().effective_encryption_keys))
 
 
@@ -76,3 +76,27 @@ def rotate(token: str) -> str:
 
 def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
+
+
+@dataclass(frozen=True)
+class CredentialSecrets:
+    """Decrypted credentials, for signing exchange requests only. The repr hides them."""
+
+    api_key: str
+    secret: str
+    passphrase: str | None = None
+    uid: str | None = None
+
+    def __repr__(self) -> str:
+        return "CredentialSecrets(<hidden>)"
+
+
+def decrypt_credential(ciphertext: str) -> CredentialSecrets:
+    """The secrets of one stored exchange credential (the row's `ciphertext`)."""
+    bundle = decrypt_json(ciphertext)
+    return CredentialSecrets(
+        api_key=bundle["api_key"],
+        secret=bundle["secret"],
+        passphrase=bundle.get("passphrase"),
+        uid=bundle.get("uid"),
+    )
