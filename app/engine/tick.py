@@ -193,9 +193,6 @@ def warm_candles(bots: list[tuple[str, str, str, str, Any]]) -> None:
     params) each - into the shared cache before their transaction opens, so that no tick
     waits on an exchange or Redis while it holds database locks. A failure here is left to
     the tick itself (it reads again and records the error as that bot's)."""
-    from app.market.cache import cached_candles
-    from app.market.registry import get_market_source
-
     wanted: dict[tuple[str, str, str], int] = {}
     for exchange, symbol, timeframe, strategy_name, params in bots:
         try:
