@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite:///{INSTANCE_DIR / 'tradewind.sqlite3'}"
     redis_url: str | None = None
     redis_prefix: str = "tw:"
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    redis_breaker_seconds: float = Field(default=5.0, ge=0)
     jwt_secret_key: str | None = None
     encryption_key: str | None = None
     cors_origins: str = ""
@@ -61,6 +63,14 @@ class Settings(BaseSettings):
 
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # Postgres: every wait on the database is bounded (see RAILWAY_DEPLOYMENT.md)
+    db_connect_timeout_seconds: int = Field(default=3, ge=1)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
+    db_tcp_keepalives_idle_seconds: int = Field(default=10, ge=1)
+    db_tcp_user_timeout_ms: int = Field(default=10_000, ge=0)
+    db_ready_timeout_seconds: float = Field(default=1.5, gt=0)
+    emergency_stop_retry_seconds: float = Field(default=10.0, gt=0)
 
     market_data: Literal["replay", "ccxt"] = "replay"
     candles_dir: str = str(BASE_DIR / "data" / "candles")

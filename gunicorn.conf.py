@@ -71,8 +71,10 @@ def _end_event_streams_on_term():  # type: ignore[no-untyped-def]
     previous = signal.getsignal(signal.SIGTERM)
 
     def handler(signum, frame):  # type: ignore[no-untyped-def]
+        from app.lifecycle import lifecycle
         from app.services.events import broker
 
+        lifecycle.request_stop()  # the stop budget counts from here; ticks wind down now
         broker.shutdown()
         if callable(previous):
             previous(signum, frame)

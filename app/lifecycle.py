@@ -7,11 +7,13 @@ Start runs in a fixed order, each subsystem only when its feature flag is on:
 `trading` and `self_healing` are groups of scheduler jobs (`app.jobs.periodic`, by their
 `flag`): the scheduler starts with the jobs every process runs, and each group adds its own,
 so a group can be switched off, and is stopped, on its own. Stop runs in reverse (a group
-first stops taking new runs, then waits for the one in flight), then the scheduler, then this
-worker's leases are handed back, market sessions closed and the pool disposed. Each stop is
-bounded by a timeout, all stops together by a budget below gunicorn's graceful timeout, and
-each is isolated: one that fails or hangs is reported and the others still run. Start and
-stop are idempotent; subsystems may be sync or async callables.
+first stops taking new runs, then waits for the one in flight; a tick batch in flight is
+abandoned and handed back), then this worker's bot leases are handed back, then the
+scheduler stops and job leases are handed back, market sessions closed and the pool
+disposed. Each stop is bounded by a timeout, all stops together by a budget below gunicorn's
+graceful timeout counted from SIGTERM (`request_stop`), and each is isolated: one that fails
+or hangs is reported and the others still run. Start and stop are idempotent; subsystems may
+be sync or async callables.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from app.jobs import bot_ticks
 from app.jobs.periodic import PERIODIC_JOBS
-from app.jobs.scheduler import running_scheduler, start_scheduler, stop_scheduler
-from app.jobs.shutdown import release_own_leases
+from app.jobs.scheduler import running_scheduler, skip_when_busy, start_scheduler, stop_scheduler
+from app.jobs.shutdown import release_bot_leases, release_job_leases
 from app.market.registry import close_market_sources, get_market_source
 from app.store.db import init_database, shutdown_database
 
@@ -112,8 +115,8 @@ def _stop_market() -> None:
     close_market_sources()
 
 
-def _release_leases() -> None:
-    release_own_leases()
+def _release_bot_leases() -> None:
+    release_bot_leases()
 
 
 def _group_flags() -> set[str]:
@@ -128,7 +131,9 @@ def _start_scheduler(settings: Settings) -> None:
 
 
 def _stop_scheduler() -> None:
+    """Stop the scheduler (waiting for the job in flight), then hand back job leases."""
     stop_scheduler(wait=True)
+    release_job_leases()
 
 
 class JobGroup:
@@ -146,13 +151,13 @@ class JobGroup:
         return [job for job in PERIODIC_JOBS if job.flag == self.flag]
 
     def _wrap(self, name: str, job: Callable[[], object]) -> Callable[[], None]:
+        once = skip_when_busy(name, job)
+
         def run() -> None:
             with self._idle:
                 self._in_flight += 1
             try:
-                job()
-            except Exception:
-                log.exception("periodic job %s failed", name)
+                once()
             finally:
                 with self._idle:
                     self._in_flight -= 1
@@ -214,8 +219,8 @@ SUBSYSTEMS: tuple[Subsystem, ...] = (
     Subsystem("config", _check_config, lambda: None),
     Subsystem("database", _start_database, _stop_database),
     Subsystem("market", _start_market, _stop_market),
-    Subsystem("leases", lambda _s: None, _release_leases, _scheduled()),
     Subsystem("scheduler", _start_scheduler, _stop_scheduler, _scheduled()),
+    Subsystem("leases", lambda _s: None, _release_bot_leases, _scheduled()),
     Subsystem("trading", TRADING.start, TRADING.stop, _scheduled("trading_enabled")),
     Subsystem(
         "self_healing", SELF_HEALING.start, SELF_HEALING.stop, _scheduled("self_healing_enabled")
@@ -236,8 +241,17 @@ class Lifecycle:
         self._subsystems = subsystems
         self._started: list[Subsystem] = []
         self._lock = threading.Lock()
+        self._stop_requested_at: float | None = None
         self.stop_timeout = stop_timeout
         self.stop_budget = stop_budget
+
+    def request_stop(self) -> None:
+        """SIGTERM arrived (called from the signal handler: only sets flags). The stop budget
+        counts from now, not from when the process gets round to `stop()` (gunicorn first
+        drains requests), and tick dispatch winds down at once."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
+        bot_ticks.request_stop()
 
     @property
     def started(self) -> list[str]:
@@ -250,6 +264,8 @@ class Lifecycle:
         with self._lock:
             if self._started:
                 return self.started
+            self._stop_requested_at = None
+            bot_ticks.allow_dispatch()
             for subsystem in self._subsystems:
                 if not subsystem.enabled(settings):
                     continue
@@ -271,7 +287,8 @@ class Lifecycle:
 
     def _stop_locked(self, timeout: float | None = None) -> list[str]:
         step = self.stop_timeout if timeout is None else timeout
-        deadline = time.monotonic() + max(self.stop_budget, step)
+        since = self._stop_requested_at or time.monotonic()
+        deadline = since + max(self.stop_budget, step)
         failed = []
         while self._started:
             subsystem = self._started.pop()

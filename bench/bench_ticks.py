@@ -6,10 +6,13 @@ Three runs over the same bots, in one go:
   ticks/s: the ticks per second achieved and the scheduling lag (actual - planned start),
   p50/p99, from the `bot_ticks` rows;
 * saturated - a candle every 0.5 s (2,000 ticks/s asked for): what two workers sustain;
-* baseline - two processes running a bare claim-and-release loop (`app.store.claims`, same
-  batch size) over the same bots, no tick work at all: the ceiling the claims set.
+* baseline - two processes running a bare claim-and-release loop (`app.store.claims`: one
+  statement claims and leases a batch, one releases it) over the same bots, no tick work at
+  all: the ceiling the claims set; printed next to two plain psycopg2 loops on the same bots
+  in the same run (`SELECT ... SKIP LOCKED` + `UPDATE`, and a single `UPDATE ... WHERE id =
+  ANY(ARRAY(SELECT ... SKIP LOCKED))`).
 
-    .venv/bin/python bench/bench_ticks.py [--bots 1000] [--seconds 15]
+    .venv/bin/python bench/bench_ticks.py [--bots 1000] [--seconds 15] [--claims-only]
 
 Needs Postgres on 127.0.0.1 (TEST_POSTGRES_URL) and Redis (TEST_REDIS_URL) like the tests.
 """
@@ -40,7 +43,7 @@ CLAIM_LOOP = textwrap.dedent(
     """
     import sys, time
     from datetime import timedelta
-    from app.store.claims import claim, release
+    from app.store.claims import claim, release_batch
     from app.jobs.bot_ticks import due_condition
     from app.store.base import utcnow
     from app.store.db import init_database, session_scope
@@ -61,9 +64,48 @@ CLAIM_LOOP = textwrap.dedent(
             time.sleep(0.005)
             continue
         with session_scope() as s:
-            for bot_id in ids:
-                release(s, Bot, bot_id, owner=owner,
-                        values={"next_tick_at": now + timedelta(seconds=interval)})
+            release_batch(s, Bot, ids, owner=owner,
+                          values={"next_tick_at": now + timedelta(seconds=interval)})
+        done += len(ids)
+    print(done)
+    """
+)
+
+# Baselines: the same claim-and-release loop in plain psycopg2, no ORM, no app code.
+PLAIN_LOOP = textwrap.dedent(
+    """
+    import sys, time
+    import psycopg2
+    dsn, owner, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    batch, interval, single = int(sys.argv[4]), float(sys.argv[5]), sys.argv[6] == "single"
+    conn = psycopg2.connect(dsn)
+    cur = conn.cursor()
+    due = ("next_tick_at <= now() AND deleted_at IS NULL AND status = 'running' "
+           "AND (lease_until IS NULL OR lease_until < now())")
+    end = time.monotonic() + seconds
+    done = 0
+    while time.monotonic() < end:
+        if single:
+            cur.execute("UPDATE bots SET lease_owner = %s, lease_until = now() + interval '30 s' "
+                        "WHERE id = ANY(ARRAY(SELECT id FROM bots WHERE " + due +
+                        " ORDER BY next_tick_at LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING id",
+                        (owner, batch))
+            ids = [r[0] for r in cur.fetchall()]
+        else:
+            cur.execute("SELECT id FROM bots WHERE " + due + " ORDER BY next_tick_at LIMIT %s "
+                        "FOR UPDATE SKIP LOCKED", (batch,))
+            ids = [r[0] for r in cur.fetchall()]
+            if ids:
+                cur.execute("UPDATE bots SET lease_owner = %s, lease_until = now() + "
+                            "interval '30 s' WHERE id = ANY(%s)", (owner, ids))
+        conn.commit()
+        if not ids:
+            time.sleep(0.005)
+            continue
+        cur.execute("UPDATE bots SET lease_owner = NULL, lease_until = NULL, next_tick_at = "
+                    "now() + %s * interval '1 s' WHERE id = ANY(%s) AND lease_owner = %s",
+                    (interval, ids, owner))
+        conn.commit()
         done += len(ids)
     print(done)
     """
@@ -255,10 +297,38 @@ def run_claim_only(url: str, prefix: str, speed: float, seconds: float, batch: i
     return total / seconds
 
 
+def run_plain(url: str, speed: float, seconds: float, batch: int, single: bool) -> float:
+    reset_schedule(speed)
+    dsn = url.replace("postgresql+psycopg2://", "postgresql://")
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "python"), "-c", PLAIN_LOOP, dsn, f"plain{i}", str(seconds), str(batch),
+             str(300 / speed), "single" if single else "two"],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    total = sum(int(p.communicate(timeout=seconds + 60)[0].strip() or 0) for p in procs)
+    return total / seconds
+
+
+def print_claims(url: str, prefix: str, seconds: float, batch: int) -> float:
+    """Our claims next to plain SKIP LOCKED loops on the same bots, same batch, same run."""
+    ours = run_claim_only(url, prefix, 3000.0, seconds, batch)
+    two = run_plain(url, 3000.0, seconds, batch, single=False)
+    single = run_plain(url, 3000.0, seconds, batch, single=True)
+    print(f"claims, 2 processes, batch {batch}: app.store.claims {ours:8.0f} claims/s | plain "
+          f"SELECT SKIP LOCKED + UPDATE {two:8.0f} rows/s ({ours / two:.2f}x) | plain single "
+          f"UPDATE ... ARRAY(SKIP LOCKED) {single:8.0f} rows/s ({ours / single:.2f}x)")
+    return ours
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bots", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--claims-only", action="store_true", help="only the claim loops")
+    parser.add_argument("--claim-batch", type=int, default=50)
     args = parser.parse_args()
     from app.jobs.bot_ticks import TickSettings
     from app.store.db import init_database, shutdown_database
@@ -271,6 +341,9 @@ def main() -> None:
                                             redis_prefix=prefix)))  # fmt: skip
         create_bots(args.bots)
         batch = TickSettings.current().batch_size
+        if args.claims_only:
+            print_claims(url, prefix, args.seconds, args.claim_batch)
+            return
         print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
               f"{args.bots} bots, gunicorn 2 workers, batch {batch}")  # fmt: skip
         target = run_gunicorn(url, prefix, 150.0, args.bots, args.seconds)
@@ -283,8 +356,7 @@ def main() -> None:
         saturated = run_gunicorn(url, prefix, 600.0, args.bots, args.seconds)
         print(f"saturated (2,000 ticks/s asked): {saturated['ticks_per_s']:7.0f} ticks/s "
               f"sustained, skipped ticks {saturated['skipped']}")  # fmt: skip
-        claims = run_claim_only(url, prefix, 3000.0, args.seconds, batch)
-        print(f"baseline, bare claim+release loop in 2 processes: {claims:7.0f} claims/s")
+        claims = print_claims(url, prefix, args.seconds, args.claim_batch)
         print(f"ratio sustained ticks / bare claims: {saturated['ticks_per_s'] / claims:.2f}")
     finally:
         shutdown_database()

@@ -172,8 +172,8 @@ def test_real_subsystems_start_in_order_with_job_groups(real_lifecycle, settings
         "config",
         "database",
         "market",
-        "leases",
         "scheduler",
+        "leases",
         "trading",
         "self_healing",
     ]

@@ -7,6 +7,7 @@ from flask import Blueprint, Flask, Response, jsonify
 from app.api.errors import error_response
 from app.services.health import readiness
 from app.store.db import get_engine
+from config import get_settings
 
 bp = Blueprint("health", __name__)
 
@@ -21,7 +22,7 @@ def ping() -> Response:
 @bp.get("/api/health/ready")
 def ready() -> Response:
     """Readiness: database reachable, migrations at head, Redis reachable when configured."""
-    checks = readiness(get_engine())
+    checks = readiness(get_engine(), timeout=get_settings().db_ready_timeout_seconds)
     body = {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}
     failed = [c for c in checks if not c.ok]
     if failed:

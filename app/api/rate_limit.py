@@ -2,9 +2,10 @@
 
 Counters live in Redis when `REDIS_URL` is set (keys under the configured prefix, so shared by
 every worker and machine of a deployment), in process memory otherwise. When Redis goes away
-the limiter falls back to per-process memory and returns to Redis once it answers again: limits
-get looser, requests never fail because of it. A breach answers 429 in the error envelope with
-`Retry-After`.
+the limiter falls back to counters shared by the processes of this machine (a SQLite file in
+the temp folder) and returns to Redis once it answers again: a limit then holds per machine
+instead of per deployment, and requests never fail because of it. A breach answers 429 in
+the error envelope with `Retry-After`.
 
 `client_ip` is the peer address; behind a reverse proxy the app must trust its
 `X-Forwarded-For` (werkzeug ProxyFix) for per-IP limits to mean per client.
@@ -13,6 +14,9 @@ get looser, requests never fail because of it. A breach answers 429 in the error
 from __future__ import annotations
 
 import hashlib
+import os
+import sqlite3
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -43,6 +47,80 @@ class _QuietMemoryStorage(MemoryStorage):
         Storage.__init__(self, uri, wrap_exceptions=wrap_exceptions, **options)
 
 
+class _MachineStorage(Storage):
+    """Fixed-window counters in a SQLite file in the machine's temp folder, one per Redis
+    prefix: the fallback while Redis is unreachable, shared by every worker process of this
+    machine (per-process memory would let each worker count on its own, so a limit of 5
+    failed logins would hold only after 5 x workers)."""
+
+    STORAGE_SCHEME = ["tradewind-machine"]
+
+    def __init__(self, path: str, wrap_exceptions: bool = False, **options: Any) -> None:
+        self.path = path
+        self._local = threading.local()
+        Storage.__init__(self, None, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return sqlite3.Error
+
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=2, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS hits (key TEXT PRIMARY KEY, "
+                         "count INTEGER NOT NULL, expires REAL NOT NULL)")  # fmt: skip
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM hits WHERE key = ? AND expires <= ?", (key, now))
+            conn.execute(
+                "INSERT INTO hits (key, count, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET count = count + excluded.count",
+                (key, amount, now + expiry),
+            )
+            (count,) = conn.execute("SELECT count FROM hits WHERE key = ?", (key,)).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(count)
+
+    def _row(self, key: str) -> tuple[int, float] | None:
+        row = self._db().execute(
+            "SELECT count, expires FROM hits WHERE key = ? AND expires > ?", (key, time.time())
+        ).fetchone()
+        return (int(row[0]), float(row[1])) if row else None
+
+    def get(self, key: str) -> int:
+        row = self._row(key)
+        return row[0] if row else 0
+
+    def get_expiry(self, key: str) -> float:
+        row = self._row(key)
+        return row[1] if row else time.time()
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        return self._db().execute("DELETE FROM hits").rowcount
+
+    def clear(self, key: str) -> None:
+        self._db().execute("DELETE FROM hits WHERE key = ?", (key,))
+
+
+def machine_fallback_path(prefix: str) -> str:
+    digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"tradewind-ratelimit-{digest}.sqlite3")
+
+
 class _Limiter(Limiter):
     def _check_request_limit(
         self, callable_name: str | None = None, in_middleware: bool = True
@@ -64,9 +142,10 @@ class _Limiter(Limiter):
         )
 
     def _Limiter__configure_fallbacks(self, app: Flask, strategy: str) -> None:  # noqa: N802
-        """Flask-Limiter's fallback, on the thread-free memory storage."""
+        """Flask-Limiter's fallback while Redis is unreachable: counters shared by the
+        processes of this machine (`_MachineStorage`)."""
         self._in_memory_fallback_enabled = True
-        self._fallback_storage = _QuietMemoryStorage()
+        self._fallback_storage = _MachineStorage(machine_fallback_path(redis_key("ratelimit")))
         self._fallback_limiter = STRATEGIES[strategy](self._fallback_storage)
 
 

@@ -37,6 +37,10 @@ class EmergencyState(BaseModel):
 class StopResult(EmergencyState):
     cancelled_orders: int
     paused_bots: int
+    complete: bool = Field(
+        description="false when the flag holds but cancelling orders or pausing bots failed: "
+        "no new order is placed; press again to finish"
+    )
 
 
 class ResumeResult(EmergencyState):
@@ -108,9 +112,11 @@ class IncidentList(BaseModel):
 @body(StopRequest)
 @response(StopResult)
 def emergency_stop(body: StopRequest) -> Any:
-    """Stop all trading now: no order is placed anywhere once this has answered."""
+    """Stop all trading now: no order is placed anywhere once this has answered (200).
+    A 503 `emergency_stop_not_recorded` means the database did not take the stop in time:
+    trading may still be running, press again."""
     return emergency.emergency_stop(
-        db_session(), actor_user_id=current_user().id, reason=body.reason, ip=request.remote_addr
+        actor_user_id=current_user().id, reason=body.reason, ip=request.remote_addr
     )
 
 
@@ -121,7 +127,7 @@ def emergency_stop(body: StopRequest) -> Any:
 def emergency_resume(body: ResumeRequest) -> Any:
     """Allow trading again; bots stay paused until their owners resume them."""
     return emergency.emergency_resume(
-        db_session(), actor_user_id=current_user().id, note=body.note, ip=request.remote_addr
+        actor_user_id=current_user().id, note=body.note, ip=request.remote_addr
     )
 
 

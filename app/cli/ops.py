@@ -42,8 +42,13 @@ def worker_command() -> None:
 
     settings = get_settings().model_copy(update={"scheduler_enabled": True})
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def on_signal(*_: object) -> None:
+        lifecycle.request_stop()
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     lifecycle.start(settings)
     click.echo("worker running; SIGTERM to stop")
     stop.wait()

@@ -188,6 +188,28 @@ def ledger_states(session: Session, bot_ids: list[int]) -> dict[int, LedgerState
     }
 
 
+def warm_candles(bots: list[tuple[str, str, str, str, Any]]) -> None:
+    """Read the candles a batch of bots will need - (exchange, symbol, timeframe, strategy,
+    params) each - into the shared cache before their transaction opens, so that no tick
+    waits on an exchange or Redis while it holds database locks. A failure here is left to
+    the tick itself (it reads again and records the error as that bot's)."""
+    wanted: dict[tuple[str, str, str], int] = {}
+    for exchange, symbol, timeframe, strategy_name, params in bots:
+        try:
+            strategy = get_strategy(strategy_name)
+            lookback = strategy.lookback(strategy.validate_params(params or {})) + 1
+        except Exception:
+            continue
+        key = (exchange, symbol, timeframe)
+        wanted[key] = max(wanted.get(key, 0), lookback)
+    for (exchange, symbol, timeframe), limit in wanted.items():
+        try:
+            cached_candles(get_market_source(exchange), symbol, timeframe, limit)
+        except Exception as exc:
+            log.info("candles for %s %s %s not prefetched: %s", exchange, symbol, timeframe,
+                     type(exc).__name__)  # fmt: skip
+
+
 def _no_writes() -> None:
     return None
 

@@ -17,6 +17,11 @@ Why a tick cannot run twice:
 * `bot_ticks` is UNIQUE(bot_id, planned_at) and every order's `client_order_id` is derived
   from (bot, planned tick), so even a fencing bug could not record a tick or an order twice.
 
+A batch gives way to the emergency stop: between bots it looks (every STOP_LOOK_SECONDS, and
+before every bot once it has placed an order) whether a stop is active or waits for the
+trading gate, and if so rolls back and hands its bots back, so the stop never waits for a
+whole batch; while the stop is active nothing is claimed.
+
 Why a tick is not lost: a worker killed mid-batch committed nothing; its leases expire after
 TICK_LEASE_SECONDS and another worker claims the bot. The next planned time always comes
 from the planned grid (`planned + interval`), never from "now", so ticks do not drift. A bot
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,16 +50,20 @@ from app.engine.tick import (
     run_tick,
     tick_grid,
     to_ms,
+    warm_candles,
 )
 from app.jobs.scheduler import scheduler_running, worker_id
 from app.observability.logging import log_context
 from app.observability.metrics import BOT_TICK_DURATION, BOT_TICK_LAG, BOT_TICKS, CLAIMS_LOST
+from app.observability.outages import Outage
 from app.services.alerts import raise_alert
 from app.services.engine_hooks import TICK_HOOKS
 from app.services.events import publish_event
 from app.store.base import utcnow
-from app.store.claims import claim, lease_free
+from app.store.claims import claim, lease_free, release_batch
 from app.store.db import new_session, session_scope
+from app.store.emergency_flag import holds_gate, stop_waiting, trading_allowed_condition
+from app.store.locking import in_id_order
 from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot
 from app.store.models.trading import BotTick
@@ -62,7 +72,11 @@ from config import get_settings
 log = logging.getLogger("tradewind.ticks")
 
 
+_stopping = threading.Event()
+_batches = Outage("tick batches")
+_dispatch = Outage("tick dispatch")
 MIN_WAIT_SECONDS = 0.01  # a bot due but just claimed by another worker: do not spin
+STOP_LOOK_SECONDS = 0.1  # a batch looks this often whether an emergency stop waits for it
 
 
 @dataclass(frozen=True)
@@ -84,19 +98,38 @@ class TickSettings:
 
 
 def due_condition(now: datetime) -> Any:
-    """Bots that should tick now: running, or holding a pending exit, and due."""
+    """Bots that should tick now: running, or holding a pending exit, and due; none while
+    the emergency stop is active (it is pausing them; no order could be placed anyway)."""
     return and_(
         Bot.next_tick_at <= now,
         Bot.deleted_at.is_(None),
         or_(Bot.status == "running", Bot.exit_requested_at.is_not(None)),
+        trading_allowed_condition(),
     )
 
 
+def request_stop() -> None:
+    """The process is shutting down (called from the SIGTERM handler, so only sets a flag):
+    the dispatcher claims nothing more, and a batch in flight is abandoned - rolled back and
+    its leases handed back - so shutdown does not wait for it and others tick its bots now."""
+    _stopping.set()
+
+
+def allow_dispatch() -> None:
+    """Undo `request_stop` (a process whose lifecycle starts again)."""
+    _stopping.clear()
+
+
+class _Abandoned(Exception):
+    """The process is stopping: the batch is rolled back and handed back, not finished."""
+
+
 def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -> list[int]:
-    """Lease a batch of due bots to `owner` (committed before any of them runs)."""
+    """Lease a batch of due bots to `owner` (committed before any of them runs), and read
+    their candles into the cache before the batch's transaction opens."""
     now = now or utcnow()
     with session_scope() as session:
-        return claim(
+        ids = claim(
             session,
             Bot,
             owner=owner,
@@ -106,6 +139,16 @@ def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -
             where=due_condition(now),
             order_by=Bot.next_tick_at,
         )
+        needs = (
+            session.execute(
+                select(Bot.exchange, Bot.symbol, Bot.timeframe, Bot.strategy,
+                       Bot.strategy_params).where(Bot.id.in_(ids))
+            ).tuples().all()
+            if ids
+            else []
+        )  # fmt: skip
+    warm_candles(needs)
+    return ids
 
 
 def next_due_at(now: datetime | None = None) -> datetime | None:
@@ -135,7 +178,8 @@ def run(max_seconds: float | None = None) -> int:
     owner = worker_id()
     done = 0
     try:
-        while True:
+        hand_back([], owner)
+        while not _stopping.is_set():
             ids = claim_due(owner, settings)
             if ids:
                 done += tick_batch(ids, owner, settings)
@@ -145,8 +189,9 @@ def run(max_seconds: float | None = None) -> int:
                 continue
             if not _wait_for_next_due(deadline):
                 break
-    except Exception:
-        log.exception("bot tick dispatch failed")
+        _dispatch.recovered()
+    except Exception as exc:
+        _dispatch.failed(exc, "bot tick dispatch failed")
     return done
 
 
@@ -221,21 +266,59 @@ def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
     try:
         bots = lock_batch(session, ids, owner, settings)
         states = ledger_states(session, [b.id for b in bots])
+        looked = time.monotonic()
         for bot in bots:
+            if _stopping.is_set():
+                raise _Abandoned()
+            if holds_gate(session) or time.monotonic() - looked > STOP_LOOK_SECONDS:
+                looked = time.monotonic()
+                if stop_waiting(session):
+                    raise _Abandoned("an emergency stop is waiting")
             with log_context(bot_id=bot.id, user_id=bot.user_id):
                 outcomes.append(tick_one(session, bot, owner, settings, states.get(bot.id)))
         _write_back(session, owner, outcomes)
         session.commit()
-    except Exception:
+    except _Abandoned as exc:
         session.rollback()
-        log.exception("tick batch failed; its bots run again when their leases expire")
+        session.close()
+        hand_back(ids, owner)
+        log.info("tick batch of %d bots abandoned and handed back (%s)", len(ids),
+                 str(exc) or "shutdown")  # fmt: skip
+        return 0
+    except Exception as exc:
+        session.rollback()
+        session.close()
+        _batches.failed(exc, "tick batch failed")
+        hand_back(ids, owner)
         return 0
     finally:
         session.close()
+    _batches.recovered()
     done = [o for o in outcomes if o.row is not None]
     for outcome in done:
         _after_commit(outcome)
     return len(done)
+
+
+_unreturned: set[int] = set()
+_unreturned_lock = threading.Lock()
+
+
+def hand_back(ids: list[int], owner: str) -> None:
+    """Release a failed batch's leases at once (still fenced on `owner`), so the next worker
+    picks its bots up now instead of after TICK_LEASE_SECONDS. If the database is down the
+    ids are kept and handed back by this process's next dispatcher call."""
+    with _unreturned_lock:
+        pending = sorted(_unreturned.union(ids))
+        _unreturned.clear()
+    if not pending:
+        return
+    try:
+        with session_scope() as session:
+            release_batch(session, Bot, pending, owner=owner)
+    except Exception:
+        with _unreturned_lock:
+            _unreturned.update(pending)
 
 
 def lock_batch(session: Session, ids: list[int], owner: str, settings: TickSettings) -> list[Bot]:
@@ -243,11 +326,13 @@ def lock_batch(session: Session, ids: list[int], owner: str, settings: TickSetti
 
     As the batch transaction's first statement, this write fences the whole batch: only
     rows still leased to `owner` are returned, and they stay locked until the commit (on
-    SQLite it opens the write transaction before any savepoint)."""
+    SQLite it opens the write transaction before any savepoint). The rows are locked in id
+    order (`in_id_order`), like every multi-row lock, so that a batch and the emergency stop
+    (or another batch, or a shutdown) wait for each other instead of deadlocking."""
     until = utcnow() + timedelta(seconds=settings.lease_seconds)
     bots = session.scalars(
         update(Bot)
-        .where(Bot.id.in_(ids), Bot.lease_owner == owner)
+        .where(in_id_order(session, Bot, and_(Bot.id.in_(ids), Bot.lease_owner == owner)))
         .values(lease_until=until)
         .returning(Bot),
         execution_options={"populate_existing": True},

@@ -1,7 +1,7 @@
 """APScheduler inside a worker process: started after fork, never at import or in the master.
 
 One `BackgroundScheduler` per process runs the periodic jobs it is given (the table of
-`app.jobs.periodic`); a job never overlaps itself within a process (`max_instances=1`) and
+`app.jobs.periodic`); a job never overlaps itself within a process (`skip_when_busy`) and
 never raises out of the scheduler.
 """
 
@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from app.observability.outages import Outage
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -47,14 +49,31 @@ def worker_id() -> str:
     return _owner_id
 
 
-def _guarded(job: PeriodicJob) -> Callable[[], None]:
+def skip_when_busy(name: str, target: Callable[[], object]) -> Callable[[], None]:
+    """A job run that returns at once, silently, while the previous run of the same job is
+    still going (a tick dispatcher that waits for the next due bot runs about as long as
+    its interval). APScheduler is given `max_instances=2` so that it never warns about an
+    overlap that is expected; this lock keeps one run at a time. A failing job logs once
+    per outage (`Outage`), with a count when it recovers."""
+    busy = threading.Lock()
+    outage = Outage(f"periodic job {name}")
+
     def run() -> None:
+        if not busy.acquire(blocking=False):
+            return
         try:
-            job.run()
-        except Exception:
-            log.exception("periodic job %s failed", job.name)
+            target()
+            outage.recovered()
+        except Exception as exc:
+            outage.failed(exc, "failed")
+        finally:
+            busy.release()
 
     return run
+
+
+def _guarded(job: PeriodicJob) -> Callable[[], None]:
+    return skip_when_busy(job.name, job.run)
 
 
 def enabled_jobs(settings: Settings, jobs: Iterable[PeriodicJob]) -> list[PeriodicJob]:
@@ -72,7 +91,7 @@ def start_scheduler(settings: Settings, jobs: Iterable[PeriodicJob]) -> bool:
             return False
         scheduler = BackgroundScheduler(
             timezone="UTC",
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": 30},
         )
         enabled = enabled_jobs(settings, jobs)
         for job in enabled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from app.jobs.scheduler import worker_id
 from app.store.claims import release_all
@@ -12,10 +13,20 @@ from app.store.models import Bot, Job
 log = logging.getLogger("tradewind.shutdown")
 
 
-def release_own_leases() -> int:
+def release_own_leases(models: tuple[Any, ...] = (Bot, Job)) -> int:
+    """Hand back this process's leases on `models` (bots first: their ticks are due every
+    candle; jobs once the scheduler has stopped running them)."""
     owner = worker_id()
     with session_scope() as session:
-        released = release_all(session, Bot, owner=owner) + release_all(session, Job, owner=owner)
+        released = sum(release_all(session, model, owner=owner) for model in models)
     if released:
         log.info("released %d leases held by %s", released, owner)
     return released
+
+
+def release_bot_leases() -> int:
+    return release_own_leases((Bot,))
+
+
+def release_job_leases() -> int:
+    return release_own_leases((Job,))

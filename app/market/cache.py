@@ -257,11 +257,11 @@ def _refresh(
         try:
             return _fetch_shared(client, key, source, symbol, timeframe, limit, tf_ms)
         except (OSError, ConnectionError, TimeoutError) as exc:
-            log.warning("candle cache: Redis unavailable, fetching directly: %s", exc)
+            log.debug("candle cache: Redis unavailable, fetching directly: %s", exc)
             _count("redis_errors")
         except Exception as exc:
             if type(exc).__module__.startswith("redis"):
-                log.warning("candle cache: Redis error, fetching directly: %s", exc)
+                log.debug("candle cache: Redis error, fetching directly: %s", exc)
                 _count("redis_errors")
             else:
                 raise

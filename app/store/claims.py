@@ -1,11 +1,14 @@
 """Exactly-once claims: a row (a due bot, a queued job) is leased to one worker before it runs.
 
-Postgres: `SELECT ... FOR UPDATE SKIP LOCKED` then one `UPDATE` of the chosen ids, so
-concurrent claimers never wait on each other and never take the same row. SQLite: a single
-`UPDATE ... WHERE id IN (SELECT ...) AND <lease free> RETURNING id`, atomic because SQLite
-serialises writers. Either way the lease has an expiry, so a worker that dies mid-run leaves
-a row that another worker reclaims once `lease_until` has passed; `release` and `renew` are
-fenced on the owner, so a worker whose lease was taken over cannot write its stale result.
+Postgres: one statement claims and leases a batch,
+`UPDATE ... WHERE id = ANY(ARRAY(SELECT id ... FOR UPDATE SKIP LOCKED LIMIT n)) RETURNING id`,
+so concurrent claimers never wait on each other and never take the same row. SQLite: a
+single `UPDATE ... WHERE id IN (SELECT ...) AND <lease free> RETURNING id`, atomic because
+SQLite serialises writers (a compare-and-set on the lease). `release_batch` hands a batch
+back in one statement. Either way the lease has an expiry, so a worker that dies mid-run
+leaves a row that another worker reclaims once `lease_until` has passed; `release`,
+`release_batch` and `renew` are fenced on the owner, so a worker whose lease was taken over
+cannot write its stale result.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, and_, any_, or_, select, update
 from sqlalchemy.orm import Session
+
+from app.store.locking import id_array, in_id_order
 
 
 def lease_free(model: Any, now: datetime) -> ColumnElement[bool]:
@@ -44,14 +49,16 @@ def claim(
         select(model.id).where(where, lease_free(model, now)).order_by(order_by).limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
-        if not ids:
-            return []
-        session.execute(
-            update(model).where(model.id.in_(ids)).values(**changes),
-            execution_options={"synchronize_session": False},
+        locked = candidates.with_for_update(skip_locked=True)
+        return list(
+            session.scalars(
+                update(model)
+                .where(model.id == any_(id_array(locked)))
+                .values(**changes)
+                .returning(model.id),
+                execution_options={"synchronize_session": False},
+            )
         )
-        return ids
     result = session.execute(
         update(model)
         .where(model.id.in_(candidates.scalar_subquery()), where, lease_free(model, now))
@@ -75,6 +82,27 @@ def release(
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def release_batch(
+    session: Session,
+    model: Any,
+    ids: list[int],
+    *,
+    owner: str,
+    values: dict[str, Any] | None = None,
+) -> int:
+    """Clear the leases of a batch (and set the same `values` on each) in one statement,
+    only on the rows `owner` still holds; returns how many it released."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(model)
+        .where(in_id_order(session, model, and_(model.id.in_(ids), model.lease_owner == owner)))
+        .values(lease_owner=None, lease_until=None, **(values or {})),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def renew(
     session: Session,
     model: Any,
@@ -96,9 +124,11 @@ def renew(
 
 
 def release_all(session: Session, model: Any, *, owner: str) -> int:
-    """Give back every lease this owner holds (clean shutdown)."""
+    """Give back every lease this owner holds (clean shutdown), rows locked in id order."""
     result = session.execute(
-        update(model).where(model.lease_owner == owner).values(lease_owner=None, lease_until=None),
+        update(model)
+        .where(in_id_order(session, model, model.lease_owner == owner))
+        .values(lease_owner=None, lease_until=None),
         execution_options={"synchronize_session": False},
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

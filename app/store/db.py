@@ -68,8 +68,28 @@ def build_engine(settings: Settings) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5},
+        pool_timeout=settings.db_connect_timeout_seconds + 2,
+        connect_args=postgres_connect_args(settings),
     )
+
+
+def postgres_connect_args(settings: Settings) -> dict[str, Any]:
+    """libpq options that bound every wait on the server: the connect itself, a statement
+    (stuck on a lock or not), a transaction left idle, and a server gone silent (keepalives
+    for an idle connection, TCP_USER_TIMEOUT for one waiting on unacknowledged data)."""
+    options = [
+        f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        f"-c idle_in_transaction_session_timeout={settings.db_idle_in_transaction_timeout_ms}",
+    ]
+    return {
+        "connect_timeout": settings.db_connect_timeout_seconds,
+        "options": " ".join(options),
+        "keepalives": 1,
+        "keepalives_idle": settings.db_tcp_keepalives_idle_seconds,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": settings.db_tcp_user_timeout_ms,
+    }
 
 
 def init_database(settings: Settings) -> Engine:

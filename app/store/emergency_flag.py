@@ -1,39 +1,93 @@
 """The emergency-stop check that every order transaction makes before it records an order.
 
-On Postgres the flag row is read `FOR SHARE` and that lock is held until the order's
-transaction ends; `emergency stop` takes the same row `FOR UPDATE`. So an order either
-commits before the stop commits, or sees the stop and is refused: once the stop has
-answered, no order anywhere can be recorded. SQLite serialises writers, which gives the
-same order of events on the embedded default.
+On Postgres the gate is a transaction-level advisory lock: an order transaction takes it
+shared (`pg_advisory_xact_lock_shared`), then reads the flag, and holds the lock until it
+ends; the emergency stop takes it exclusive before it sets the flag. Postgres queues lock
+requests fairly, so a stop waits only for the order transactions already past the gate -
+later ones queue behind it and, once it has committed, read the flag and are refused. So
+an order either commits before the stop commits, or is refused: once the stop has
+answered, no order anywhere can be recorded. (A row lock `FOR SHARE` on the flag row would
+let new readers jump ahead of a waiting stop forever while tick batches overlap.) SQLite
+serialises writers, which gives the same order of events on the embedded default.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
 from app.store.models import SystemState
+
+# pg_advisory_xact_lock key of the gate (self-healing uses its own key)
+GATE_LOCK_KEY = 7_349_282_401
+_CHECKED = "tw_trading_gate_checked"
 
 
 class TradingHalted(Conflict):
     code = "emergency_stop_active"
 
 
+def take_gate(session: Session, *, exclusive: bool) -> None:
+    """Hold the gate until the transaction ends: shared to record orders, exclusive to
+    change the flag (Postgres; SQLite's single writer needs no lock of its own)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    session.execute(select(lock(GATE_LOCK_KEY)))
+
+
+def holds_gate(session: Session) -> bool:
+    """Whether this session's transaction has passed the gate (and so holds it)."""
+    transaction = session.get_transaction()
+    return transaction is not None and session.info.get(_CHECKED) is transaction
+
+
+def stop_waiting(session: Session) -> bool:
+    """Whether an emergency stop is active or queued for the gate (Postgres), in one query:
+    a long transaction that may hold bot rows or the gate (a tick batch) checks this between
+    units of work and gives way - rolls back - so the stop never waits for a whole batch."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    queued = text(
+        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        f"AND mode = 'ExclusiveLock' AND classid = {GATE_LOCK_KEY >> 32} "
+        f"AND objid = {GATE_LOCK_KEY & 0xFFFFFFFF} AND objsubid = 1)"
+    )
+    return bool(
+        session.scalar(
+            select(or_(SystemState.emergency_stop, queued)).where(SystemState.id == 1)
+        )
+    )
+
+
+def trading_allowed_condition() -> ColumnElement[bool]:
+    """A condition that is false while the emergency stop is active (for claims: a worker
+    takes no bot while trading is stopped)."""
+    return ~exists().where(SystemState.id == 1, SystemState.emergency_stop.is_(True))
+
+
 def emergency_stop_active(session: Session, *, lock: bool = False) -> bool:
     """The flag; with `lock`, read so that a stop cannot commit between this read and the
-    end of the caller's transaction (FOR SHARE on Postgres; on SQLite a no-op write first
-    takes the database write lock, which then lasts until the transaction ends)."""
+    end of the caller's transaction (the gate held shared on Postgres; on SQLite a no-op
+    write first takes the database write lock, which then lasts until the transaction
+    ends)."""
     stmt = select(SystemState.emergency_stop).where(SystemState.id == 1)
     if lock:
         if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(read=True)
+            take_gate(session, exclusive=False)  # then read: a statement of its own
         else:
             session.execute(update(SystemState).where(SystemState.id == 1).values(id=1))
     return bool(session.scalar(stmt))
 
 
 def assert_trading_allowed(session: Session) -> None:
-    """Call inside the transaction that inserts an order, right before the insert."""
+    """Call inside the transaction that inserts an order, right before the insert. Once a
+    transaction has passed the gate, the flag cannot change until it ends, so later orders
+    of the same transaction (a tick batch) pass without asking again."""
+    if holds_gate(session):
+        return
+    transaction = session.get_transaction()
     if emergency_stop_active(session, lock=True):
         raise TradingHalted("emergency stop is active: no orders are placed")
+    session.info[_CHECKED] = transaction

@@ -3,14 +3,23 @@
 Redis only ever speeds things up or spreads news between workers (cache, rate limits, pub/sub,
 revoked-token lookups). Postgres stays the source of truth, so callers must cope with `None`
 and with Redis errors.
+
+An unreachable Redis must cost milliseconds, not seconds: every socket operation is bounded by
+`REDIS_TIMEOUT_SECONDS`, and a circuit breaker opens on the first connection failure or
+timeout. While it is open (`REDIS_BREAKER_SECONDS`) `get_redis()` answers `None`, so callers
+take their no-Redis path at once; then one caller tries again, and a success closes it. The
+outage is logged once when it starts (with its cause) and once when Redis is back.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+import time
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
+from app.observability.outages import Outage
 from config import get_settings
 
 if TYPE_CHECKING:
@@ -19,22 +28,86 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 _client: Redis | None = None
 _client_pid: int | None = None
+_outage = Outage("redis")
+
+
+class _Breaker:
+    """Open after a failure, for `cooldown` seconds; then half-open until a success."""
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+        self.cooldown = 5.0
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def failed(self, exc: BaseException) -> None:
+        self.open_until = time.monotonic() + self.cooldown
+        _outage.failed(exc)
+
+    def succeeded(self) -> None:
+        if self.open_until:
+            self.open_until = 0.0
+        _outage.recovered()
+
+
+breaker = _Breaker()
+
+
+@lru_cache(maxsize=1)
+def _guarded_connection() -> type:
+    """A redis-py connection class that reports failures and successes to the breaker
+    (built on first use: importing redis is not free)."""
+    import redis
+    from redis.connection import Connection
+
+    failures = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+    class GuardedConnection(Connection):
+        def connect(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                super().connect(*args, **kwargs)
+            except failures as exc:
+                breaker.failed(exc)
+                raise
+
+        def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                response = super().read_response(*args, **kwargs)
+            except failures as exc:
+                breaker.failed(exc)
+                raise
+            breaker.succeeded()
+            return response
+
+    return GuardedConnection
 
 
 def get_redis() -> Redis | None:
-    """The process's Redis client for `REDIS_URL`, or None when Redis is not configured."""
+    """The process's Redis client for `REDIS_URL`; None when Redis is not configured or is
+    known to be unreachable right now (the breaker is open)."""
     global _client, _client_pid
 
-    url = get_settings().redis_url
+    settings = get_settings()
+    url = settings.redis_url
     if not url:
+        return None
+    if breaker.is_open():
         return None
     with _lock:
         if _client is None or _client_pid != os.getpid():
-            import redis
+            import redis as redis_lib
 
-            _client = redis.Redis.from_url(
-                url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+            timeout = settings.redis_timeout_seconds
+            breaker.cooldown = settings.redis_breaker_seconds
+            pool = redis_lib.ConnectionPool.from_url(
+                url,
+                connection_class=_guarded_connection(),
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+                health_check_interval=30,
             )
+            _client = redis_lib.Redis(connection_pool=pool)
             _client_pid = os.getpid()
         return _client
 
@@ -50,3 +123,4 @@ def reset_redis() -> None:
         if _client is not None:
             _client.close()
         _client = _client_pid = None
+        breaker.open_until = 0.0

@@ -7,13 +7,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
 from app.engine.broker import place_order
-from app.services.emergency import emergency_resume, emergency_status, emergency_stop
+from app.services.emergency import (
+    StopNotRecorded,
+    emergency_resume,
+    emergency_status,
+    emergency_stop,
+)
 from app.store.db import new_session, session_scope
 from app.store.emergency_flag import TradingHalted
 from app.store.models import Bot, SystemState
@@ -22,6 +28,7 @@ from app.store.models.ledger import Balance, Order
 from app.store.models.safety import Alert
 from tests.engine.ledger_helpers import ETH_BTC, at
 from tests.services.safety_helpers import get_bot, make_bot, set_bot
+from tests.support.databases import db_backend
 
 D = Decimal
 
@@ -46,8 +53,7 @@ def open_order(db, bot_id: int, cid: str) -> Order:
 
 
 def stop(admin, reason: str = "exchange outage") -> dict:
-    with session_scope() as db:
-        return emergency_stop(db, actor_user_id=admin.id, reason=reason)
+    return emergency_stop(actor_user_id=admin.id, reason=reason)
 
 
 def test_stop_cancels_orders_pauses_bots_and_persists(admin, make_user, caplog) -> None:
@@ -105,8 +111,7 @@ def test_a_second_stop_keeps_the_first_reason_and_still_cancels(admin, make_user
 def test_resume_clears_the_flag_and_leaves_bots_paused(admin, make_user) -> None:
     bot_id = make_bot(make_user().id, status="running")
     stop(admin)
-    with session_scope() as db:
-        result = emergency_resume(db, actor_user_id=admin.id, note="all clear")
+    result = emergency_resume(actor_user_id=admin.id, note="all clear")
     assert result["active"] is False and result["was_active"] is True
     with session_scope() as db:
         assert emergency_status(db)["active"] is False
@@ -118,33 +123,43 @@ def test_resume_clears_the_flag_and_leaves_bots_paused(admin, make_user) -> None
         open_order(db, bot_id, "allowed-again")
 
 
-def test_stop_and_resume_notify_workers_over_redis_after_commit(admin) -> None:
+def test_stop_and_resume_notify_workers_over_redis(admin) -> None:
     from app.store.redis import get_redis, redis_key
 
     pubsub = get_redis().pubsub()
     pubsub.subscribe(redis_key("emergency"))
     try:
         pubsub.get_message(timeout=2)  # the subscribe confirmation
-        with session_scope() as db:
-            emergency_stop(db, actor_user_id=admin.id, reason="r")
-            assert pubsub.get_message(timeout=0.2) is None  # nothing before the commit
+        emergency_stop(actor_user_id=admin.id, reason="r")
         message = pubsub.get_message(timeout=5)
         assert message and json.loads(message["data"]) == {"active": True}
+        emergency_resume(actor_user_id=admin.id)
+        message = pubsub.get_message(timeout=5)
+        assert message and json.loads(message["data"]) == {"active": False}
     finally:
         pubsub.close()
 
 
-def test_a_stop_rolled_back_changes_nothing(admin, make_user) -> None:
+@pytest.mark.skipif(db_backend() == "sqlite", reason="lock_timeout bounds lock waits on Postgres")
+def test_a_stop_that_cannot_be_recorded_says_so_and_changes_nothing(admin, make_user) -> None:
+    """The flag row held by a transaction that never ends: the stop retries for its budget,
+    then answers that it was not recorded, and nothing is half-done."""
     bot_id = make_bot(make_user().id, status="running")
-    db = new_session()
+    blocker = new_session()
     try:
-        emergency_stop(db, actor_user_id=admin.id, reason="oops")
-        db.rollback()
+        blocker.execute(select(SystemState).where(SystemState.id == 1).with_for_update())
+        started = time.monotonic()
+        with pytest.raises(StopNotRecorded) as caught:
+            emergency_stop(actor_user_id=admin.id, reason="blocked", budget_seconds=1.0)
+        assert time.monotonic() - started < 5
+        assert caught.value.status == 503 and caught.value.code == "emergency_stop_not_recorded"
     finally:
-        db.close()
+        blocker.rollback()
+        blocker.close()
     assert get_bot(bot_id).status == "running"
     with session_scope() as db:
         assert emergency_status(db)["active"] is False
+        assert db.scalar(select(AuditLog).where(AuditLog.action == "emergency_stop")) is None
 
 
 def test_a_tick_in_flight_finishes_first_and_its_order_is_cancelled(admin, make_user) -> None:

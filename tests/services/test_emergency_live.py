@@ -65,8 +65,7 @@ def place(bot_id: int, cid: str = "live-1") -> None:
 
 
 def stop(admin: Any) -> dict[str, Any]:
-    with session_scope() as s:
-        return emergency_stop(s, actor_user_id=admin.id, reason="exchange incident")
+    return emergency_stop(actor_user_id=admin.id, reason="exchange incident")
 
 
 def reconciled(bot_id: int) -> bool:

@@ -61,7 +61,11 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | N
 
 @contextmanager
 def gunicorn(
-    env: dict[str, str], workers: int = 2, threads: int = 4, log_path: Path | None = None
+    env: dict[str, str],
+    workers: int = 2,
+    threads: int = 4,
+    log_path: Path | None = None,
+    ready_timeout: float = 30.0,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A real gunicorn with our config on a free port; yields (base_url, process)."""
     port = free_port()
@@ -83,7 +87,7 @@ def gunicorn(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(base + "/api/health/ping", proc=proc)
+        wait_http(base + "/api/health/ping", timeout=ready_timeout, proc=proc)
         yield base, proc
     finally:
         stop_process(proc)

@@ -10,6 +10,11 @@ bring it back on the same port. The shared Postgres keeps running for everyone e
         ...
         proxy.stop()    # "database down"
         proxy.start()   # "database back"
+
+Two quieter faults: `blackhole()` keeps every connection open and accepts new ones but
+forwards nothing in either direction (packets that are never answered: a partition, the worst
+case for timeouts), until `heal()` drops those connections and forwards again; and
+`delay = 0.4` holds every reply from the server for that long (a slow database).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +39,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._accept_thread: threading.Thread | None = None
+        self.blackholed = False
+        self.delay = 0.0
 
     @classmethod
     def for_url(cls, url: str) -> TcpProxy:
@@ -82,6 +90,19 @@ class TcpProxy:
         if thread is not None:
             thread.join(timeout=5)
 
+    def blackhole(self) -> None:
+        """From now on nothing gets through, and nothing is refused or reset."""
+        self.blackholed = True
+
+    def heal(self) -> None:
+        """End the blackhole: connections that lived through it are dropped (their streams
+        lost data), new ones are forwarded again."""
+        with self._lock:
+            live, self._sockets = self._sockets, set()
+            self.blackholed = False
+        for sock in live:
+            _close(sock)
+
     def restart(self) -> TcpProxy:
         self.stop()
         return self.start()
@@ -103,6 +124,11 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self.blackholed:  # accepted, then never answered
+                with self._lock:
+                    self._sockets.add(client)
+                threading.Thread(target=self._swallow, args=(client,), daemon=True).start()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
@@ -115,17 +141,26 @@ class TcpProxy:
                     _close(upstream)
                     return
                 self._sockets.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
+            for src, dst, reply in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(
-                    target=self._pump, args=(src, dst), name="tcp-proxy-pump", daemon=True
+                    target=self._pump, args=(src, dst, reply), name="tcp-proxy-pump", daemon=True
                 ).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _swallow(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while sock.recv(BUFFER):
+                pass
+
+    def _pump(self, src: socket.socket, dst: socket.socket, reply: bool = False) -> None:
         try:
             while True:
                 data = src.recv(BUFFER)
                 if not data:
                     break
+                if self.blackholed:
+                    continue
+                if reply and self.delay:
+                    time.sleep(self.delay)
                 dst.sendall(data)
         except OSError:
             pass

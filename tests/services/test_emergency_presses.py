@@ -1,0 +1,85 @@
+"""The emergency stop pressed again and again just after candle boundaries, while three real
+processes tick 120 bots that trade every few candles: the moment when tick batches hold the
+most bot rows and write the most orders. Every press must answer 200, and no order may be
+recorded after any answer.
+
+An order's `created_at` is the start of the tick that placed it, not its commit; so an order
+that a tick in flight committed after the stop answered would be an order that started
+before the answer but is missing from the orders present at the answer. After the last
+press (and 5 s of quiet), every order whose tick started before an answer must have been
+present at that answer.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime
+
+import pytest
+import requests
+
+from tests.support.databases import db_backend
+from tests.support.processes import service_env
+from tests.support.trading import (
+    create_fleet,
+    grid,
+    order_ids,
+    resume_fleet,
+    sleep_until_after_boundary,
+    three_processes,
+    wait_for,
+)
+
+PRESSES = 30
+SPEED = 300.0  # 5m replay candles close every second
+
+pytestmark = pytest.mark.skipif(
+    db_backend() == "sqlite", reason="three processes trading at once need Postgres"
+)
+
+
+def test_every_press_answers_and_no_order_follows_any_answer(
+    settings, make_user, auth_headers, tmp_path
+) -> None:
+    admin = make_user(role="admin")
+    bots = create_fleet(settings, [make_user(), make_user(), make_user()], 40, SPEED)
+    g = grid(settings, SPEED)
+    headers = auth_headers(admin)
+    env = service_env(settings, SCHEDULER_ENABLED="true", REPLAY_SPEED=str(SPEED),
+                      SELF_HEALING_ENABLED="false")  # fmt: skip
+    rng = random.Random(12)
+    presses: list[tuple[datetime, set[int]]] = []
+    answers: list[tuple[int, float, dict]] = []
+    with three_processes(env, tmp_path) as base:
+        wait_for(lambda: len(order_ids()) >= 40, 90, "the bots to trade")
+        for press in range(PRESSES):
+            if press:
+                resumed = requests.post(base + "/api/admin/emergency-resume", json={},
+                                        headers=headers, timeout=30)  # fmt: skip
+                assert resumed.status_code == 200, resumed.text
+                resume_fleet(bots, g)
+            sleep_until_after_boundary(g, rng.uniform(0.02, 0.25))
+            started = time.monotonic()
+            answer = requests.post(base + "/api/admin/emergency-stop",
+                                   json={"reason": f"drill {press}"}, headers=headers,
+                                   timeout=60)  # fmt: skip
+            answered_at = datetime.now(UTC)
+            present = set(order_ids())
+            answers.append((answer.status_code, time.monotonic() - started, answer.json()))
+            presses.append((answered_at, present))
+            assert answer.status_code == 200, answer.text
+        time.sleep(5)  # any order still in flight somewhere would be committed by now
+        final = order_ids()
+        assert set(final) == presses[-1][1], "orders recorded after the last stop answered"
+
+    late = {
+        n: sorted(oid for oid, created in final.items() if created < at and oid not in present)
+        for n, (at, present) in enumerate(presses)
+    }
+    assert {n: ids for n, ids in late.items() if ids} == {}, "orders committed after an answer"
+    assert all(body["complete"] for _, _, body in answers)
+    # the presses met trading in full flow: orders open at the press were cancelled by it
+    assert sum(body["cancelled_orders"] for _, _, body in answers) >= PRESSES // 3
+    print(f"{PRESSES} presses, answer times: max {max(t for _, t, _ in answers):.2f}s, "
+          f"orders {len(final)}, cancelled {sum(b['cancelled_orders'] for _, _, b in answers)}")
