@@ -18,6 +18,7 @@ COMMANDS = (
     credentials.rotate_encryption_key_command,
     bots.seed_demo_command,
     markets.import_candles_command,
+    markets.download_candles_command,
     markets.reconcile_command,
     backtests.backtest_command,
 )
