@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,9 @@ from app.domain.strategies.doc_strategy import DocumentStrategy
 from app.domain.strategies.templates import template_document, template_names
 from app.errors import ValidationFailed
 from app.market.csv_candles import load_candle_file
-from tests.domain.helpers import OHLCV_DIR, random_walk
+from tests.domain.helpers import random_walk
 from tests.domain.test_strategies import SMALL_PARAMS
+from tests.support.recorded import SHARED, SHIPPED
 
 BUILT_INS = ["bollinger_breakout", "macd_trend", "rsi_mean_reversion", "sma_crossover"]
 
@@ -378,8 +378,7 @@ def test_every_mutated_document_is_accepted_or_refused_with_a_path(doc, data):
 
 # ---- the built-ins as templates --------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[2]
-CANDLE_FILES = sorted((REPO / "data" / "candles").glob("*.csv")) + sorted(OHLCV_DIR.glob("*.csv"))
+CANDLE_FILES = sorted(SHIPPED.glob("*.csv")) + sorted(SHARED.glob("*.csv"))
 
 
 @pytest.mark.parametrize("path", CANDLE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
