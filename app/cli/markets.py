@@ -1,10 +1,11 @@
-"""`flask import-candles` (validate and import candle CSVs) and `flask reconcile` (check
-every bot's ledger adds up)."""
+"""`flask import-candles` (validate and import candle CSVs), `flask download-candles` (fetch
+them from an exchange) and `flask reconcile` (check every bot's ledger adds up)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
