@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
+
+from app.api.validation import DB_INT_MAX
 
 FEATURE_MODULES = (
     "app.api.errors",
@@ -27,6 +30,16 @@ FEATURE_MODULES = (
 )
 
 
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` in a path: an id beyond a 64-bit column matches no route (404), rather
+    than reaching the database."""
+
+    def __init__(self, map: object, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("max", DB_INT_MAX)
+        super().__init__(map, *args, **kwargs)  # type: ignore[arg-type]
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = RowIdConverter
     for name in FEATURE_MODULES:
         importlib.import_module(name).init_app(app)

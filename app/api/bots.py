@@ -52,6 +52,8 @@ class BotCreate(RequestModel):
 
 
 class BotPatch(RequestModel):
+    NULLABLE = frozenset({"strategy_params", "sizing", "protections"})  # null: the defaults
+
     name: str | None = Field(None, min_length=1, max_length=100)
     exchange: str | None = Field(None, min_length=1, max_length=50)
     symbol: str | None = Field(None, min_length=1, max_length=40)

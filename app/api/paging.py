@@ -8,12 +8,14 @@ from pydantic import Field
 
 from app.api.validation import RequestModel
 
+MAX_OFFSET = 1_000_000_000  # far past any real list; keeps OFFSET inside every database's range
+
 
 class OffsetQuery(RequestModel):
     """Base of a list endpoint's query: the page window (filters are added by subclasses)."""
 
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 def offset_page(items: list[Any], total: int, query: OffsetQuery) -> dict[str, Any]:
