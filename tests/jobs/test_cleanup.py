@@ -38,12 +38,14 @@ def test_results_past_retention_are_deleted(make_user: Callable[..., Any]) -> No
                     data={},
                 )
             )
-    assert cleanup.run_once(now) == {"analysis_results": 2, "bot_ticks": 0, "events": 0, "revocations": 0}
+    removed = {"analysis_results": 2, "bot_ticks": 0, "events": 0, "revocations": 0}
+    assert cleanup.run_once(now) == removed
     with session_scope() as s:
         left = sorted(s.scalars(select(AnalysisResult.ticker)))
         assert left == ["FRESH/BTC", "RECENT/BTC"]
         assert s.get(Job, job_id) is not None  # jobs are not results
-    assert cleanup.run_once(now) == {"analysis_results": 0, "bot_ticks": 0, "events": 0, "revocations": 0}
+    removed = {"analysis_results": 0, "bot_ticks": 0, "events": 0, "revocations": 0}
+    assert cleanup.run_once(now) == removed
 
 
 def test_retention_is_configurable(make_user: Callable[..., Any], settings: Any) -> None:
@@ -103,7 +105,7 @@ def test_events_past_retention_are_pruned_as_a_prefix(make_user: Callable[..., A
         for event in s.scalars(select(Event)):
             event.created_at = now - timedelta(hours=event.data["hours"], minutes=1)
     with session_scope() as s:
-        assert event_log.sequence_pending(s) == 5
+        event_log.sequence_pending(s)  # (or a stream poller of this process did)
     assert cleanup.run_once(now)["events"] == 3  # default 24 hours
     with session_scope() as s:
         assert [e.data["hours"] for e in s.scalars(select(Event).order_by(Event.seq))] == [1, 0]
