@@ -8,7 +8,6 @@ from app.store.models import (  # noqa: F401
     analysis,
     events,
     ledger,
-    ops,
     safety,
     trading,
 )
