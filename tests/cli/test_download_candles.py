@@ -15,7 +15,8 @@ import pytest
 from app.jobs import job_runner
 from app.market.registry import close_market_sources
 from app.market.replay import ReplayMarketSource
-from app.services.events import recent_events
+from app.store.db import session_scope
+from app.store.models.events import Event
 from config import get_settings, use_settings
 from tests.market.exchange_server import RecordedExchange, Request
 
@@ -216,8 +217,13 @@ def test_admin_endpoint_queues_a_job_that_downloads_with_progress_events(
     assert [(d["symbol"], d["fetched"], d["stored"]) for d in downloads] == [
         ("BTC/USDT", 600, 600), ("ETH/USDT", 600, 600)
     ]  # fmt: skip
-    events, _ = recent_events(admin.id, is_admin=True, after_id=0)
-    progress = [e["data"] for e in events if e["type"] == "job_progress"]
+    with session_scope() as db:
+        progress = [
+            e.data
+            for e in db.query(Event)
+            .filter_by(user_id=admin.id, type="job_progress")
+            .order_by(Event.id)
+        ]
     assert progress and progress[-1] == {
         "job_id": job_id, "kind": "download_candles", "state": "succeeded", "progress": 1.0
     }  # fmt: skip
