@@ -34,11 +34,12 @@ from app.domain.metrics import (
     ClosedTrade,
     PerformanceMetrics,
     compute_metrics,
-    ms_to_datetime,
     periods_per_year_for,
 )
+from app.domain.numbers import decimal_text as _plain
 from app.domain.sizing import SizingConfig, SizingDecision, size_position
 from app.domain.strategies import ENTER, EXIT, Strategy
+from app.domain.times import iso_ms
 from app.engine.fill_model import (
     Book,
     FeeSchedule,
@@ -56,11 +57,6 @@ from app.market.base import MarketInfo, to_decimal
 log = logging.getLogger("tradewind.backtest")
 
 Progress = Callable[[float], None]
-
-
-def _plain(value: Decimal) -> str:
-    """A decimal without exponent or trailing zeros ("0.00003003", not "3.003E-5")."""
-    return format(value.normalize(), "f") if value else "0"
 
 
 @dataclass(frozen=True, init=False)
@@ -115,12 +111,12 @@ class BacktestTrade:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "entry_time": ms_to_datetime(self.entry_ts).isoformat(),
+            "entry_time": iso_ms(self.entry_ts),
             "entry_price": _plain(self.entry_price),
             "amount": _plain(self.amount),
             "entry_cost": _plain(self.entry_cost),
             "entry_fee": _plain(self.entry_fee),
-            "exit_time": ms_to_datetime(self.exit_ts).isoformat(),
+            "exit_time": iso_ms(self.exit_ts),
             "exit_price": _plain(self.exit_price),
             "exit_proceeds": _plain(self.exit_proceeds),
             "exit_fee": _plain(self.exit_fee),

@@ -42,14 +42,13 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.domain.times import from_ms, to_ms
 from app.engine.tick import (
     LedgerState,
     TickResult,
-    from_ms,
     ledger_states,
     run_tick,
     tick_grid,
-    to_ms,
     warm_candles,
 )
 from app.jobs.scheduler import scheduler_running, worker_id

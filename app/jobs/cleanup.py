@@ -38,13 +38,6 @@ def delete_batch_before(session: Session, column: Any, cutoff: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def delete_old_results(session: Session, now: datetime, retention_days: float) -> int:
-    """Delete up to one batch of analysis results created before now - retention."""
-    return delete_batch_before(
-        session, AnalysisResult.created_at, now - timedelta(days=retention_days)
-    )
-
-
 def _delete_all_before(column: Any, cutoff: datetime) -> int:
     removed = 0
     for _ in range(MAX_BATCHES):
