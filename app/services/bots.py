@@ -34,10 +34,9 @@ from app.market.base import timeframe_seconds
 from app.market.errors import UnknownSymbol, UnknownTimeframe
 from app.market.registry import get_market_source
 from app.services.audit import record_audit
-from app.services.events import publish_event
+from app.services.events import record_event
 from app.services.live_gates import assert_live_allowed
 from app.services.passwords import hash_password
-from app.store.after_commit import on_commit
 from app.store.base import utcnow
 from app.store.emergency_flag import TradingHalted, emergency_stop_active
 from app.store.models import Bot, User
@@ -416,15 +415,14 @@ def has_open_position(session: Session, bot: Bot) -> bool:
 
 
 def announce_status(session: Session, bot: Bot, previous: str) -> None:
-    """A `bot_status` event for the owner's dashboards, sent once the change is committed."""
+    """A `bot_status` event for the owner's dashboards, in the change's transaction."""
     data = {
         "bot_id": bot.id,
         "status": bot.status,
         "previous": previous,
         "pause_reason": bot.pause_reason,
     }
-    user_id = bot.user_id
-    on_commit(session, lambda: publish_event(user_id, "bot_status", data))
+    record_event(session, bot.user_id, "bot_status", data)
 
 
 # -- ledger views --------------------------------------------------------------------------
