@@ -19,6 +19,7 @@ from app.api.jwt import auth_required, current_user, mint_tokens, refresh_lifeti
 from app.api.rate_limit import json_field_key, limiter
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, response
+from app.openapi import answers
 from app.services import accounts
 from app.services.audit import record_audit
 from app.services.passwords import PASSWORD_MAX_LENGTH, password_problem
@@ -138,6 +139,7 @@ def _tokens_for(user: User, grant: accounts.RefreshGrant, now: datetime) -> Toke
 
 
 @bp.post("/api/auth/register")
+@answers(409, 429)
 @limiter.limit(register_limit, error_message="too many registrations from this address")
 @limiter.limit(
     register_account_limit,
@@ -195,6 +197,7 @@ def sign_in(body: Credentials) -> TokensOut:
 
 
 @bp.post("/api/auth/login")
+@answers(401, 429)
 @login_ip_limit
 @login_account_limit_
 @response(TokensOut)
@@ -227,12 +230,16 @@ def rotate_refresh() -> TokensOut:
 
 
 @bp.post("/api/auth/refresh")
+@answers(401)
 @response(TokensOut)
 def refresh() -> TokensOut:
     """Exchange a refresh token (in `Authorization: Bearer`) for a new pair; the presented
     token is spent. Presenting a spent token again revokes its whole family."""
     verify_jwt_in_request(refresh=True, locations=["headers"])
     return rotate_refresh()
+
+
+refresh._tw_openapi = {"security": [{"bearerAuth": []}]}  # type: ignore[attr-defined]
 
 
 def _revoke_stolen_family(family_id: str, user_id: int | None, now: datetime) -> None:
