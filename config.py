@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     sse_history_size: int = Field(default=200, ge=1)
     sse_max_connections: int | None = None
+    sse_max_streams_per_user: int = Field(default=4, ge=1)
+    sse_recheck_seconds: float = Field(default=2.0, gt=0)
+    events_poll_seconds: float = Field(default=0.5, gt=0)
+    event_retention_hours: float = Field(default=24.0, gt=0)
     trusted_proxy_count: int = Field(default=0, ge=0)
 
     port: int = 8000

@@ -52,7 +52,11 @@ def settings(database_url: str) -> Settings:
 def _app(settings: Settings) -> Flask:
     from app.factory import create_app
 
-    return create_app(settings)
+    app = create_app(settings)
+    # A crash in a test surfaces as its own traceback, not as a 500 envelope to decode; the
+    # envelope itself is tested on an app of its own (tests/api/test_errors.py).
+    app.config["RERAISE_UNEXPECTED"] = True
+    return app
 
 
 @pytest.fixture
@@ -113,3 +117,40 @@ def auth_headers(app: Flask) -> Callable[[Any], dict[str, str]]:
         return {"Authorization": f"Bearer {token}"}
 
     return headers
+
+
+class QueryCounter:
+    """SQL statements sent by this process's engine while counting (see `count_queries`)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def count_queries(app: Flask) -> Callable[[], Any]:
+    """`with count_queries() as q:` counts the statements the app's engine sends, so a test
+    can pin the number of round trips of a hot path."""
+    from contextlib import contextmanager
+
+    from sqlalchemy import event
+
+    from app.store.db import get_engine
+
+    @contextmanager
+    def counting() -> Iterator[QueryCounter]:
+        counter = QueryCounter()
+        engine = get_engine()
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            counter.statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            yield counter
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+    return counting

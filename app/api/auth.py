@@ -1,14 +1,9 @@
-"""Accounts: register, login, refresh, logout, me; and `flask create-admin`.
-
-Failures that must leave a trace (a refused login, a replayed refresh token) are audited in a
-unit of work of their own: the request's own transaction is rolled back with the 4xx.
-"""
+"""Accounts over HTTP: register, login, refresh, logout, me. The flows themselves live in
+`app.services.logins`; this module parses, mints the tokens and serialises."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
-from typing import Any
 
 from flask import Blueprint, Flask, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
@@ -20,16 +15,12 @@ from app.api.rate_limit import json_field_key, limiter
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, response
 from app.openapi import answers
-from app.services import accounts
-from app.services.audit import record_audit
+from app.services import accounts, logins
 from app.services.passwords import PASSWORD_MAX_LENGTH, password_problem
-from app.services.revocation import revoke_access_token
 from app.store.base import utcnow
-from app.store.db import session_scope
 from app.store.models import User
 from config import get_settings
 
-log = logging.getLogger("tradewind.auth")
 bp = Blueprint("auth", __name__)
 
 
@@ -112,15 +103,6 @@ def client_ip() -> str | None:
     return request.remote_addr
 
 
-def audit_outside_request(action: str, **fields: Any) -> None:
-    """Write an audit row that must outlive this request's rolled-back transaction."""
-    try:
-        with session_scope() as session:
-            record_audit(session, action, ip=client_ip(), **fields)
-    except Exception:  # noqa: BLE001 (the client still gets its 401; the failure is logged)
-        log.exception("could not record audit action %s", action)
-
-
 def _tokens_for(user: User, grant: accounts.RefreshGrant, now: datetime) -> TokensOut:
     pair = mint_tokens(
         user.id,
@@ -168,32 +150,13 @@ login_account_limit_ = limiter.shared_limit(
 
 
 def sign_in(body: Credentials) -> TokensOut:
-    """Check the password and start a refresh family: the tokens of a new login (audited
-    either way)."""
-    session = db_session()
-    try:
-        user = accounts.authenticate(session, body.email, body.password)
-    except accounts.LoginFailed as exc:
-        session.rollback()
-        audit_outside_request(
-            "auth.login_failed",
-            target_user_id=exc.user_id,
-            details={"email": body.email, "reason": exc.reason},
-        )
-        raise
+    """The tokens of a new login."""
     now = utcnow()
-    grant = accounts.start_refresh_family(
-        session, user.id, now=now, expires_at=now + refresh_lifetime()
-    )
-    record_audit(
-        session,
-        "auth.login_succeeded",
-        actor_user_id=user.id,
-        target_user_id=user.id,
-        details={"family_id": grant.family_id},
-        ip=client_ip(),
-    )
-    return _tokens_for(user, grant, now)
+    login = logins.log_in(
+        db_session(), body.email, body.password, ip=client_ip(), now=now,
+        refresh_expires_at=now + refresh_lifetime(),
+    )  # fmt: skip
+    return _tokens_for(login.user, login.grant, now)
 
 
 @bp.post("/api/auth/login")
@@ -207,25 +170,13 @@ def login(body: Credentials) -> TokensOut:
 
 
 def rotate_refresh() -> TokensOut:
-    """Spend the verified refresh token of this request for a new pair. Presenting a spent
-    token again revokes its whole family."""
-    claims = get_jwt()
+    """Spend the verified refresh token of this request for a new pair."""
     user = current_user()
-    session = db_session()
     now = utcnow()
-    try:
-        grant = accounts.rotate_refresh_token(
-            session,
-            jti=str(claims["jti"]),
-            user_id=user.id,
-            now=now,
-            expires_at=now + refresh_lifetime(),
-        )
-    except accounts.RefreshRejected as exc:
-        session.rollback()
-        if exc.reason == "reused" and exc.family_id:
-            _revoke_stolen_family(exc.family_id, exc.user_id, now)
-        raise
+    grant = logins.rotate(
+        db_session(), jti=str(get_jwt()["jti"]), user_id=user.id, ip=client_ip(), now=now,
+        refresh_expires_at=now + refresh_lifetime(),
+    )  # fmt: skip
     return _tokens_for(user, grant, now)
 
 
@@ -242,44 +193,18 @@ def refresh() -> TokensOut:
 refresh._tw_openapi = {"security": [{"bearerAuth": []}]}  # type: ignore[attr-defined]
 
 
-def _revoke_stolen_family(family_id: str, user_id: int | None, now: datetime) -> None:
-    log.warning("refresh token reuse detected: family %s revoked (user_id=%s)", family_id, user_id)
-    with session_scope() as session:
-        revoked = accounts.revoke_family(session, family_id, now)
-        record_audit(
-            session,
-            "auth.refresh_reuse_detected",
-            target_user_id=user_id,
-            details={"family_id": family_id, "tokens_revoked": revoked},
-            ip=client_ip(),
-        )
-
-
 def end_login() -> None:
-    """Revoke this request's access token at once and the refresh family it was minted in,
-    wherever the token came from (header or cookie)."""
+    """Revoke this request's access token and its refresh family, wherever the token came
+    from (header or cookie)."""
     claims = get_jwt()
-    user = current_user()
-    session = db_session()
     now = utcnow()
-    revoke_access_token(
-        session,
-        jti=str(claims["jti"]),
-        user_id=user.id,
-        expires_at=datetime.fromtimestamp(int(claims["exp"]), now.tzinfo),
-        now=now,
-    )
     family = claims.get("fam")
-    if isinstance(family, str) and family:
-        accounts.revoke_family(session, family, now)
-    record_audit(
-        session,
-        "auth.logout",
-        actor_user_id=user.id,
-        target_user_id=user.id,
-        details={"family_id": family} if family else None,
-        ip=client_ip(),
-    )
+    logins.log_out(
+        db_session(), user_id=current_user().id, jti=str(claims["jti"]),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), now.tzinfo),
+        family_id=family if isinstance(family, str) and family else None,
+        ip=client_ip(), now=now,
+    )  # fmt: skip
 
 
 @bp.post("/api/auth/logout")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, current_app, g, jsonify
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -76,6 +76,8 @@ def _database_unavailable(exc: Exception) -> Response:
 
 
 def _unexpected(exc: Exception) -> Response:
+    if current_app.config.get("RERAISE_UNEXPECTED"):
+        raise exc
     log.exception("unhandled error (request_id=%s)", g.get("request_id"))
     return error_response(500, "internal_error", "an internal error occurred")
 

@@ -5,7 +5,6 @@ Symbols in URLs: `ETH-BTC` or `ETH%2FBTC` (both mean ETH/BTC).
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Flask
@@ -14,18 +13,13 @@ from pydantic import BaseModel, Field
 from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, query, response
+from app.domain.numbers import optional_decimal_text
 from app.market.base import timeframe_seconds
 from app.market.cache import cached_candles
 from app.market.registry import default_exchange, get_market_source
 from app.services.portfolio import get_pricing_snapshot, snapshot_payload, value_portfolio
 
 bp = Blueprint("markets", __name__)
-
-
-def _num(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    return format(value.normalize(), "f") if value else "0"
 
 
 def url_symbol(raw: str) -> str:
@@ -83,10 +77,10 @@ def list_markets() -> Any:
             symbol=m.symbol,
             base=m.base,
             quote=m.quote,
-            amount_step=_num(m.amount_step) or "0",
-            price_step=_num(m.price_step) or "0",
-            min_amount=_num(m.min_amount),
-            min_notional=_num(m.min_notional),
+            amount_step=optional_decimal_text(m.amount_step) or "0",
+            price_step=optional_decimal_text(m.price_step) or "0",
+            min_amount=optional_decimal_text(m.min_amount),
+            min_notional=optional_decimal_text(m.min_notional),
         )
         for m in source.markets()
     ]

@@ -4,9 +4,11 @@ Browsers' `EventSource` cannot send headers, so the access token is also accepte
 dashboard's session cookie or as the `token` query parameter (redacted from access logs).
 Each stream holds one gunicorn thread, so a worker serves at most `SSE_MAX_CONNECTIONS`
 streams (default: its threads minus two) and answers 503 beyond that: ordinary requests
-always keep threads. A stream ends when its token
-expires or the worker shuts down; the client reconnects with `Last-Event-ID` and gets what it
-missed from the bounded history.
+always keep threads. One user holds at most `SSE_MAX_STREAMS_PER_USER` streams across every
+worker (429 beyond). A stream ends when its token expires, is revoked (logout), its user is
+disabled (re-checked every `SSE_RECHECK_SECONDS`) or the worker shuts down; the client
+reconnects with `Last-Event-ID`, to any worker, and gets what it missed from the event table
+or a `resync` event saying why it cannot.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def stream_events(query: EventsQuery) -> Response:
     verify_jwt_in_request(locations=["headers", "cookies", "query_string"])
     user = current_user()
     user_id, is_admin = int(user.id), user.role == "admin"
-    expires_at = float(get_jwt().get("exp") or time.time() + 900)
+    claims = dict(get_jwt())
+    expires_at = float(claims.get("exp") or time.time() + 900)
     after_id = _last_event_id(query.last_event_id)
 
     if events.broker.stopping:
@@ -117,20 +120,33 @@ def stream_events(query: EventsQuery) -> Response:
             status=503,
             headers={"Retry-After": "5"},
         )
+    slot_id: int | None = None
     sub: events.Subscription | None = None
     try:
-        sub = events.broker.subscribe(user_id, is_admin=is_admin)
-        backlog: list[dict[str, Any]] = []
-        complete = True
+        slot_id = events.open_stream_slot(user_id)
+        if slot_id is None:
+            SSE_REJECTED.inc()
+            raise AppError(
+                f"you already have {get_settings().sse_max_streams_per_user} open event "
+                "streams; close one (or wait for it to time out) and retry",
+                code="too_many_streams_for_user",
+                status=429,
+                headers={"Retry-After": "10"},
+            )
+        sub, live_from = events.broker.subscribe(user_id, is_admin=is_admin)
+        resume = events.Resume([])
         if after_id is not None:
-            backlog, complete = events.recent_events(user_id, is_admin=is_admin, after_id=after_id)
+            resume = events.resume_after(user_id, is_admin, after_id, live_from)
     except Exception:
         if sub is not None:
             events.broker.unsubscribe(sub)
+        if slot_id is not None:
+            events.close_stream_slot(slot_id)
         slots.release()
         raise
 
-    body = EventStream(sub, backlog, complete, after_id or 0, expires_at, heartbeat_seconds())
+    start_id = live_from if resume.resync else max(after_id or 0, live_from)
+    body = EventStream(sub, slot_id, claims, resume, start_id, after_id, expires_at)
     return Response(
         body,
         mimetype="text/event-stream",
@@ -145,9 +161,13 @@ stream_events._tw_openapi = {  # type: ignore[attr-defined]
         "browser EventSource clients, as the `token` query parameter. Resume with the "
         "`Last-Event-ID` header (or `last_event_id`). The stream opens with a comment naming "
         "the worker (`: connected worker=<pid>`), sends `: heartbeat` comments while quiet, "
-        "and ends when the token expires. Each event: `id`, `event` (trade, order, "
-        "bot_status, alert, job_progress, or resync when history was truncated) and `data` "
-        "(JSON: id, type, user_id, ts, data)."
+        "and ends when the token expires or is revoked, or the account is disabled. Each event: "
+        "`id` (the same event on every worker), `event` (trade, order, bot_status, alert, "
+        "job_progress, or resync when a resume cannot be served exactly: `data.reason` is "
+        "history_pruned, too_far_behind or unknown_event_id; reload state, then carry on) "
+        "and `data` (JSON: id, type, user_id, ts, data). 429 "
+        "`too_many_streams_for_user` beyond the per-user cap, 503 `too_many_streams` beyond "
+        "the worker's."
     ),
     "security": [{"bearerAuth": []}, {"tokenQuery": []}],
     "parameters": [
@@ -163,28 +183,32 @@ stream_events._tw_openapi = {  # type: ignore[attr-defined]
             "description": "An event stream",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
+        "429": {"$ref": "#/components/responses/Error"},
         "503": {"$ref": "#/components/responses/Error"},
     },
 }
 
 
 class EventStream:
-    """The response body: a generator plus a `close()` that frees the slot and the
+    """The response body: a generator plus a `close()` that frees the slots and the
     subscription even when the server never starts iterating (HEAD, early disconnect)."""
 
     def __init__(
         self,
         sub: events.Subscription,
-        backlog: list[dict[str, Any]],
-        complete: bool,
-        last_id: int,
+        slot_id: int,
+        claims: dict[str, Any],
+        resume: events.Resume,
+        start_id: int,
+        after_id: int | None,
         expires_at: float,
-        heartbeat: float,
     ) -> None:
         self._sub = sub
+        self._slot_id = slot_id
+        self._claims = claims
         self._released = False
         self._lock = threading.Lock()
-        self._gen = self._run(backlog, complete, last_id, expires_at, heartbeat)
+        self._gen = self._run(resume, start_id, after_id, expires_at)
         SSE_STREAMS.inc()
 
     def __iter__(self) -> Iterator[str]:
@@ -203,40 +227,58 @@ class EventStream:
                 return
             self._released = True
         events.broker.unsubscribe(self._sub)
+        events.close_stream_slot(self._slot_id)
         slots.release()
         SSE_STREAMS.dec()
 
     def _run(
-        self,
-        backlog: list[dict[str, Any]],
-        complete: bool,
-        last_id: int,
-        expires_at: float,
-        heartbeat: float,
+        self, resume: events.Resume, start_id: int, after_id: int | None, expires_at: float
     ) -> Iterator[str]:
+        """The backlog (or a resync), then live events; ends when the token expires, is
+        revoked, or its user is disabled (checked every `SSE_RECHECK_SECONDS`)."""
+        recheck = max(0.05, get_settings().sse_recheck_seconds)
+        heartbeat = min(heartbeat_seconds(), recheck)  # a departed client frees its slot soon
         try:
             yield f"retry: {RETRY_MS}\n: connected worker={os.getpid()}\n\n"
-            if not complete:
+            if resume.resync:
                 yield events.sse_format(
-                    {"id": last_id, "type": "resync", "data": {"reason": "history_truncated"}}
+                    {
+                        "id": start_id,
+                        "type": "resync",
+                        "user_id": self._sub.user_id,
+                        "data": {"reason": resume.resync, "last_event_id": after_id},
+                    }
                 )
-            for event in backlog:
-                last_id = max(last_id, int(event["id"]))
+            for event in resume.backlog:
                 yield events.sse_format(event)
+            last_id = start_id
+            now = time.monotonic()
+            next_check, next_beat = now + recheck, now + heartbeat
             while not events.broker.stopping:
                 remaining = expires_at - time.time()
                 if remaining <= 0:
                     break
-                try:
-                    event = self._sub.inbox.get(timeout=min(heartbeat, remaining))
-                except queue.Empty:
+                now = time.monotonic()
+                if now >= next_check:
+                    reason = events.stream_still_allowed(self._claims, self._slot_id)
+                    if reason is not None:
+                        yield f": closed {reason}\n\n"
+                        break
+                    next_check = now + recheck
+                if now >= next_beat:
                     yield ": heartbeat\n\n"
+                    next_beat = now + heartbeat
+                wait = min(next_check, next_beat) - now
+                try:
+                    event = self._sub.inbox.get(timeout=max(0.01, min(wait, remaining)))
+                except queue.Empty:
                     continue
                 if event is None:
                     break
                 if int(event["id"]) <= last_id:
                     continue
                 last_id = int(event["id"])
+                next_beat = time.monotonic() + heartbeat
                 yield events.sse_format(event)
         finally:
             self._release()

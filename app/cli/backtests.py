@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from app.domain.times import to_ms
 from app.errors import AppError
 from app.services import backtests as service
 from app.services.bots import normalised_params, normalised_sizing
@@ -102,8 +103,8 @@ def backtest_command(
                 "maker_fee": str(fee),
                 "taker_fee": str(fee),
                 "slippage_bps": str(slippage_bps),
-                "start_ms": None if start_at is None else int(start_at.timestamp() * 1000),
-                "end_ms": None if end_at is None else int(end_at.timestamp() * 1000),
+                "start_ms": None if start_at is None else to_ms(start_at),
+                "end_ms": None if end_at is None else to_ms(end_at),
             }
         )
         if path is None:

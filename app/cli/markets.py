@@ -4,13 +4,14 @@ every bot's ledger adds up)."""
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from app.api.markets import _num, url_symbol
+from app.api.markets import url_symbol
+from app.domain.numbers import optional_decimal_text as _num
+from app.domain.times import from_ms
 from app.errors import AppError, ValidationFailed
 from app.market.csv_candles import CandleFileName, import_candle_file, parse_candle_text
 from app.services.reconcile import reconcile_all, use_snapshot
@@ -86,7 +87,7 @@ def import_candles_command(
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
+    return from_ms(ms).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _read_csv(path: Path) -> str:

@@ -27,6 +27,23 @@ class Candles:
             self.ts[s], self.open[s], self.high[s], self.low[s], self.close[s], self.volume[s]
         )
 
+    def aggregate(self, tf_ms: int) -> Candles:
+        """These candles bucketed into `tf_ms` candles aligned to the epoch (as exchanges do):
+        first open, highest high, lowest low, last close, summed volume."""
+        if len(self) == 0:
+            return self
+        bucket = self.ts - np.mod(self.ts, tf_ms)
+        starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+        ends = np.r_[starts[1:], self.ts.size]
+        return Candles(
+            bucket[starts],
+            self.open[starts],
+            np.maximum.reduceat(self.high, starts),
+            np.minimum.reduceat(self.low, starts),
+            self.close[ends - 1],
+            np.add.reduceat(self.volume, starts),
+        )
+
     @classmethod
     def empty(cls) -> Candles:
         f = np.empty(0, dtype=np.float64)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,8 +35,6 @@ __all__ = [
     "ClosedTrade",
     "PerformanceMetrics",
     "compute_metrics",
-    "datetime_to_ms",
-    "ms_to_datetime",
     "periods_per_year_for",
 ]
 
@@ -89,17 +86,6 @@ def periods_per_year_for(timeframe_seconds: int) -> float:
     if timeframe_seconds <= 0:
         raise ValueError("timeframe_seconds must be positive")
     return SECONDS_PER_YEAR / timeframe_seconds
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def datetime_to_ms(dt: datetime) -> int:
-    """Epoch ms of an aware datetime (naive ones are refused: every timestamp is UTC-aware)."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime; timestamps must be timezone-aware")
-    return int(round(dt.timestamp() * 1000))
 
 
 def _max_drawdown(ts: np.ndarray, eq: np.ndarray) -> tuple[float, int | None, int | None]:

@@ -36,6 +36,14 @@ class TickGrid:
         """The first planned instant strictly after `t_ms`."""
         return self.at(self.index_at_or_before(t_ms) + 1)
 
+    def first_due(self, now_ms: int, last_tick_ms: int | None) -> int:
+        """Where a (re)started or rescheduled bot's next tick goes: the latest instant due,
+        so it acts on the newest closed candle at once - unless a tick already ran there."""
+        due = self.latest_due(now_ms)
+        if last_tick_ms is not None and last_tick_ms >= due:
+            due = self.next_after(max(now_ms, last_tick_ms))
+        return due
+
     def steps_between(self, earlier_ms: int, later_ms: int) -> int:
         """How many grid steps lie from one planned instant to a later one."""
         return self.index_at_or_before(later_ms) - self.index_at_or_before(earlier_ms)

@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from app.domain.candles import Candles
+from app.domain.times import from_ms, to_ms
 from app.engine.fill_model import (
     Book,
     FeeSchedule,
@@ -103,11 +104,8 @@ def _count(state: str) -> None:
 
 
 def _ms(value: datetime) -> int:
-    return int(as_utc(value).timestamp() * 1000)  # type: ignore[union-attr]
-
-
-def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    """Epoch ms of a stored timestamp (SQLite hands back naive UTC)."""
+    return to_ms(as_utc(value))  # type: ignore[arg-type]
 
 
 def market_for(bot: Bot) -> MarketInfo:
@@ -280,7 +278,7 @@ def place_order(
     if fill_from is None:
         tf_ms = timeframe_seconds(bot.timeframe) * 1000
         now_ms = _ms(now)
-        fill_from = _from_ms(now_ms - now_ms % tf_ms)
+        fill_from = from_ms(now_ms - now_ms % tf_ms)
 
     assert_trading_allowed(session)
     try:
@@ -381,7 +379,7 @@ def process_fills(
         if hit is None:
             continue
         index, price = hit
-        fill = _fill_one(session, bot, order, ticket, price, _from_ms(int(candles.ts[index])),
+        fill = _fill_one(session, bot, order, ticket, price, from_ms(int(candles.ts[index])),
                          now, fees, market)  # fmt: skip
         if fill is not None:
             fills.append(fill)

@@ -36,6 +36,7 @@ from typing import Literal
 import numpy as np
 
 from app.domain.candles import Candles
+from app.domain.numbers import decimal_text as _fmt
 from app.market.base import MarketInfo, to_decimal
 from app.market.errors import OrderRejected
 
@@ -272,10 +273,6 @@ def _positive(value: object, field: str) -> Decimal:
 
 def _fee(amount: Decimal, rate: Decimal) -> Decimal:
     return _q(_mul(amount, rate), ROUND_CEILING)
-
-
-def _fmt(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
 
 
 def market_fill_price(side: Side, open_price: Decimal, fees: FeeSchedule, step: Decimal) -> Decimal:

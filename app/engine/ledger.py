@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,9 +19,9 @@ from app.domain.metrics import (
     ClosedTrade,
     PerformanceMetrics,
     compute_metrics,
-    datetime_to_ms,
     periods_per_year_for,
 )
+from app.domain.times import to_ms
 from app.engine.broker import book_of, bot_decimal
 from app.engine.fill_model import Book
 from app.errors import NotFound, ValidationFailed
@@ -37,6 +38,7 @@ from app.store.models.ledger import (
 )
 
 __all__ = [
+    "BotPerformance",
     "LedgerView",
     "bot_equity",
     "bot_performance",
@@ -45,7 +47,6 @@ __all__ = [
     "equity_curve",
     "get_book",
     "ledger_view",
-    "list_fills",
     "list_orders",
     "open_bot_ledger",
     "record_equity_snapshot",
@@ -129,8 +130,8 @@ def closed_trades(session: Session, bot_id: int) -> list[ClosedTrade]:
     return [
         ClosedTrade(
             pnl=pnl,
-            entry_ts=datetime_to_ms(opened or closed),
-            exit_ts=datetime_to_ms(closed),
+            entry_ts=to_ms(opened or closed),
+            exit_ts=to_ms(closed),
         )
         for pnl, opened, closed in rows
     ]
@@ -185,19 +186,43 @@ def equity_curve(
     return list(session.scalars(stmt.order_by(EquitySnapshot.ts)))
 
 
-def bot_performance(session: Session, bot: Bot) -> PerformanceMetrics:
+@dataclass(frozen=True)
+class BotPerformance:
+    """The metrics of a bot, over how many equity points, from what starting capital."""
+
+    metrics: PerformanceMetrics
+    points: int
+    capital: Decimal | None
+
+
+def bot_performance(session: Session, bot: Bot) -> BotPerformance:
     """Total return, drawdown, Sharpe/Sortino, exposure and trade stats from the bot's equity
-    snapshots and closed trades (the formulas are the domain's, `app.domain.metrics`)."""
+    snapshots and closed trades (the formulas are the domain's, `app.domain.metrics`).
+
+    The curve has one point per candle up to the last candle the bot saw: snapshots are
+    forward-filled, since while flat and idle the equity does not move (and is not stored)."""
     curve = equity_curve(session, bot.id)
-    position = _position(session, bot.id)
-    opened = position.opened_at if position.amount > 0 else None
-    return compute_metrics(
-        [datetime_to_ms(s.ts) for s in curve],
-        [s.equity for s in curve],
+    position = session.get(Position, bot.id)
+    tf_ms = timeframe_seconds(bot.timeframe) * 1000
+    ts = np.array([to_ms(s.ts) for s in curve], dtype=np.int64)
+    values = np.array([float(s.equity) for s in curve], dtype=np.float64)
+    if ts.size:
+        end = int(ts[-1])
+        if bot.last_candle_ts is not None:
+            end = max(end, int(bot.last_candle_ts) + tf_ms)
+        grid = np.arange(ts[0], end + 1, tf_ms, dtype=np.int64)
+        idx = np.searchsorted(ts, grid, side="right") - 1
+        ts, values = grid, values[idx]
+    opened = position.opened_at if position is not None and position.amount > 0 else None
+    metrics = compute_metrics(
+        ts,
+        values,
         closed_trades(session, bot.id),
-        periods_per_year=periods_per_year_for(timeframe_seconds(bot.timeframe)),
-        open_since_ts=datetime_to_ms(opened) if opened else None,
+        periods_per_year=periods_per_year_for(tf_ms // 1000),
+        open_since_ts=to_ms(opened) if opened else None,
     )
+    capital = position.initial_capital if position is not None else None
+    return BotPerformance(metrics, int(ts.size), capital)
 
 
 def list_orders(
@@ -208,12 +233,6 @@ def list_orders(
     if state is not None:
         stmt = stmt.where(Order.state == state)
     return list(session.scalars(stmt.order_by(Order.id.desc()).limit(limit)))
-
-
-def list_fills(session: Session, bot_id: int, *, limit: int = 100) -> list[Fill]:
-    """The bot's fills (trades), newest first."""
-    stmt = select(Fill).where(Fill.bot_id == bot_id).order_by(Fill.id.desc()).limit(limit)
-    return list(session.scalars(stmt))
 
 
 @dataclass(frozen=True)

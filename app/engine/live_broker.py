@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from types import ModuleType
 from typing import Any
@@ -50,6 +50,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
+from app.domain.times import from_ms
 from app.engine import broker
 from app.engine.fill_model import FeeSchedule, PaperOrderRejected, Ticket, floor_to_step
 from app.engine.hooks import SafetyReports
@@ -465,7 +466,7 @@ def _fees(bot: Bot, remote: dict[str, Any], market: MarketInfo, notional: Decima
 
 def _filled_at(remote: dict[str, Any], now: datetime) -> datetime:
     ts = remote.get("timestamp")
-    return datetime.fromtimestamp(int(ts) / 1000, tz=UTC) if ts else now
+    return from_ms(int(ts)) if ts else now
 
 
 # -- cancelling ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
 from functools import lru_cache
@@ -29,6 +29,7 @@ from app.domain.candles import Candles
 from app.domain.sizing import size_position, validate_sizing_config
 from app.domain.strategies import ENTER, EXIT, Strategy, get_strategy
 from app.domain.tick_grid import TickGrid
+from app.domain.times import from_ms, to_ms
 from app.engine.broker import bot_decimal, load_book
 from app.engine.fill_model import PaperOrderRejected
 from app.engine.hooks import TickHooks
@@ -44,14 +45,6 @@ from app.store.models.ledger import Balance, EquitySnapshot, Order, Position
 from config import get_settings
 
 log = logging.getLogger("tradewind.tick")
-
-
-def to_ms(moment: datetime) -> int:
-    return int(round(moment.timestamp() * 1000))
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def tick_grid(exchange: str, timeframe: str) -> TickGrid:

@@ -42,14 +42,13 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.domain.times import from_ms, to_ms
 from app.engine.tick import (
     LedgerState,
     TickResult,
-    from_ms,
     ledger_states,
     run_tick,
     tick_grid,
-    to_ms,
     warm_candles,
 )
 from app.jobs.scheduler import scheduler_running, worker_id
@@ -58,7 +57,7 @@ from app.observability.metrics import BOT_TICK_DURATION, BOT_TICK_LAG, BOT_TICKS
 from app.observability.outages import Outage
 from app.services.alerts import raise_alert
 from app.services.engine_hooks import TICK_HOOKS
-from app.services.events import publish_event
+from app.services.events import record_events
 from app.store.base import utcnow
 from app.store.claims import claim, lease_free, release_batch
 from app.store.db import new_session, session_scope
@@ -277,6 +276,7 @@ def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
             with log_context(bot_id=bot.id, user_id=bot.user_id):
                 outcomes.append(tick_one(session, bot, owner, settings, states.get(bot.id)))
         _write_back(session, owner, outcomes)
+        record_events(session, _news(outcomes))
         session.commit()
     except _Abandoned as exc:
         session.rollback()
@@ -520,23 +520,30 @@ def _execute_many(session: Session, statement: Any, params: list[dict[str, Any]]
         execute_batch(cursor, str(compiled), rows, page_size=200)
 
 
-def _after_commit(outcome: TickOutcome) -> None:
-    """News of a committed tick: events for dashboards, an alert when a bot was paused."""
-    bot, values, result = outcome.bot, outcome.values, outcome.result
-    try:
-        for kind, data in result.events if result is not None else []:
-            publish_event(bot.user_id, kind, data)
+def _news(outcomes: list[TickOutcome]) -> list[tuple[int | None, str, dict[str, Any]]]:
+    """The batch's events for dashboards, written in its transaction."""
+    news: list[tuple[int | None, str, dict[str, Any]]] = []
+    for outcome in outcomes:
+        if outcome.row is None:
+            continue
+        bot, values, result = outcome.bot, outcome.values, outcome.result
+        news.extend((bot.user_id, kind, data) for kind, data in (result.events if result else []))
         if values.get("status") == "paused":
-            publish_event(
-                bot.user_id,
-                "bot_status",
-                {
-                    "bot_id": bot.id,
-                    "status": "paused",
-                    "previous": "running",
-                    "pause_reason": values.get("pause_reason"),
-                },
-            )
+            data = {
+                "bot_id": bot.id,
+                "status": "paused",
+                "previous": "running",
+                "pause_reason": values.get("pause_reason"),
+            }
+            news.append((bot.user_id, "bot_status", data))
+    return news
+
+
+def _after_commit(outcome: TickOutcome) -> None:
+    """After a committed tick: an alert when a bot was paused."""
+    bot, values = outcome.bot, outcome.values
+    try:
+        if values.get("status") == "paused":
             _alert_paused(bot, str(values.get("pause_reason")))
     except Exception:
         log.exception("after-tick notifications failed for bot %s", bot.id)

@@ -1,5 +1,5 @@
-"""Periodic clean-up: analysis results and bot tick records past their retention, expired
-token revocations.
+"""Periodic clean-up: analysis results, bot tick records and realtime events past their
+retention, expired token revocations.
 
 Runs in every worker (every 600 s); deletes are idempotent, so overlapping runs only repeat
 work that is already done. Deletion goes in bounded batches to keep transactions short.
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.services.events import prune_events
 from app.services.revocation import prune_expired_revocations
 from app.store.base import utcnow
 from app.store.db import session_scope
@@ -38,13 +39,6 @@ def delete_batch_before(session: Session, column: Any, cutoff: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def delete_old_results(session: Session, now: datetime, retention_days: float) -> int:
-    """Delete up to one batch of analysis results created before now - retention."""
-    return delete_batch_before(
-        session, AnalysisResult.created_at, now - timedelta(days=retention_days)
-    )
-
-
 def _delete_all_before(column: Any, cutoff: datetime) -> int:
     removed = 0
     for _ in range(MAX_BATCHES):
@@ -67,6 +61,7 @@ def run_once(now: datetime | None = None) -> dict[str, int]:
             BotTick.planned_at, now - timedelta(days=settings.bot_tick_retention_days)
         ),
     }
+    removed["events"] = prune_events(now)
     with session_scope() as session:
         removed["revocations"] = int(prune_expired_revocations(session, now) or 0)
     if any(removed.values()):

@@ -32,7 +32,8 @@ from typing import Any, TypedDict
 from sqlalchemy import ColumnElement, String, case, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
-from app.engine.tick import from_ms, tick_grid, to_ms
+from app.domain.times import from_ms, to_ms
+from app.engine.tick import tick_grid
 from app.services.alerts import raise_alert
 from app.services.incidents import record_incident
 from app.services.risk import check_live_gates, cooled_down_bot_ids, resume_after_cooldown
@@ -444,9 +445,7 @@ def _heal_stuck_one(session: Session, row: Any, now: datetime, config: HealingCo
     why = stuck_reason(now, grid.interval_seconds, last_tick_at, next_tick_at, config)
     if why is None:
         return None
-    due = grid.latest_due(to_ms(now))
-    if last_tick_at is not None and to_ms(last_tick_at) >= due:
-        due = grid.next_after(max(to_ms(now), to_ms(last_tick_at)))
+    due = grid.first_due(to_ms(now), None if last_tick_at is None else to_ms(last_tick_at))
     if not _moved_one(
         session,
         update(Bot)

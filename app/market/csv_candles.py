@@ -18,6 +18,7 @@ and a crash mid-write never leaves a half file under the final name.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import tempfile
@@ -44,6 +45,7 @@ __all__ = [
     "infer_step",
     "load_candle_file",
     "parse_candle_text",
+    "scan_candle_dirs",
 ]
 
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -55,6 +57,7 @@ _MAX_DECIMALS = 12
 _NAME_RE = re.compile(r"^([A-Za-z0-9]+)_([A-Za-z0-9]+)-([A-Za-z0-9]+)_([0-9]+[mhdM])\.csv$")
 
 ProgressCallback = Callable[[int, int], None]
+log = logging.getLogger("tradewind.market.candles")
 
 
 def _invalid(message: str, details: list[dict] | None = None) -> ValidationFailed:
@@ -338,6 +341,27 @@ def load_candle_file(path: str | os.PathLike[str]) -> tuple[CandleFileName, Cand
     p = Path(path)
     name = CandleFileName.parse(p.name)
     return name, parse_candle_text(_read_text(p), name.timeframe, p.name)
+
+
+def scan_candle_dirs(
+    dirs: Sequence[str | os.PathLike[str]],
+) -> dict[str, dict[str, tuple[CandleFileName, Path]]]:
+    """symbol -> timeframe -> (name, path) of the candle files in `dirs`; a later folder wins
+    for the same symbol and timeframe (imports override the shipped data). Files not named
+    `<EXCHANGE>_<BASE>-<QUOTE>_<TF>.csv` are logged and skipped; missing folders are skipped."""
+    found: dict[str, dict[str, tuple[CandleFileName, Path]]] = {}
+    for directory in dirs:
+        d = Path(directory)
+        if not d.is_dir():
+            continue
+        for path in sorted(d.glob("*.csv")):
+            try:
+                name = CandleFileName.parse(path.name)
+            except (ValidationFailed, ValueError):
+                log.warning("ignoring %s: not named <EXCHANGE>_<BASE>-<QUOTE>_<TF>.csv", path)
+                continue
+            found.setdefault(name.symbol, {})[name.timeframe] = (name, path)
+    return found
 
 
 def _decimals(step: Decimal) -> int:

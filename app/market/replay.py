@@ -45,7 +45,7 @@ import numpy as np
 
 from app.domain.candles import Candles
 from app.market.base import TIMEFRAME_SECONDS, MarketInfo, timeframe_seconds, to_decimal
-from app.market.csv_candles import CandleFileName, CandleSeries, load_candle_file
+from app.market.csv_candles import CandleFileName, CandleSeries, load_candle_file, scan_candle_dirs
 from app.market.errors import UnknownSymbol, UnknownTimeframe
 from app.market.replay_clock import ReplayClock, Timeline
 
@@ -94,22 +94,6 @@ class _Catalog:
     files: dict[str, dict[str, _Entry]]  # symbol -> timeframe -> entry
 
 
-def _aggregate(ts: np.ndarray, parts: Sequence[np.ndarray], tf_ms: int) -> Candles:
-    """Bucket ascending base candles into ``tf_ms`` candles aligned to the epoch."""
-    o, h, lo, c, v = parts
-    bucket = ts - np.mod(ts, tf_ms)
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], ts.size]
-    return Candles(
-        bucket[starts],
-        o[starts],
-        np.maximum.reduceat(h, starts),
-        np.minimum.reduceat(lo, starts),
-        c[ends - 1],
-        np.add.reduceat(v, starts),
-    )
-
-
 class ReplayMarketSource:
     """`MarketSource` over recorded candle files; see the module docstring."""
 
@@ -143,17 +127,10 @@ class ReplayMarketSource:
         return tuple(sig)
 
     def _scan(self, signature: tuple) -> _Catalog:
-        files: dict[str, dict[str, _Entry]] = {}
-        for d in self.dirs:
-            if not d.is_dir():
-                continue
-            for path in sorted(d.glob("*.csv")):
-                try:
-                    name = CandleFileName.parse(path.name)
-                except Exception:
-                    log.warning("ignoring %s: not named <EXCHANGE>_<BASE>-<QUOTE>_<TF>.csv", path)
-                    continue
-                files.setdefault(name.symbol, {})[name.timeframe] = _Entry(name, path)
+        files = {
+            symbol: {tf: _Entry(name, path) for tf, (name, path) in by_tf.items()}
+            for symbol, by_tf in scan_candle_dirs(self.dirs).items()
+        }
         return _Catalog(signature, files)
 
     def _files(self) -> dict[str, dict[str, _Entry]]:
@@ -319,7 +296,7 @@ class _Feed:
         ]
         if tf_ms == self._base_ms():
             return Candles(ts, *parts)
-        return _aggregate(ts, parts, tf_ms)
+        return Candles(ts, *parts).aggregate(tf_ms)
 
     def _base_ms(self) -> int:
         ts = self.c.ts

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 
+from app.domain.times import to_ms
+
 __all__ = [
     "DEFAULT_ANCHOR",
     "DEFAULT_ANCHOR_MS",
@@ -69,7 +71,7 @@ def parse_anchor(value: str | datetime | int | None) -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return int(value.timestamp() * 1000)
+        return to_ms(value)
     raise ValueError("replay anchor must be an ISO-8601 instant or epoch milliseconds")
 
 

@@ -65,7 +65,7 @@ INCIDENTS = Counter("tradewind_incidents", "Self-healing incidents, by kind.", [
 
 EVENTS_PUBLISHED = Counter(
     "tradewind_events_published",
-    "Realtime events published, by outcome (redis, local, failed).",
+    "Realtime events written to the event table, by outcome (recorded, failed).",
     ["outcome"],
 )
 SSE_STREAMS = Gauge(

@@ -11,8 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
-from app.services.events import publish_event
-from app.store.after_commit import on_commit
+from app.services.events import record_event
 from app.store.base import utcnow
 from app.store.models import User
 from app.store.models.safety import Alert
@@ -21,10 +20,6 @@ log = logging.getLogger("tradewind.alerts")
 
 SEVERITIES = ("info", "warning", "critical")
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
-
-
-def _publish(user_id: int | None, data: dict[str, Any]) -> None:
-    publish_event(user_id, "alert", data)
 
 
 def raise_alert(
@@ -36,7 +31,8 @@ def raise_alert(
     message: str,
     bot_id: int | None = None,
 ) -> Alert:
-    """Record an alert (user_id None: a system alert for admins) and announce it on commit."""
+    """Record an alert (user_id None: a system alert for admins) and its event, in the
+    session's transaction."""
     if severity not in SEVERITIES:
         raise ValueError(f"unknown alert severity {severity!r}")
     alert = Alert(
@@ -59,7 +55,7 @@ def raise_alert(
         message,
     )
     data = alert_view(alert)
-    on_commit(session, lambda: _publish(user_id, data))
+    record_event(session, user_id, "alert", data)
     return alert
 
 

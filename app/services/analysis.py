@@ -25,6 +25,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.domain.analysis import TickerAnalysis, allocate, analyze
+from app.domain.numbers import decimal_text
+from app.domain.times import iso_ms
 from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS
 from app.market.registry import get_market_source
@@ -75,8 +77,7 @@ def _capital_text(capital: Decimal | str | float) -> str:
             "capital must be a number > 0 (and at most 1e15)",
             details=[{"loc": ["capital"], "msg": "must be > 0"}],
         )
-    text = format(value.normalize(), "f")
-    return text
+    return decimal_text(value)
 
 
 def build_payload(
@@ -187,8 +188,7 @@ def analyze_ticker(
 
 
 def _as_of(analysis: TickerAnalysis, timeframe: str) -> str:
-    close_ms = analysis.ts + TIMEFRAME_SECONDS[timeframe] * 1000
-    return datetime.fromtimestamp(close_ms / 1000, UTC).isoformat()
+    return iso_ms(analysis.ts + TIMEFRAME_SECONDS[timeframe] * 1000)  # type: ignore[return-value]
 
 
 def run_analysis_job(ctx: JobContext) -> dict[str, Any]:

@@ -26,14 +26,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
-from app.domain.metrics import ms_to_datetime
+from app.domain.numbers import decimal_text
 from app.domain.sizing import SizingConfig, validate_sizing_config
 from app.domain.strategies import get_strategy
+from app.domain.times import iso_ms, to_ms
 from app.engine.backtest import run_backtest
 from app.engine.fill_model import FeeSchedule
 from app.errors import NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS, MarketInfo
-from app.market.csv_candles import CandleFileName, load_candle_file
+from app.market.csv_candles import load_candle_file, scan_candle_dirs
 from app.market.errors import ExchangeUnavailable
 from app.market.registry import get_market_source
 from app.services.bots import check_exchange, check_market, normalised_params, normalised_sizing
@@ -66,23 +67,6 @@ class CandleData:
     source: str
 
 
-def _aggregate(c: Candles, tf_ms: int) -> Candles:
-    """Candles bucketed into `tf_ms` candles aligned to the epoch (as exchanges do)."""
-    if len(c) == 0:
-        return c
-    bucket = c.ts - np.mod(c.ts, tf_ms)
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], c.ts.size]
-    return Candles(
-        bucket[starts],
-        c.open[starts],
-        np.maximum.reduceat(c.high, starts),
-        np.minimum.reduceat(c.low, starts),
-        c.close[ends - 1],
-        np.add.reduceat(c.volume, starts),
-    )
-
-
 def _clip(c: Candles, start_ms: int | None, end_ms: int | None) -> Candles:
     lo = 0 if start_ms is None else int(np.searchsorted(c.ts, start_ms, "left"))
     hi = len(c) if end_ms is None else int(np.searchsorted(c.ts, end_ms, "left"))
@@ -99,7 +83,7 @@ def candle_file_data(path: str | Path, timeframe: str | None = None) -> CandleDa
         if not want or want % have:
             raise _invalid("timeframe", f"{tf} cannot be built from {name.timeframe} candles",
                            "unknown_timeframe")  # fmt: skip
-        candles = _aggregate(candles, want * 1000)
+        candles = candles.aggregate(want * 1000)
     market = MarketInfo(
         symbol=name.symbol,
         base=name.base,
@@ -113,19 +97,8 @@ def candle_file_data(path: str | Path, timeframe: str | None = None) -> CandleDa
 def recorded_files(symbol: str) -> dict[str, Path]:
     """timeframe -> file of the recorded candles behind the replay feed for `symbol`."""
     settings = get_settings()
-    found: dict[str, Path] = {}
-    for directory in (settings.candles_dir, settings.candles_import_dir):
-        d = Path(directory)
-        if not d.is_dir():
-            continue
-        for path in sorted(d.glob("*.csv")):
-            try:
-                name = CandleFileName.parse(path.name)
-            except Exception:
-                continue
-            if name.symbol == symbol:
-                found[name.timeframe] = path
-    return found
+    dirs = (settings.candles_dir, settings.candles_import_dir)
+    return {tf: path for tf, (_, path) in scan_candle_dirs(dirs).get(symbol, {}).items()}
 
 
 def replay_data(symbol: str, timeframe: str) -> CandleData:
@@ -244,7 +217,7 @@ class BacktestSpec:
 
 
 def _ms(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
+    return None if value is None else to_ms(value)
 
 
 def build_spec(data: dict[str, Any]) -> BacktestSpec:
@@ -334,10 +307,10 @@ def summary_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str,
         "symbol": data.market.symbol,
         "timeframe": data.timeframe,
         "candles": result.candles,
-        "start": ms_to_datetime(int(c.ts[0])).isoformat() if len(c) else None,
-        "end": ms_to_datetime(int(c.ts[-1])).isoformat() if len(c) else None,
-        "capital": str(spec.capital),
-        "final_equity": format(result.final_equity.normalize(), "f"),
+        "start": iso_ms(int(c.ts[0])) if len(c) else None,
+        "end": iso_ms(int(c.ts[-1])) if len(c) else None,
+        "capital": decimal_text(spec.capital),
+        "final_equity": decimal_text(result.final_equity),
         "trades": len(trades),
         "bootstrap_trades": sum(1 for t in trades if t.bootstrap),
         "skipped_entries": len(result.skipped),
@@ -352,8 +325,7 @@ def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, 
         "metrics": result.metrics.to_dict(),
         "trades": [t.to_dict() for t in result.trades[:MAX_TRADES_IN_RESULT]],
         "skipped_entries": [
-            {"time": ms_to_datetime(s.ts).isoformat(), "reason": s.reason}
-            for s in result.skipped[:100]
+            {"time": iso_ms(s.ts), "reason": s.reason} for s in result.skipped[:100]
         ],
         "equity_curve": downsample(result.ts, result.equity),
     }

@@ -11,15 +11,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.domain.numbers import decimal_text
 from app.services.bots import list_bots
 from app.store.models import Bot
 from app.store.models.ledger import EquitySnapshot
 
 CURVE_POINTS = 40
-
-
-def _text(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
 
 
 def thin(values: np.ndarray, points: int) -> list[float]:
@@ -46,8 +43,8 @@ def summary(bot: Bot, equities: list[Decimal], points: int = CURVE_POINTS) -> di
     last = equities[-1] if equities else capital
     values = np.array([float(e) for e in equities], dtype=np.float64)
     return {
-        "equity": _text(last),
-        "profit": _text(last - capital),
+        "equity": decimal_text(last),
+        "profit": decimal_text(last - capital),
         "profit_pct": float((last - capital) / capital * 100) if capital else None,
         "max_drawdown": max_drawdown(values),
         "curve": thin(values, points),

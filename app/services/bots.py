@@ -21,22 +21,23 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.domain.metrics import compute_metrics, datetime_to_ms, periods_per_year_for
+from app.domain.numbers import optional_decimal_text
 from app.domain.protections import parse_protections
 from app.domain.sizing import validate_sizing_config
 from app.domain.strategies import get_strategy
+from app.domain.times import from_ms, iso, to_ms
 from app.engine.broker import cancel_open_orders
-from app.engine.ledger import closed_trades, equity_curve, ledger_view, open_bot_ledger
-from app.engine.tick import from_ms, position_amount, tick_grid, to_ms
+from app.engine.ledger import bot_performance as ledger_performance
+from app.engine.ledger import equity_curve, ledger_view, open_bot_ledger
+from app.engine.tick import position_amount, tick_grid
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.market.base import timeframe_seconds
 from app.market.errors import UnknownSymbol, UnknownTimeframe
 from app.market.registry import get_market_source
 from app.services.audit import record_audit
-from app.services.events import publish_event
+from app.services.events import record_event
 from app.services.live_gates import assert_live_allowed
 from app.services.passwords import hash_password
-from app.store.after_commit import on_commit
 from app.store.base import utcnow
 from app.store.emergency_flag import TradingHalted, emergency_stop_active
 from app.store.models import Bot, User
@@ -332,12 +333,8 @@ def delete_bot(session: Session, user_id: int, bot_id: int) -> None:
 def first_tick_at(bot: Bot, now: datetime) -> datetime:
     """The planned time of a (re)started bot's first tick: the latest candle boundary, so it
     acts on the newest closed candle at once - unless a tick already ran for that boundary."""
-    grid = tick_grid(bot.exchange, bot.timeframe)
-    now_ms = to_ms(now)
-    due = grid.latest_due(now_ms)
-    if bot.last_tick_at is not None and to_ms(bot.last_tick_at) >= due:
-        due = grid.next_after(max(now_ms, to_ms(bot.last_tick_at)))
-    return from_ms(due)
+    last = None if bot.last_tick_at is None else to_ms(bot.last_tick_at)
+    return from_ms(tick_grid(bot.exchange, bot.timeframe).first_due(to_ms(now), last))
 
 
 def change_status(
@@ -419,26 +416,17 @@ def has_open_position(session: Session, bot: Bot) -> bool:
 
 
 def announce_status(session: Session, bot: Bot, previous: str) -> None:
-    """A `bot_status` event for the owner's dashboards, sent once the change is committed."""
+    """A `bot_status` event for the owner's dashboards, in the change's transaction."""
     data = {
         "bot_id": bot.id,
         "status": bot.status,
         "previous": previous,
         "pause_reason": bot.pause_reason,
     }
-    user_id = bot.user_id
-    on_commit(session, lambda: publish_event(user_id, "bot_status", data))
+    record_event(session, bot.user_id, "bot_status", data)
 
 
 # -- ledger views --------------------------------------------------------------------------
-
-
-def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f") if value else "0"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def bot_orders(
@@ -455,20 +443,20 @@ def bot_orders(
             "side": o.side,
             "type": o.type,
             "state": o.state,
-            "amount": _dec(o.amount),
-            "quote_amount": _dec(o.quote_amount),
-            "price": _dec(o.price),
-            "filled_amount": _dec(o.filled_amount),
-            "average_price": _dec(o.average_price),
-            "cost": _dec(o.cost),
-            "fee": _dec(o.fee),
+            "amount": optional_decimal_text(o.amount),
+            "quote_amount": optional_decimal_text(o.quote_amount),
+            "price": optional_decimal_text(o.price),
+            "filled_amount": optional_decimal_text(o.filled_amount),
+            "average_price": optional_decimal_text(o.average_price),
+            "cost": optional_decimal_text(o.cost),
+            "fee": optional_decimal_text(o.fee),
             "bootstrap": o.bootstrap,
             "reason": o.reason,
             "state_reason": o.state_reason,
-            "fill_from": _iso(o.fill_from),
-            "created_at": _iso(o.created_at),
-            "filled_at": _iso(o.filled_at),
-            "closed_at": _iso(o.closed_at),
+            "fill_from": iso(o.fill_from),
+            "created_at": iso(o.created_at),
+            "filled_at": iso(o.filled_at),
+            "closed_at": iso(o.closed_at),
         }
         for o in rows
     ]
@@ -496,17 +484,17 @@ def bot_trades(
             "order_id": f.order_id,
             "client_order_id": client_order_id,
             "side": f.side,
-            "amount": _dec(f.amount),
-            "price": _dec(f.price),
-            "cost": _dec(f.cost),
-            "fee": _dec(f.fee),
+            "amount": optional_decimal_text(f.amount),
+            "price": optional_decimal_text(f.price),
+            "cost": optional_decimal_text(f.cost),
+            "fee": optional_decimal_text(f.fee),
             "fee_asset": f.fee_asset,
             "liquidity": f.liquidity,
-            "realised_pnl": _dec(f.realised_pnl),
-            "closed_trade_pnl": _dec(f.closed_trade_pnl),
+            "realised_pnl": optional_decimal_text(f.realised_pnl),
+            "closed_trade_pnl": optional_decimal_text(f.closed_trade_pnl),
             "bootstrap": bootstrap,
-            "candle_ts": _iso(f.candle_ts),
-            "filled_at": _iso(f.filled_at),
+            "candle_ts": iso(f.candle_ts),
+            "filled_at": iso(f.filled_at),
         }
         for f, client_order_id, bootstrap in rows
     ]
@@ -533,19 +521,19 @@ def bot_positions(session: Session, bot: Bot) -> list[dict[str, Any]]:
             "symbol": view.symbol,
             "base": view.base,
             "quote": view.quote,
-            "amount": _dec(view.position),
-            "avg_entry_price": _dec(view.avg_entry_price),
-            "cost_basis": _dec(view.cost_basis),
-            "initial_capital": _dec(view.initial_capital),
-            "cash": _dec(view.cash),
-            "realised_pnl": _dec(view.realised_pnl),
-            "fees_paid": _dec(view.fees_paid),
+            "amount": optional_decimal_text(view.position),
+            "avg_entry_price": optional_decimal_text(view.avg_entry_price),
+            "cost_basis": optional_decimal_text(view.cost_basis),
+            "initial_capital": optional_decimal_text(view.initial_capital),
+            "cash": optional_decimal_text(view.cash),
+            "realised_pnl": optional_decimal_text(view.realised_pnl),
+            "fees_paid": optional_decimal_text(view.fees_paid),
             "open_orders": view.open_orders,
-            "price": _dec(price),
-            "equity": _dec(view.equity),
-            "unrealised_pnl": _dec(view.unrealised_pnl),
+            "price": optional_decimal_text(price),
+            "equity": optional_decimal_text(view.equity),
+            "unrealised_pnl": optional_decimal_text(view.unrealised_pnl),
             "balances": {
-                asset: {k: _dec(v) for k, v in parts.items()}
+                asset: {k: optional_decimal_text(v) for k, v in parts.items()}
                 for asset, parts in view.balances.items()
             },
         }
@@ -559,49 +547,28 @@ def bot_equity(
     equity (a position is held, an order or fill happened); in between it is unchanged."""
     return [
         {
-            "ts": _iso(s.ts),
-            "equity": _dec(s.equity),
-            "cash": _dec(s.cash),
-            "position_amount": _dec(s.position_amount),
-            "price": _dec(s.price),
+            "ts": iso(s.ts),
+            "equity": optional_decimal_text(s.equity),
+            "cash": optional_decimal_text(s.cash),
+            "position_amount": optional_decimal_text(s.position_amount),
+            "price": optional_decimal_text(s.price),
         }
         for s in equity_curve(session, bot.id, since=since, limit=limit)
     ]
 
 
 def bot_performance(session: Session, bot: Bot) -> dict[str, Any]:
-    """The metrics of the markets issue over the bot's equity, one point per candle
-    (snapshots forward-filled: while flat and idle the equity does not move)."""
-    import numpy as np
-
-    curve = equity_curve(session, bot.id)
-    tf_ms = timeframe_seconds(bot.timeframe) * 1000
-    position = session.get(Position, bot.id)
-    ts = np.array([datetime_to_ms(s.ts) for s in curve], dtype=np.int64)
-    values = np.array([float(s.equity) for s in curve], dtype=np.float64)
-    if ts.size:
-        end = ts[-1]
-        if bot.last_candle_ts is not None:
-            end = max(end, int(bot.last_candle_ts) + tf_ms)
-        grid = np.arange(ts[0], end + 1, tf_ms, dtype=np.int64)
-        idx = np.searchsorted(ts, grid, side="right") - 1
-        ts, values = grid, values[idx]
-    opened = position.opened_at if position is not None and position.amount > 0 else None
-    metrics = compute_metrics(
-        ts,
-        values,
-        closed_trades(session, bot.id),
-        periods_per_year=periods_per_year_for(tf_ms // 1000),
-        open_since_ts=datetime_to_ms(opened) if opened else None,
-    )
+    """The bot's performance metrics (see `app.engine.ledger.bot_performance`)."""
+    perf = ledger_performance(session, bot)
+    metrics = perf.metrics
     return {
         "bot_id": bot.id,
         "metrics": metrics.to_dict(),
         "equity": {
-            "points": int(ts.size),
+            "points": perf.points,
             "start": metrics.start_equity,
             "end": metrics.end_equity,
-            "capital": _dec(position.initial_capital) if position is not None else None,
+            "capital": optional_decimal_text(perf.capital),
         },
     }
 

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.domain.numbers import optional_decimal_text as _fmt
 from app.errors import AppError, NotFound, ValidationFailed
 from app.market.base import MarketSource
 from app.market.registry import get_market_source
@@ -52,12 +53,6 @@ Step = dict[str, Any]  # {"symbol", "invert"} or {"peg": "USDT", "to": "USD"}
 def usd_pegs() -> list[str]:
     raw = get_settings().portfolio_usd_pegs
     return [p.strip().upper() for p in raw.split(",") if p.strip()]
-
-
-def _fmt(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    return format(value.normalize(), "f") if value else "0"
 
 
 def find_path(

@@ -24,6 +24,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.domain.numbers import decimal_text as _fmt
 from app.store.models.ledger import Balance, Fill, Order, Position
 
 __all__ = ["ReconcileResult", "reconcile_all", "reconcile_bot", "use_snapshot"]
@@ -55,10 +56,6 @@ def use_snapshot(session: Session) -> None:
         session.connection(
             execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         )
-
-
-def _fmt(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
 
 
 def reconcile_bot(session: Session, position: Position) -> ReconcileResult:

@@ -1,18 +1,26 @@
 """The SSE endpoint in-process: authentication (header or `token` parameter), per-user
-delivery through Redis pub/sub, admin-only system events, Last-Event-ID resume from the
-bounded history, the per-worker stream cap and heartbeats."""
+delivery from the event table, admin-only system events (the emergency stop's reach everyone),
+Last-Event-ID resume and the `resync` reasons, the per-worker and per-user caps, heartbeats,
+and streams that end after logout or when the account is disabled."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from app.services.events import publish_event
+from app.services.events import prune_events, publish_event, record_event
+from app.store.base import utcnow
+from app.store.db import session_scope
+from app.store.models.events import Event
+from app.store.redis import reset_redis
 from config import Settings, use_settings
 
 URL = "/api/realtime/events"
@@ -25,7 +33,7 @@ def tune(settings: Settings) -> Iterator[Callable[..., None]]:
     def apply(**changes: Any) -> None:
         use_settings(settings.model_copy(update=changes))
 
-    apply(sse_heartbeat_seconds=0.1)
+    apply(sse_heartbeat_seconds=0.1, events_poll_seconds=0.05, sse_recheck_seconds=0.2)
     yield apply
     use_settings(settings)
 
@@ -104,7 +112,7 @@ def test_users_get_their_own_events_only(
     ):
         publish_event(bob.id, "order", {"order_id": 1, "state": "filled"})
         publish_event(alice.id, "trade", {"side": "buy", "amount": "0.5"})
-        publish_event(None, "alert", {"code": "emergency_stop"})
+        publish_event(None, "alert", {"code": "stale_job"})
 
         (got,) = alice_stream.events(1)
         assert got["event"] == "trade" and got["type"] == "trade"
@@ -154,18 +162,74 @@ def test_last_event_id_resumes_from_history(
         assert [e["type"] for e in replayed] == ["job_progress", "bot_status"]
 
 
-def test_truncated_history_asks_the_client_to_resync(
+def test_too_far_behind_starts_with_resync_then_goes_on_live(
     client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
 ) -> None:
-    tune(sse_heartbeat_seconds=0.1, sse_history_size=2)
+    tune(sse_heartbeat_seconds=0.1, events_poll_seconds=0.05, sse_history_size=2)
     user = make_user()
-    publish_event(user.id, "trade", {"n": 0})
-    for n in range(1, 5):
-        publish_event(user.id, "trade", {"n": n})
-    with open_stream(client, headers={**auth_headers(user), "Last-Event-ID": "0"}) as stream:
-        resync, *kept = stream.events(3)
-    assert resync["type"] == "resync" and resync["data"]["reason"] == "history_truncated"
-    assert [e["data"]["n"] for e in kept] == [3, 4]
+    headers = auth_headers(user)
+    with open_stream(client, headers=headers) as stream:
+        for n in range(5):
+            publish_event(user.id, "trade", {"n": n})
+        seen = stream.events(5)
+    with open_stream(client, headers={**headers, "Last-Event-ID": "0"}) as stream:
+        (resync,) = stream.events(1)
+        assert resync["type"] == "resync" and resync["event"] == "resync"
+        assert resync["data"] == {"reason": "too_far_behind", "last_event_id": 0}
+        assert resync["id"] >= seen[-1]["id"]  # the client carries on from here
+        publish_event(user.id, "trade", {"n": 5})
+        (live,) = stream.events(1)
+        assert live["data"] == {"n": 5} and live["id"] > resync["id"]
+    # resuming from the resync's id loses nothing and repeats nothing
+    with open_stream(client, headers={**headers, "Last-Event-ID": resync["sse_id"]}) as again:
+        (replayed,) = again.events(1)
+        assert replayed["id"] == live["id"]
+
+
+def test_pruned_or_unknown_ids_resync_never_fail(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    user = make_user()
+    headers = auth_headers(user)
+    with open_stream(client, headers=headers) as stream:
+        for n in range(4):
+            publish_event(user.id, "trade", {"n": n})
+        first, *_rest, last = stream.events(4)
+    # the clean-up job prunes everything older than the retention, but keeps the newest
+    assert prune_events(utcnow() + timedelta(days=2)) == 3
+    for after, reason in ((first["id"] - 1, "history_pruned"), (10**12, "unknown_event_id")):
+        with open_stream(client, headers={**headers, "Last-Event-ID": str(after)}) as stream:
+            (resync,) = stream.events(1)
+        assert resync["type"] == "resync" and resync["data"]["reason"] == reason
+        assert resync["id"] == last["id"]
+    # resuming right before the one event kept is still exact
+    with open_stream(client, headers={**headers, "Last-Event-ID": str(last["id"] - 1)}) as s:
+        (kept,) = s.events(1)
+        assert kept["id"] == last["id"] and kept["type"] == "trade"
+
+
+def test_emergency_stop_alert_reaches_every_user_once(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    admin, user, disabled = make_user(role="admin"), make_user(), make_user()
+    with (
+        open_stream(client, headers=auth_headers(admin)) as admin_stream,
+        open_stream(client, headers=auth_headers(user)) as user_stream,
+    ):
+        response = client.post(
+            "/api/admin/emergency-stop", json={"reason": "drill 42"}, headers=auth_headers(admin)
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        (for_admin,) = admin_stream.events(1)
+        (for_user,) = user_stream.events(1)
+        assert parse_events(admin_stream.next_chunk()) == []  # exactly one each
+        assert parse_events(user_stream.next_chunk()) == []
+    assert for_admin["type"] == "alert" and for_admin["data"]["code"] == "emergency_stop"
+    assert "drill 42" in for_admin["data"]["message"]
+    assert for_user["type"] == "alert" and for_user["data"]["code"] == "emergency_stop"
+    assert for_user["data"]["active"] is True and for_user["data"]["system"] is True
+    assert "drill 42" not in json.dumps(for_user)  # the admin's words stay with admins
+    assert disabled.id != user.id
 
 
 def test_bad_last_event_id_is_a_validation_error(
@@ -225,14 +289,80 @@ def test_without_redis_events_stay_in_process(
         assert again["id"] == got["id"]
 
 
-def test_publish_never_raises(settings: Settings, make_user: Callable[..., Any]) -> None:
+def test_publish_needs_no_redis_and_never_raises(
+    settings: Settings, make_user: Callable[..., Any], session: Session
+) -> None:
     use_settings(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
     try:
-        from app.store.redis import reset_redis
-
         reset_redis()
-        publish_event(1, "trade", {"x": 1})  # Redis unreachable: logged and dropped
+        publish_event(1, "trade", {"x": 1})  # Redis unreachable: stored all the same
         publish_event(1, "trade", {"x": object()})  # not JSON: rendered with str()
     finally:
         use_settings(settings)
         reset_redis()
+    stored = session.scalars(select(Event).order_by(Event.id)).all()
+    assert [e.data["x"] for e in stored][0] == 1
+    assert isinstance(stored[1].data["x"], str)
+
+
+def test_an_event_exists_only_if_its_transaction_commits(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    user = make_user()
+    with open_stream(client, headers=auth_headers(user)) as stream:
+        with pytest.raises(RuntimeError), session_scope() as db:
+            record_event(db, user.id, "order", {"n": "rolled back"})
+            raise RuntimeError("the change fails")
+        with session_scope() as db:
+            record_event(db, user.id, "order", {"n": "committed"})
+        (got,) = stream.events(1)
+        assert got["data"] == {"n": "committed"}
+        assert parse_events(stream.next_chunk()) == []
+
+
+def test_cap_per_user_answers_429_across_the_worker_and_frees_on_close(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    tune(sse_heartbeat_seconds=0.1, sse_max_streams_per_user=2)
+    greedy, other = make_user(), make_user()
+    headers = auth_headers(greedy)
+    with open_stream(client, headers=headers), open_stream(client, headers=headers):
+        refused = client.get(URL, headers=headers)
+        assert refused.status_code == 429
+        assert refused.get_json()["error"]["code"] == "too_many_streams_for_user"
+        assert refused.headers["Retry-After"]
+        with open_stream(client, headers=auth_headers(other)):  # others are not affected
+            pass
+    with open_stream(client, headers=headers), open_stream(client, headers=headers):
+        pass
+
+
+@pytest.mark.parametrize("how", ["logout", "disable"])
+def test_stream_ends_after_logout_or_disable(
+    client: FlaskClient,
+    make_user: Callable[..., Any],
+    auth_headers: Callable[..., Any],
+    tune: Any,
+    how: str,
+) -> None:
+    admin, user = make_user(role="admin"), make_user()
+    headers = auth_headers(user)
+    with open_stream(client, headers=headers) as stream:
+        publish_event(user.id, "job_progress", {"progress": 0.5})
+        stream.events(1)
+        if how == "logout":
+            assert client.post("/api/auth/logout", headers=headers).status_code == 204
+            reason = "token_revoked"
+        else:
+            answer = client.patch(
+                f"/api/admin/users/{user.id}", json={"is_disabled": True},
+                headers=auth_headers(admin),
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.get_data(as_text=True)
+            reason = "account_disabled"
+        publish_event(user.id, "job_progress", {"progress": 1.0})
+        rest = "".join(  # ends by itself (the re-check runs every 0.2 s)
+            c.decode() if isinstance(c, bytes) else c for c in stream._chunks
+        )
+    assert f": closed {reason}" in rest
+    assert '"progress":1.0' not in rest.split(": closed")[-1]

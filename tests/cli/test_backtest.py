@@ -12,8 +12,7 @@ import pytest
 
 from tests.engine.helpers import FIXTURE_CLOSE, FIXTURE_OPEN, rows_from, write_candles
 from tests.support.processes import ROOT, flask_command, service_env
-
-SHARED = ROOT.parent / "shared" / "data" / "ohlcv"
+from tests.support.recorded import largest_recorded_file
 
 
 @pytest.fixture
@@ -81,12 +80,13 @@ def test_needs_a_file_or_a_symbol(app: Any) -> None:
 
 
 def test_the_real_command_on_a_recorded_file(settings: Any) -> None:
-    largest = max(SHARED.glob("*.csv"), key=lambda p: p.stat().st_size)
+    largest = largest_recorded_file()
+    rows = sum(1 for _ in largest.open()) - 1
     proc = subprocess.run(
         flask_command("backtest", "--file", str(largest), "--stake", "0.1", "--json"),
         cwd=ROOT, env=service_env(settings), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["summary"]["candles"] > 20_000 and out["summary"]["trades"] > 10
+    assert out["summary"]["candles"] == rows and out["summary"]["trades"] > 10
     assert out["summary"]["symbol"] == largest.name.split("_")[1].replace("-", "/")

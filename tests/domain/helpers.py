@@ -8,7 +8,6 @@ import numpy as np
 
 from app.domain.candles import Candles
 
-OHLCV_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ohlcv"
 FIVE_MIN_MS = 300_000
 
 

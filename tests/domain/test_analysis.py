@@ -17,7 +17,8 @@ from app.domain.analysis import (
     analyze,
 )
 from app.errors import ValidationFailed
-from tests.domain.helpers import OHLCV_DIR, candles_from_close, load_csv, random_walk
+from tests.domain.helpers import candles_from_close, load_csv, random_walk
+from tests.support.recorded import recorded_file
 
 
 def clip(x):
@@ -113,9 +114,7 @@ def test_to_dict_is_plain_json():
 
 
 def test_real_file_analysis():
-    path = OHLCV_DIR / "BINANCE_XLM-BTC_5m.csv"
-    if not path.exists():
-        pytest.skip(f"{path} is absent")
+    path = recorded_file("BINANCE_XLM-BTC_5m.csv")
     candles = load_csv(path)
     a = analyze("XLM/BTC", candles)
     assert a.candles == len(candles) and a.ts == int(candles.ts[-1])

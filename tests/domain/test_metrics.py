@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal as D
 
 import pytest
@@ -11,8 +10,6 @@ import pytest
 from app.domain.metrics import (
     ClosedTrade,
     compute_metrics,
-    datetime_to_ms,
-    ms_to_datetime,
     periods_per_year_for,
 )
 
@@ -132,11 +129,6 @@ def test_to_dict_is_json_ready(m):
     json.dumps(out, allow_nan=False)
 
 
-def test_time_helpers():
+def test_periods_per_year():
     # 5m candles: 365 * 24 * 12 = 105120 per year
     assert periods_per_year_for(300) == 105_120
-    dt = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert ms_to_datetime(datetime_to_ms(dt)) == dt
-    assert datetime_to_ms(dt.astimezone(timezone(timedelta(hours=2)))) == datetime_to_ms(dt)
-    with pytest.raises(ValueError):
-        datetime_to_ms(datetime(2024, 1, 1))

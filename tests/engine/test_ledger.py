@@ -79,7 +79,7 @@ def test_equity_snapshots_and_performance_come_from_the_ledger(session, make_use
     last = record_equity_snapshot(session, bot, D("0.1"), ts=at(10))
     assert [s.id for s in equity_curve(session, bot_id)] == [first.id, up.id, last.id]
 
-    perf = bot_performance(session, bot)
+    perf = bot_performance(session, bot).metrics
     assert perf.n_trades == 1 and perf.wins == 1
     assert perf.gross_profit == sell.cost - buy.cost - buy.fee - sell.fee
     assert perf.total_return == pytest.approx(float(last.equity) - 1.0)

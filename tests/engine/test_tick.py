@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.engine.tick import run_tick, to_ms
+from app.domain.times import to_ms
+from app.engine.tick import run_tick
 from app.services.engine_hooks import TICK_HOOKS
 from app.store.base import utcnow
 from app.store.db import session_scope

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.engine.tick import from_ms, tick_grid, to_ms
+from app.domain.times import from_ms, to_ms
+from app.engine.tick import tick_grid
 from app.jobs import bot_ticks
 from app.store.base import utcnow
 from app.store.claims import claim

@@ -1,5 +1,5 @@
-"""The clean-up removes analysis results and tick records older than their retention and
-nothing younger."""
+"""The clean-up removes analysis results, tick records and events older than their retention
+and nothing younger."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from typing import Any
 from sqlalchemy import select
 
 from app.jobs import cleanup
+from app.services.events import record_event
 from app.services.jobs import submit_job
+from app.store import event_log
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import Bot, Job
 from app.store.models.analysis import AnalysisResult
+from app.store.models.events import Event
 from app.store.models.trading import BotTick
 
 
@@ -35,12 +38,14 @@ def test_results_past_retention_are_deleted(make_user: Callable[..., Any]) -> No
                     data={},
                 )
             )
-    assert cleanup.run_once(now) == {"analysis_results": 2, "bot_ticks": 0, "revocations": 0}
+    removed = {"analysis_results": 2, "bot_ticks": 0, "events": 0, "revocations": 0}
+    assert cleanup.run_once(now) == removed
     with session_scope() as s:
         left = sorted(s.scalars(select(AnalysisResult.ticker)))
         assert left == ["FRESH/BTC", "RECENT/BTC"]
         assert s.get(Job, job_id) is not None  # jobs are not results
-    assert cleanup.run_once(now) == {"analysis_results": 0, "bot_ticks": 0, "revocations": 0}
+    removed = {"analysis_results": 0, "bot_ticks": 0, "events": 0, "revocations": 0}
+    assert cleanup.run_once(now) == removed
 
 
 def test_retention_is_configurable(make_user: Callable[..., Any], settings: Any) -> None:
@@ -86,3 +91,26 @@ def test_tick_records_past_retention_are_deleted(make_user: Callable[..., Any]) 
     with session_scope() as s:
         left = sorted((now - t).days for t in s.scalars(select(BotTick.planned_at)))
     assert left == [0, 29]
+
+
+def test_events_past_retention_are_pruned_as_a_prefix(make_user: Callable[..., Any]) -> None:
+    """Events older than EVENT_RETENTION_HOURS go, oldest first and never the newest, so the
+    lowest id left tells a resume exactly whether it missed something."""
+    user = make_user()
+    now = utcnow()
+    with session_scope() as s:
+        for hours in (50, 30, 25, 1, 0):
+            record_event(s, user.id, "trade", {"hours": hours})
+        s.flush()
+        for event in s.scalars(select(Event)):
+            event.created_at = now - timedelta(hours=event.data["hours"], minutes=1)
+    with session_scope() as s:
+        event_log.sequence_pending(s)  # (or a stream poller of this process did)
+    assert cleanup.run_once(now)["events"] == 3  # default 24 hours
+    with session_scope() as s:
+        assert [e.data["hours"] for e in s.scalars(select(Event).order_by(Event.seq))] == [1, 0]
+        assert event_log.bounds(s) == (4, 5)
+    # everything old: the newest event stays (it marks where the ids are)
+    assert cleanup.run_once(now + timedelta(days=3))["events"] == 1
+    with session_scope() as s:
+        assert event_log.bounds(s) == (5, 5)

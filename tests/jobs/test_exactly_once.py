@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.domain.tick_grid import TickGrid
-from app.engine.tick import from_ms, to_ms
+from app.domain.times import from_ms, to_ms
 from app.market.replay_clock import parse_anchor
 from app.store.base import utcnow
 from app.store.db import session_scope

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from app.engine.tick import tick_grid, to_ms
+from app.domain.times import to_ms
+from app.engine.tick import tick_grid
 from app.jobs import self_healing
 from app.jobs.self_healing import HealingConfig, scan, singleton
 from app.store.db import session_scope

@@ -10,7 +10,8 @@ from pathlib import Path
 import psycopg2
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -60,28 +61,48 @@ def create_test_database(tmp_dir: Path) -> str:
 
 
 def drop_test_database(url: str) -> None:
+    dispose_reset_engines()
     if url.startswith("postgresql"):
         drop_postgres_database(url)
 
 
+_reset_engines: dict[str, Engine] = {}
+
+
+def _reset_engine(url: str) -> Engine:
+    """One small engine per database for resets, kept for the run: creating one per test
+    costs more than the reset itself."""
+    engine = _reset_engines.get(url)
+    if engine is None:
+        pool = {"poolclass": NullPool} if url.startswith("sqlite") else {}
+        engine = _reset_engines[url] = create_engine(url, **pool)
+    return engine
+
+
 def truncate_all(url: str) -> None:
-    """Empty every table (keeping the migration version and the system-state row)."""
+    """Empty every table (keeping the migration version) and put back the system-state row.
+
+    Rows are deleted child-first rather than TRUNCATEd: a test leaves a handful of rows, and
+    on Postgres TRUNCATE of every table costs about 100 ms (it swaps each table's files) where
+    these DELETEs cost a few. Sequences restart, so ids are as predictable as after TRUNCATE.
+    """
     import app.store.models  # noqa: F401
     from app.store.base import Base
 
-    engine = create_engine(url)
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with engine.begin() as conn:
+    with _reset_engine(url).begin() as conn:
+        for table in tables:
+            conn.execute(text(f"DELETE FROM {table}"))
         if conn.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(text(f"DELETE FROM {table}"))
-        conn.execute(
-            text(
-                "INSERT INTO system_state (id, emergency_stop) VALUES (1, false)"
-                if conn.dialect.name == "postgresql"
-                else "INSERT INTO system_state (id, emergency_stop) VALUES (1, 0)"
+            conn.execute(
+                text("SELECT setval(oid, 1, false) FROM pg_class WHERE relkind = 'S'")
             )
-        )
-    engine.dispose()
+            conn.execute(text("INSERT INTO system_state (id, emergency_stop) VALUES (1, false)"))
+        else:
+            conn.execute(text("INSERT INTO system_state (id, emergency_stop) VALUES (1, 0)"))
+
+
+def dispose_reset_engines() -> None:
+    for engine in _reset_engines.values():
+        engine.dispose()
+    _reset_engines.clear()

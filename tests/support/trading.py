@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from app.engine.tick import TickGrid, from_ms, to_ms
+from app.domain.times import from_ms, to_ms
+from app.engine.tick import TickGrid
 from app.market.replay_clock import parse_anchor
 from app.store.db import session_scope
 from app.store.locking import in_id_order

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from app.domain.candles import Candles
+from app.domain.strategies.exits import NO_EXITS, ExitRules
 from app.domain.validation import validate_model
 
 __all__ = [
@@ -85,6 +86,15 @@ class Strategy(ABC, Generic[P]):
     def lookback(self, params: P) -> int:
         """Candles a live tick should load; enough for recursive smoothing to have converged."""
         return self.warmup(params) + 1
+
+    def exit_rules(self, params: P) -> ExitRules:
+        """Stop-loss, trailing stop, ROI and holding time; the hand-written ones have none."""
+        return NO_EXITS
+
+    @property
+    def cache_key(self) -> str:
+        """What tells this strategy's signals apart in shared caches (documents: a hash)."""
+        return self.name
 
     def signals(self, candles: Candles, params: P) -> np.ndarray:
         """int8 array of ENTER/EXIT/NONE, one per candle; see the module docstring."""

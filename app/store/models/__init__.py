@@ -3,7 +3,14 @@
 Each feature keeps its tables in its own module; import classes from that module directly.
 """
 
-from app.store.models import accounts, analysis, ledger, ops, safety, trading  # noqa: F401
+from app.store.models import (  # noqa: F401
+    accounts,
+    analysis,
+    events,
+    ledger,
+    safety,
+    trading,
+)
 from app.store.models.core import Bot, Job, SystemState, User
 
 __all__ = ["Bot", "Job", "SystemState", "User"]

@@ -1,1 +1,0 @@
-"""Models for operations tables."""
