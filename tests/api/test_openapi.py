@@ -146,3 +146,23 @@ def test_each_status_an_operation_answers_is_listed(
     responses = document(client)["paths"][path][method]["responses"]
     assert statuses <= set(responses), sorted(responses)
     assert all(k.isdigit() for k in responses), "no ranges, no default"
+
+
+def test_every_ledger_view_is_described(client: FlaskClient) -> None:
+    doc = document(client)
+    wanted = {
+        "orders": "OrderOut", "trades": "TradeOut", "positions": "PositionOut",
+        "equity": "EquityPointOut", "performance": "PerformanceOut",
+    }  # fmt: skip
+    schemas = doc["components"]["schemas"]
+    for view, model in wanted.items():
+        operation = doc["paths"][f"/api/bots/{{bot_id}}/{view}"]["get"]
+        ref = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        page = resolve(doc, ref)
+        if view != "performance":
+            assert page["properties"]["items"]["items"]["$ref"].endswith(f"/{model}")
+        assert model in schemas
+    money = schemas["OrderOut"]["properties"]["cost"]["anyOf"][0]
+    assert money["type"] == "string" and "pattern" in money
+    assert schemas["EquityPointOut"]["properties"]["ts"]["format"] == "date-time"
+    assert "unavailable" in schemas["MetricsOut"]["properties"]
