@@ -16,7 +16,11 @@ Conventions (docs/backtesting.md compares them with freqtrade's backtesting):
   a fixed stake the amount bought is `stake / price` like freqtrade's;
 * a position still open at the end is sold at the open of the last candle (`exit_reason`
   "end_of_data"; freqtrade's "force_exit" does the same);
-* the equity curve has one point per candle: cash + position * close.
+* the equity curve has one point per candle: cash + position * close;
+* a strategy with exits beyond its signal (stop-loss, trailing stop, minimal ROI, maximum
+  holding time) has each trade followed candle by candle from its entry candle by
+  `app.engine.exits.ExitScanner`, the code the tick uses too; the first exit wins, in the
+  order written there, and its fill price is the stop's or the ROI's (or the open).
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ from app.domain.metrics import (
     ClosedTrade,
     PerformanceMetrics,
     compute_metrics,
-    periods_per_year_for,
 )
 from app.domain.numbers import decimal_text as _plain
 from app.domain.sizing import SizingConfig, SizingDecision, size_position
 from app.domain.strategies import ENTER, EXIT, Strategy
 from app.domain.times import iso_ms
+from app.engine.exits import ExitScanner
 from app.engine.fill_model import (
     Book,
     FeeSchedule,
@@ -195,6 +199,12 @@ def run_backtest(
     state = _State(book=Book.opening(capital))
     sizing = sizing or SizingConfig()
     opens = candles.open
+    rules = strategy.exit_rules(params)
+    if rules.active or not rules.use_exit_signal:
+        scanner = ExitScanner(rules, candles, fees=fees, price_step=market.price_step,
+                              timeframe_seconds=timeframe_seconds)  # fmt: skip
+        _trade_with_exits(state, sig, scanner, candles, capital, market, fees, sizing, progress)
+        return _result(candles, events, state, capital, timeframe_seconds, progress)
     step = max(1, len(events) // 100)
     # what each event reads, gathered once by numpy (plain floats, as float(array[i]) gives)
     kinds = sig[events].tolist()
@@ -210,14 +220,21 @@ def run_backtest(
             progress(k / max(len(events), 1))
     if state.entry is not None and n:  # freqtrade's force exit: at the last candle's open
         _exit(state, n - 1, to_decimal(float(opens[n - 1])), "end_of_data", candles, market, fees)
+    return _result(candles, events, state, capital, timeframe_seconds, progress)
+
+
+def _result(
+    candles: Candles,
+    events: np.ndarray,
+    state: _State,
+    capital: Decimal,
+    timeframe_seconds: int,
+    progress: Progress | None,
+) -> BacktestResult:
+    n = len(candles)
     equity = _equity_curve(candles, state, capital)
     trades = [ClosedTrade(t.pnl, t.entry_ts, t.exit_ts) for t in state.trades]
-    metrics = compute_metrics(
-        candles.ts,
-        equity,
-        trades,
-        periods_per_year=periods_per_year_for(timeframe_seconds),
-    )
+    metrics = compute_metrics(candles.ts, equity, trades)
     if progress is not None:
         progress(1.0)
     return BacktestResult(
@@ -231,6 +248,66 @@ def run_backtest(
         final_book=state.book,
         start_capital=capital,
     )
+
+
+_FIRST_WINDOW = 256
+
+
+def _trade_with_exits(
+    state: _State,
+    sig: np.ndarray,
+    scanner: ExitScanner,
+    candles: Candles,
+    capital: Decimal,
+    market: MarketInfo,
+    fees: FeeSchedule,
+    sizing: SizingConfig,
+    progress: Progress | None,
+) -> None:
+    """The loop when stops, ROI or holding time can end a trade: per trade, the first of its
+    exit signal (filled at the next open) and the exits `scanner` finds candle by candle."""
+    n = len(candles)
+    enters = np.flatnonzero(sig[: max(n - 1, 0)] == ENTER)
+    exits = np.flatnonzero(sig[: max(n - 1, 0)] == EXIT)
+    if not scanner.rules.use_exit_signal:
+        exits = exits[:0]
+    opens = candles.open
+    closes = candles.close
+    start = 0
+    while True:
+        a = int(np.searchsorted(enters, start))
+        if a >= enters.size:
+            break
+        i = int(enters[a])
+        if progress is not None:
+            progress(i / max(n, 1))
+        _enter(state, i, float(closes[i]), float(opens[i + 1]), candles, capital, market, fees,
+               sizing)  # fmt: skip
+        if state.entry is None:
+            start = i + 1
+            continue
+        j = i + 1
+        trade = scanner.open(j, state.entry[1].price)
+        b = int(np.searchsorted(exits, j))
+        signal_at = int(exits[b]) + 1 if b < exits.size else None
+        stop = signal_at if signal_at is not None else n
+        hit = None
+        lo, width = j, _FIRST_WINDOW
+        while hit is None and lo < stop:
+            hi = min(stop, lo + width)
+            hit = scanner.scan(trade, lo, hi)
+            lo, width = hi, width * 2
+        if hit is not None:
+            _exit(state, hit.index, hit.price, hit.reason, candles, market, fees, priced=True)
+            start = hit.index
+        elif signal_at is not None:
+            _exit(state, signal_at, state.decimal(float(opens[signal_at])), "exit_signal",
+                  candles, market, fees)  # fmt: skip
+            start = signal_at
+        else:
+            _exit(state, n - 1, to_decimal(float(opens[n - 1])), "end_of_data", candles, market,
+                  fees)  # fmt: skip
+            break
 
 
 def _enter(
@@ -287,14 +364,19 @@ def _exit(
     candles: Candles,
     market: MarketInfo,
     fees: FeeSchedule,
+    *,
+    priced: bool = False,
 ) -> None:
+    """Sell the position at candle j: at `raw_price` moved by the slippage (a market sell at
+    the open), or at exactly `raw_price` when `priced` (a stop or ROI price, or an open
+    already moved)."""
     assert state.entry is not None
     book = state.book
     ticket = prepare_order(
         side="sell", order_type="market", market=market, fees=fees, book=book,
         amount=book.base_free,
     )  # fmt: skip
-    price = market_fill_price("sell", raw_price, fees, market.price_step)
+    price = raw_price if priced else market_fill_price("sell", raw_price, fees, market.price_step)
     outcome = execute(ticket, price, fees=fees, market=market, book=reserve(book, ticket))
     assert isinstance(outcome, FillResult), "a sell of what is held always fills"
     entry_index, bought, decision = state.entry

@@ -473,9 +473,9 @@ def _exit_rules(doc: StrategyDocument, values: dict[str, Any], errors: list[tupl
         if not 0.0 <= offset < 10.0:
             errors.append((("exits", "trailing", "offset"), f"offset is a profit ratio >= 0; "
                                                             f"got {offset:g}"))  # fmt: skip
-        if stoploss is None and positive is None:
-            errors.append((("exits", "trailing"), "a trailing stop needs a stoploss or a "
-                                                  "positive trailing distance"))  # fmt: skip
+        if stoploss is None:
+            errors.append((("exits", "trailing"), "a trailing stop starts from the stoploss: "
+                                                  "give exits.stoploss too"))  # fmt: skip
     hold = None if e.max_hold_minutes is None else _int(e.max_hold_minutes, values)
     if hold is not None and hold < 1:
         errors.append((("exits", "max_hold_minutes"), f"must be at least 1, got {hold}"))
