@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     ccxt_backoff_base_s: float = Field(default=0.5, ge=0)
     portfolio_usd_pegs: str = "USDT,USDC"
 
+    # Outbound HTTP to user-given URLs (notification channels)
+    outbound_allow_private: bool = False
+    outbound_timeout_seconds: float = Field(default=10.0, gt=0)
+    telegram_api_base: str = "https://api.telegram.org"
+
     scheduler_enabled: bool = True
     trading_enabled: bool = True
     self_healing_enabled: bool = True

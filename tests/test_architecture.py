@@ -193,3 +193,11 @@ def test_importing_wsgi_connects_nothing_and_skips_ccxt() -> None:
         " pool.checkedin())\n"
     )
     assert _run(code) == "False 0 0 0"
+
+
+def test_every_command_is_registered_under_its_own_name() -> None:
+    """The CLI is registered lazily by name: each name must load the command it names."""
+    from app.cli import COMMANDS, load_command
+
+    for name, target in COMMANDS.items():
+        assert load_command(target).name == name, target

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
+from app.api.types import DecimalText
 from app.api.validation import RequestModel, body, query, response
 from app.patterns import get_pattern_registry
 from app.services import analysis as analysis_service
@@ -119,7 +120,7 @@ class AnalysisResultOut(BaseModel):
     pattern: str | None
     signal: str | None
     score: float | None
-    allocation: Decimal | None
+    allocation: DecimalText | None
     as_of: datetime | None
     data: dict[str, Any]
     error: str | None

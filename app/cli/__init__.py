@@ -3,26 +3,55 @@
 Each command is an entry point like a route: it parses its options, calls services and
 prints. Commands and the app factory are the only code outside `app/api` (and `app/web`)
 that may know Flask or click.
+
+Commands are registered by name and imported when first looked up (click's lazy group), so
+that a web worker, which never runs one, does not import the modules behind them.
 """
 
 from __future__ import annotations
 
+import importlib
+
+import click
 from flask import Flask
+from flask.cli import AppGroup
 
-from app.cli import accounts, backtests, bots, credentials, markets, ops
+COMMANDS = {
+    "preflight": "app.cli.ops:preflight_command",
+    "worker": "app.cli.ops:worker_command",
+    "create-admin": "app.cli.accounts:create_admin_command",
+    "rotate-encryption-key": "app.cli.credentials:rotate_encryption_key_command",
+    "seed-demo": "app.cli.bots:seed_demo_command",
+    "import-candles": "app.cli.markets:import_candles_command",
+    "download-candles": "app.cli.markets:download_candles_command",
+    "reconcile": "app.cli.markets:reconcile_command",
+    "backtest": "app.cli.backtests:backtest_command",
+}
 
-COMMANDS = (
-    ops.preflight_command,
-    ops.worker_command,
-    accounts.create_admin_command,
-    credentials.rotate_encryption_key_command,
-    bots.seed_demo_command,
-    markets.import_candles_command,
-    markets.reconcile_command,
-    backtests.backtest_command,
-)
+
+class LazyCommands(AppGroup):
+    """The app's command group, importing a command's module only when it is asked for."""
+
+    def __init__(self, name: str, commands: dict[str, str]) -> None:
+        super().__init__(name)
+        self.lazy = commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            return load_command(self.lazy[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+def load_command(target: str) -> click.Command:
+    module, attribute = target.split(":")
+    command = getattr(importlib.import_module(module), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{target} is not a click command")
+    return command
 
 
 def init_app(app: Flask) -> None:
-    for command in COMMANDS:
-        app.cli.add_command(command)
+    app.cli = LazyCommands(app.name, COMMANDS)

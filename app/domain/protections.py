@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.domain.live_gates import max_drawdown
+from app.domain.times import iso
 
 MAX_DRAWDOWN = "max_drawdown"
 LOSING_STREAK = "losing_streak"
@@ -244,7 +245,7 @@ def check_trade_cooldown(config: ProtectionConfig, facts: ProtectionFacts) -> Tr
         return None
     return Trip(
         TRADE_COOLDOWN,
-        f"cooling down after a trade until {until.isoformat()}",
+        f"cooling down after a trade until {iso(until)}",
         pause=False,
         resume_at=until,
     )

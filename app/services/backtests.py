@@ -191,11 +191,11 @@ class BacktestSpec:
             "timeframe": self.timeframe,
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
-            "capital": str(self.capital),
+            "capital": decimal_text(self.capital),
             "sizing": self.sizing,
-            "maker_fee": str(self.maker_fee),
-            "taker_fee": str(self.taker_fee),
-            "slippage_bps": str(self.slippage_bps),
+            "maker_fee": decimal_text(self.maker_fee),
+            "taker_fee": decimal_text(self.taker_fee),
+            "slippage_bps": decimal_text(self.slippage_bps),
         }
 
     @classmethod

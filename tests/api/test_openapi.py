@@ -117,3 +117,23 @@ def test_docs_page_points_at_the_document(client: FlaskClient) -> None:
         served = client.get(path)
         assert served.status_code == 200 and len(served.data) > 100, path
         served.close()
+
+
+def test_every_ledger_view_is_described(client: FlaskClient) -> None:
+    doc = document(client)
+    wanted = {
+        "orders": "OrderOut", "trades": "TradeOut", "positions": "PositionOut",
+        "equity": "EquityPointOut", "performance": "PerformanceOut",
+    }  # fmt: skip
+    schemas = doc["components"]["schemas"]
+    for view, model in wanted.items():
+        operation = doc["paths"][f"/api/bots/{{bot_id}}/{view}"]["get"]
+        ref = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        page = resolve(doc, ref)
+        if view != "performance":
+            assert page["properties"]["items"]["items"]["$ref"].endswith(f"/{model}")
+        assert model in schemas
+    money = schemas["OrderOut"]["properties"]["cost"]["anyOf"][0]
+    assert money["type"] == "string" and "pattern" in money
+    assert schemas["EquityPointOut"]["properties"]["ts"]["format"] == "date-time"
+    assert "unavailable" in schemas["MetricsOut"]["properties"]

@@ -69,7 +69,7 @@ def test_bot_list(client, owner, market, count_queries) -> None:  # type: ignore
     with count_queries() as q:
         response = client.get("/api/bots", headers=owner)
     assert response.status_code == 200 and response.get_json()["total"] == 5
-    assert len(q) == 3, q.statements  # the user with its revocation check, a count, a page
+    assert len(q) == 2, q.statements  # the user with its revocation check, the page with its count
 
 
 def test_bot_detail(client, owner, market, count_queries) -> None:  # type: ignore[no-untyped-def]
