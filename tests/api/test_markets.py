@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 
+from app.domain.times import to_ms
 from app.engine.broker import place_order, process_fills
 from app.store.db import session_scope
 from app.store.models import Bot
@@ -55,10 +57,11 @@ def test_candles_by_url_symbol(client, user, auth_headers, spelling) -> None:
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert body["symbol"] == "ETH/BTC" and body["timeframe"] == "15m"
-    assert body["columns"] == ["ts_ms", "open", "high", "low", "close", "volume"]
+    assert body["columns"] == ["ts", "open", "high", "low", "close", "volume"]
     rows = body["candles"]
     assert len(rows) == 7
-    ts = [r[0] for r in rows]
+    assert all(r[0].endswith("Z") for r in rows)  # ISO 8601 UTC, like every other timestamp
+    ts = [to_ms(datetime.fromisoformat(r[0])) for r in rows]
     assert ts == sorted(ts) and all(b - a == 900_000 for a, b in zip(ts, ts[1:], strict=False))
     assert ts[-1] + 900_000 <= time.time() * 1000  # closed candles only
     assert all(r[2] >= max(r[1], r[4]) and r[3] <= min(r[1], r[4]) for r in rows)
