@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     tick_batch_size: int = Field(default=25, ge=1)
     tick_run_seconds: float = Field(default=1.0, gt=0)
     bootstrap_trades: int = Field(default=5, ge=0)
+    # strategy documents: what one document may cost (see app/domain/strategies/doc_model.py)
+    strategy_max_bytes: int = Field(default=64_000, ge=1_000)
+    strategy_max_nodes: int = Field(default=400, ge=10)
+    strategy_max_indicators: int = Field(default=40, ge=1)
+    strategy_max_lookback: int = Field(default=5_000, ge=10)
+    strategy_max_eval_ms: int = Field(default=2_000, ge=10)
     bot_tick_retention_days: int = Field(default=30, ge=1)
 
     # Background jobs and analysis
