@@ -23,6 +23,7 @@ FEATURE_MODULES = (
     "app.api.bots",
     "app.api.backtests",
     "app.api.analysis",
+    "app.api.downloads",
     "app.api.safety",
     "app.api.realtime",
     "app.api.metrics",

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
+from app.api.types import DecimalText
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.patterns import get_pattern_registry
 from app.services import analysis as analysis_service
 from app.services import jobs as jobs_service
@@ -119,7 +121,7 @@ class AnalysisResultOut(BaseModel):
     pattern: str | None
     signal: str | None
     score: float | None
-    allocation: Decimal | None
+    allocation: DecimalText | None
     as_of: datetime | None
     data: dict[str, Any]
     error: str | None
@@ -180,6 +182,7 @@ def _options(data: AnalysisOptions) -> dict[str, Any]:
 
 
 @bp.post("/api/analyze")
+@answers(409)
 @auth_required
 @body(AnalyzeRequest)
 @response(JobOut, 202)
@@ -193,6 +196,7 @@ def analyze(body: AnalyzeRequest) -> Any:
 
 
 @bp.post("/api/analyze/bulk")
+@answers(409)
 @auth_required
 @body(BulkAnalyzeRequest)
 @response(JobOut, 202)
@@ -232,6 +236,7 @@ def get_job(job_id: int) -> Any:
 
 
 @bp.delete("/api/jobs/<int:job_id>")
+@answers(202, 409)
 @auth_required
 @response(JobOut)
 def cancel_job(job_id: int) -> Any:
@@ -266,6 +271,7 @@ def get_watchlist() -> Any:
 
 
 @bp.post("/api/watchlist")
+@answers(200)
 @auth_required
 @body(WatchlistAdd)
 @response(WatchlistItemOut, 201)
@@ -284,6 +290,7 @@ def remove_from_watchlist(ticker: str) -> Any:
 
 
 @bp.post("/api/watchlist/analyze")
+@answers(409)
 @auth_required
 @body(AnalysisOptions)
 @response(JobOut, 202)

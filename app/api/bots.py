@@ -3,7 +3,6 @@ serialise. A bot of another user answers 404 like a bot that does not exist."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -12,13 +11,30 @@ from flask import Blueprint, Flask
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.jwt import auth_required, current_user
+from app.api.ledger_models import (
+    BalanceOut,
+    EquityList,
+    EquityPointOut,
+    EquitySummaryOut,
+    MetricsOut,
+    OrderOut,
+    OrderPage,
+    PerformanceOut,
+    PositionList,
+    PositionOut,
+    TradeOut,
+    TradePage,
+)
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
+from app.api.types import DecimalText, UtcTime
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.services import bot_overview as overview_service
 from app.services import bots as service
 
 if TYPE_CHECKING:
+    from app.engine.ledger import LedgerView
     from app.store.models import Bot
 
 bp = Blueprint("bots", __name__)
@@ -96,21 +112,21 @@ class BotOut(BaseModel):
     strategy_params: dict[str, Any]
     sizing: dict[str, Any]
     protections: dict[str, Any]
-    capital: Decimal
-    maker_fee: Decimal
-    taker_fee: Decimal
-    slippage_bps: Decimal
+    capital: DecimalText
+    maker_fee: DecimalText
+    taker_fee: DecimalText
+    slippage_bps: DecimalText
     mode: str
     status: str
     pause_reason: str | None
-    next_tick_at: datetime | None
-    last_tick_at: datetime | None
+    next_tick_at: UtcTime | None
+    last_tick_at: UtcTime | None
     error_streak: int
     last_error: str | None
-    paper_started_at: datetime | None
-    exit_requested_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    paper_started_at: UtcTime | None
+    exit_requested_at: UtcTime | None
+    created_at: UtcTime
+    updated_at: UtcTime
 
 
 class BotPage(BaseModel):
@@ -118,15 +134,6 @@ class BotPage(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class ItemsPage(BaseModel):
-    """A page of ledger rows (orders, trades, positions, equity points)."""
-
-    items: list[dict[str, Any]]
-    total: int | None = None
-    limit: int
-    offset: int = 0
 
 
 class BotSummary(BaseModel):
@@ -150,12 +157,6 @@ class BotOverviewPage(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class Performance(BaseModel):
-    bot_id: int
-    metrics: dict[str, Any]
-    equity: dict[str, Any]
 
 
 @bp.post("/api/bots")
@@ -214,6 +215,7 @@ def get_bot(bot_id: int) -> Any:
 
 
 @bp.patch("/api/bots/<int:bot_id>")
+@answers(409)
 @auth_required
 @body(BotPatch)
 @response(BotOut)
@@ -224,6 +226,7 @@ def update_bot(bot_id: int, body: BotPatch) -> Any:
 
 
 @bp.delete("/api/bots/<int:bot_id>")
+@answers(409)
 @auth_required
 def delete_bot(bot_id: int) -> Any:
     service.delete_bot(db_session(), current_user().id, bot_id)
@@ -237,6 +240,7 @@ def _lifecycle_view(action: str) -> Any:
         bot = service.change_status(db_session(), current_user().id, bot_id, action)
         return BotOut.model_validate(bot)
 
+    view = answers(409)(view)
     view.__name__ = f"{action}_bot"
     view.__doc__ = f"{action.capitalize()} the bot (409 illegal_transition from a wrong state)."
     return view
@@ -249,6 +253,7 @@ for _action in ("start", "pause", "resume", "stop"):
 
 
 @bp.post("/api/bots/<int:bot_id>/exit")
+@answers(409)
 @auth_required
 @response(BotOut, 202)
 def exit_position(bot_id: int) -> Any:
@@ -259,41 +264,61 @@ def exit_position(bot_id: int) -> Any:
 @bp.get("/api/bots/<int:bot_id>/orders")
 @auth_required
 @query(PageQuery)
-@response(ItemsPage)
+@response(OrderPage)
 def bot_orders(bot_id: int, query: PageQuery) -> Any:
-    return _ledger_page(service.bot_orders, bot_id, query)
+    """The bot's orders, newest first."""
+    rows, total = service.bot_orders(
+        db_session(), _own_bot(bot_id), limit=query.limit, offset=query.offset
+    )
+    return offset_page([OrderOut.model_validate(o) for o in rows], total, query)
 
 
 @bp.get("/api/bots/<int:bot_id>/trades")
 @auth_required
 @query(PageQuery)
-@response(ItemsPage)
+@response(TradePage)
 def bot_trades(bot_id: int, query: PageQuery) -> Any:
-    return _ledger_page(service.bot_trades, bot_id, query)
+    """The bot's executions (fills), newest first; a closing fill carries the round trip's
+    net result in `closed_trade_pnl`."""
+    rows, total = service.bot_trades(
+        db_session(), _own_bot(bot_id), limit=query.limit, offset=query.offset
+    )
+    return offset_page([TradeOut.model_validate(r) for r in rows], total, query)
 
 
 @bp.get("/api/bots/<int:bot_id>/positions")
 @auth_required
-@response(ItemsPage)
+@response(PositionList)
 def bot_positions(bot_id: int) -> Any:
-    items = service.bot_positions(db_session(), _own_bot(bot_id))
-    return ItemsPage(items=items, total=len(items), limit=len(items))
+    """The bot's book for its symbol, valued at the market's last price when one is known."""
+    items = [_position_out(v) for v in service.bot_positions(db_session(), _own_bot(bot_id))]
+    return PositionList(items=items, total=len(items), limit=len(items))
 
 
 @bp.get("/api/bots/<int:bot_id>/equity")
 @auth_required
 @query(EquityQuery)
-@response(ItemsPage)
+@response(EquityList)
 def bot_equity(bot_id: int, query: EquityQuery) -> Any:
-    items = service.bot_equity(db_session(), _own_bot(bot_id), limit=query.limit, since=query.since)
-    return ItemsPage(items=items, limit=query.limit)
+    """Equity snapshots, oldest first (the newest `limit` of them)."""
+    rows = service.bot_equity(db_session(), _own_bot(bot_id), limit=query.limit, since=query.since)
+    return EquityList(items=[EquityPointOut.model_validate(s) for s in rows], limit=query.limit)
 
 
 @bp.get("/api/bots/<int:bot_id>/performance")
 @auth_required
-@response(Performance)
+@response(PerformanceOut)
 def bot_performance(bot_id: int) -> Any:
-    return service.bot_performance(db_session(), _own_bot(bot_id))
+    """Total return, drawdown, Sharpe/Sortino, exposure and trade statistics (docs/metrics.md)."""
+    perf = service.bot_performance(db_session(), _own_bot(bot_id))
+    m = perf.metrics
+    return PerformanceOut(
+        bot_id=bot_id,
+        metrics=MetricsOut.model_validate(m.to_dict()),
+        equity=EquitySummaryOut(
+            points=perf.points, start=m.start_equity, end=m.end_equity, capital=perf.capital
+        ),
+    )
 
 
 def _own_bot(bot_id: int) -> Bot:
@@ -301,10 +326,24 @@ def _own_bot(bot_id: int) -> Bot:
     return service.get_bot(db_session(), current_user().id, bot_id)
 
 
-def _ledger_page(fetch: Callable[..., tuple[list[Any], int]], bot_id: int, query: PageQuery) -> Any:
-    """One page of a bot's ledger rows: orders and trades are paged the same way."""
-    items, total = fetch(db_session(), _own_bot(bot_id), limit=query.limit, offset=query.offset)
-    return offset_page(items, total, query)
+def _position_out(view: LedgerView) -> PositionOut:
+    return PositionOut(
+        symbol=view.symbol,
+        base=view.base,
+        quote=view.quote,
+        amount=view.position,
+        avg_entry_price=view.avg_entry_price,
+        cost_basis=view.cost_basis,
+        initial_capital=view.initial_capital,
+        cash=view.cash,
+        realised_pnl=view.realised_pnl,
+        fees_paid=view.fees_paid,
+        open_orders=view.open_orders,
+        price=view.price,
+        equity=view.equity,
+        unrealised_pnl=view.unrealised_pnl,
+        balances={a: BalanceOut(**parts) for a, parts in view.balances.items()},
+    )
 
 
 def init_app(app: Flask) -> None:

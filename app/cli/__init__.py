@@ -23,6 +23,7 @@ COMMANDS = {
     "rotate-encryption-key": "app.cli.credentials:rotate_encryption_key_command",
     "seed-demo": "app.cli.bots:seed_demo_command",
     "import-candles": "app.cli.markets:import_candles_command",
+    "download-candles": "app.cli.markets:download_candles_command",
     "reconcile": "app.cli.markets:reconcile_command",
     "backtest": "app.cli.backtests:backtest_command",
 }

@@ -1,11 +1,13 @@
-"""`flask import-candles` (validate and import candle CSVs) and `flask reconcile` (check
-every bot's ledger adds up)."""
+"""`flask import-candles` (validate and import candle CSVs), `flask download-candles` (fetch
+them from an exchange) and `flask reconcile` (check every bot's ledger adds up)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -14,6 +16,7 @@ from app.domain.numbers import optional_decimal_text as _num
 from app.domain.times import from_ms
 from app.errors import AppError, ValidationFailed
 from app.market.csv_candles import CandleFileName, import_candle_file, parse_candle_text
+from app.services import candle_downloads
 from app.services.reconcile import reconcile_all, use_snapshot
 from app.store.db import new_session
 from config import get_settings
@@ -103,8 +106,8 @@ def _read_csv(path: Path) -> str:
         ) from None
 
 
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"import-candles: {message}", err=True)
+def _fail(message: str, code: int = 2, command: str = "import-candles") -> NoReturn:
+    click.echo(f"{command}: {message}", err=True)
     raise SystemExit(code)
 
 
@@ -135,3 +138,69 @@ def reconcile_command(bot_ids: tuple[int, ...]) -> None:
     click.echo(f"{len(results)} bot(s) checked, {len(bad)} not reconciled")
     if bad:
         raise SystemExit(1)
+
+
+@click.command("download-candles")
+@click.option("--exchange", required=True, help="a ccxt exchange id, e.g. binance")
+@click.option("--symbol", "symbols", required=True, multiple=True, help="BASE/QUOTE (repeatable)")
+@click.option("--timeframe", required=True, help="e.g. 1h")
+@click.option("--start", required=True, type=click.DateTime(), help="first candle, UTC")
+@click.option("--end", type=click.DateTime(), help="end of the range (exclusive), default now")
+def download_candles_command(
+    exchange: str,
+    symbols: tuple[str, ...],
+    timeframe: str,
+    start: datetime,
+    end: datetime | None,
+) -> None:
+    """Download candles from an exchange into the import directory the replay feed reads.
+
+    Pages through the exchange within its rate limit; running it again fetches only candles
+    not stored yet, and an interrupted run resumes after the last stored page. Gaps (candles
+    the exchange does not have) are reported.
+    """
+    try:
+        spec = candle_downloads.build_spec(
+            exchange,
+            [url_symbol(s) for part in symbols for s in part.split(",") if s.strip()],
+            timeframe,
+            start.replace(tzinfo=UTC),
+            end.replace(tzinfo=UTC) if end else None,
+        )
+    except AppError as exc:
+        _fail(exc.message, command="download-candles")
+    bars: dict[str, Any] = {}
+    done: dict[str, int] = {}
+
+    with contextlib.ExitStack() as stack:
+
+        def progress(symbol: str, now: int, total: int) -> None:
+            if symbol not in bars:
+                bar = click.progressbar(length=max(total, 1), label=symbol, file=sys.stderr)
+                bars[symbol] = stack.enter_context(bar)
+                done[symbol] = 0
+            bars[symbol].update(now - done[symbol])
+            done[symbol] = now
+
+        try:
+            results = candle_downloads.run_download(spec, on_progress=progress)
+        except AppError as exc:
+            stack.close()
+            _fail(
+                f"{exc.message} (what was fetched is kept; run again to resume)",
+                code=1,
+                command="download-candles",
+            )
+    for r in results:
+        gaps = r.gaps
+        gap_text = (
+            "no gaps"
+            if gaps.count == 0
+            else f"{gaps.count} gap(s), {gaps.missing_candles} missing candle(s); first: "
+            + ", ".join(f"after {_iso(g.after_ts)} ({g.missing} missing)" for g in gaps.first)
+        )
+        span = f"{_iso(r.first_ts)}..{_iso(r.last_ts)}" if r.first_ts is not None else "empty"
+        click.echo(
+            f"[ok]   {r.name.symbol} {r.name.timeframe} ({r.name.exchange}): {r.fetched} new "
+            f"candle(s) in {r.pages} page(s), {r.stored} stored {span}, {gap_text}"
+        )

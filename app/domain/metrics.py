@@ -1,22 +1,21 @@
 """Performance of a bot or a backtest from its equity curve and its closed trades.
 
-Definitions (what each number means when it reaches a user):
+What each number means is written down for users in docs/metrics.md; in short:
 
-* total_return: last equity / first equity - 1.
+* total_return: last equity / first equity - 1 (0.05 = +5 %).
 * max_drawdown: the largest fall from a running peak, as a positive fraction of that peak
   (0.25 = fell 25 %). `max_drawdown_peak_ts` is the last time the equity stood at that peak
   before the trough, `max_drawdown_trough_ts` the trough; both None without any drawdown.
-* sharpe / sortino: on per-period simple returns of the equity curve, risk-free rate 0,
-  annualised by sqrt(periods_per_year). Sharpe uses the sample std (ddof=1); Sortino the
-  downside deviation sqrt(mean(min(r, 0)^2)) over all periods. None with fewer than two
-  returns, or when the deviation is 0 (a flat curve, or no losing period for Sortino).
-* win_rate: winning trades (pnl > 0) / all closed trades; None without trades.
-* profit_factor: gross profit / gross loss. `math.inf` when there are wins but no losses
-  (`to_dict` writes it as the string "inf", since JSON has no infinity); None when there is
-  neither a win nor a loss (no trades, or only break-even ones).
-* exposure: share of the curve's time span spent in a position: the union of the trades'
-  [entry, exit] intervals (plus an open position since `open_since_ts`) clipped to the curve.
+* sharpe / sortino: from DAILY returns (UTC days; the equity at a day's last point, carried
+  over days without a point), risk-free rate 0, annualised by sqrt(365) (crypto never
+  closes). Sharpe uses the sample std (ddof=1); Sortino the downside deviation
+  sqrt(mean(min(r, 0)^2)). None below MIN_DAILY_RETURNS daily returns, or when the
+  deviation is 0; `unavailable` then says why.
+* win_rate: winning trades (pnl > 0) / closed trades.
+* profit_factor: gross profit / gross loss; None when there is no loss to divide by.
+* exposure: share of the curve's time span spent in a position.
 
+Every metric that is None comes with a one-line reason in `unavailable` (metric -> reason).
 Timestamps are epoch milliseconds (as in `Candles.ts`); money is Decimal in trades, and the
 curve may be Decimal or float (ratios are computed in float).
 """
@@ -25,20 +24,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
+from app.domain.numbers import decimal_text
+from app.domain.times import iso_ms
+
 __all__ = [
     "ClosedTrade",
     "PerformanceMetrics",
+    "DAYS_PER_YEAR",
+    "MIN_DAILY_RETURNS",
     "compute_metrics",
-    "periods_per_year_for",
+    "daily_returns",
 ]
 
-SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto markets never close
+DAY_MS = 86_400_000
+DAYS_PER_YEAR = 365  # crypto markets never close
+MIN_DAILY_RETURNS = 14  # fewer daily returns than this give no meaningful Sharpe/Sortino
+_TIMES = ("start_ts", "end_ts", "max_drawdown_peak_ts", "max_drawdown_trough_ts")
 
 
 @dataclass(frozen=True)
@@ -68,24 +75,20 @@ class PerformanceMetrics:
     profit_factor: float | None
     gross_profit: Decimal
     gross_loss: Decimal
+    daily_returns: int = 0
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: Decimals as strings, an infinite profit factor as "inf"."""
+        """JSON-ready: timestamps as ISO 8601 UTC text, money as plain decimal text, ratios as
+        numbers (never infinite: a ratio that cannot be computed is None, see `unavailable`)."""
         out: dict[str, Any] = {}
         for key, value in asdict(self).items():
-            if isinstance(value, Decimal):
-                value = str(value)
-            elif isinstance(value, float) and math.isinf(value):
-                value = "inf" if value > 0 else "-inf"
+            if key in _TIMES:
+                value = iso_ms(value)
+            elif isinstance(value, Decimal):
+                value = decimal_text(value)
             out[key] = value
         return out
-
-
-def periods_per_year_for(timeframe_seconds: int) -> float:
-    """Annualisation factor for a candle timeframe on a 24/7 market."""
-    if timeframe_seconds <= 0:
-        raise ValueError("timeframe_seconds must be positive")
-    return SECONDS_PER_YEAR / timeframe_seconds
 
 
 def _max_drawdown(ts: np.ndarray, eq: np.ndarray) -> tuple[float, int | None, int | None]:
@@ -102,19 +105,38 @@ def _max_drawdown(ts: np.ndarray, eq: np.ndarray) -> tuple[float, int | None, in
     return worst, int(ts[at_peak[-1]]), int(ts[trough])
 
 
-def _ratios(eq: np.ndarray, per_year: float) -> tuple[float | None, float | None]:
-    if eq.shape[0] < 3:
-        return None, None
+def daily_returns(ts: np.ndarray, eq: np.ndarray) -> np.ndarray:
+    """One simple return per UTC day the curve touches: each day's close (its last point,
+    or the previous close for a day without one) over the previous close; the first day's
+    return is measured from the curve's first point."""
+    if eq.shape[0] == 0:
+        return np.empty(0, dtype=np.float64)
+    days = ts // DAY_MS
+    last_of_day = np.searchsorted(days, np.arange(days[0], days[-1] + 1), side="right") - 1
+    closes = eq[last_of_day]
+    previous = np.r_[eq[0], closes[:-1]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = eq[1:] / eq[:-1] - 1.0
-    if not np.isfinite(r).all():
+        return closes / previous - 1.0
+
+
+def _ratios(r: np.ndarray, unavailable: dict[str, str]) -> tuple[float | None, float | None]:
+    if r.shape[0] < MIN_DAILY_RETURNS:
+        why = f"needs at least {MIN_DAILY_RETURNS} daily returns, has {r.shape[0]}"
+        unavailable.update(sharpe=why, sortino=why)
         return None, None
-    scale = math.sqrt(per_year)
+    if not np.isfinite(r).all():
+        unavailable.update(sharpe="the equity reached 0", sortino="the equity reached 0")
+        return None, None
+    scale = math.sqrt(DAYS_PER_YEAR)
     mean = float(np.mean(r))
     std = float(np.std(r, ddof=1))
     downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
     sharpe = mean / std * scale if std > 0 else None
     sortino = mean / downside * scale if downside > 0 else None
+    if sharpe is None:
+        unavailable["sharpe"] = "the equity did not change from day to day"
+    if sortino is None:
+        unavailable["sortino"] = "no losing day"
     return sharpe, sortino
 
 
@@ -142,14 +164,11 @@ def compute_metrics(
     equity: Sequence[Decimal | float] | np.ndarray,
     trades: Sequence[ClosedTrade],
     *,
-    periods_per_year: float,
     open_since_ts: int | None = None,
 ) -> PerformanceMetrics:
-    """Metrics of one equity curve (one value per period, ascending ts) and its trades.
+    """Metrics of one equity curve (ascending ts, any spacing) and its closed trades.
 
-    `periods_per_year` annualises Sharpe/Sortino: use `periods_per_year_for(tf_seconds)` when
-    the curve has one point per candle. `open_since_ts` adds a still-open position to the
-    exposure.
+    `open_since_ts` adds a still-open position to the exposure.
     """
     t = np.asarray(ts, dtype=np.int64)
     eq = np.asarray(equity, dtype=np.float64)  # Decimals convert through float()
@@ -157,26 +176,32 @@ def compute_metrics(
         raise ValueError("ts and equity must be 1-D and of the same length")
     if t.shape[0] > 1 and np.any(np.diff(t) < 0):
         raise ValueError("ts must be ascending")
-    if periods_per_year <= 0:
-        raise ValueError("periods_per_year must be positive")
 
+    unavailable: dict[str, str] = {}
     n = t.shape[0]
     start_eq = float(eq[0]) if n else None
     end_eq = float(eq[-1]) if n else None
     total_return = end_eq / start_eq - 1.0 if n and start_eq else None
+    if total_return is None:
+        unavailable["total_return"] = "no equity yet" if not n else "the starting equity is 0"
     max_dd, peak_ts, trough_ts = _max_drawdown(t, eq)
-    sharpe, sortino = _ratios(eq, periods_per_year)
+    returns = daily_returns(t, eq)
+    sharpe, sortino = _ratios(returns, unavailable)
     exposure = _exposure(int(t[0]), int(t[-1]), trades, open_since_ts) if n else None
+    if exposure is None:
+        unavailable["exposure"] = "the equity curve spans no time yet"
 
     pnls = [t_.pnl if isinstance(t_.pnl, Decimal) else Decimal(str(t_.pnl)) for t_ in trades]
     gross_profit = sum((p for p in pnls if p > 0), Decimal(0))
     gross_loss = -sum((p for p in pnls if p < 0), Decimal(0))
     wins = sum(1 for p in pnls if p > 0)
     losses = sum(1 for p in pnls if p < 0)
-    if gross_loss > 0:
-        profit_factor: float | None = float(gross_profit / gross_loss)
-    else:
-        profit_factor = math.inf if gross_profit > 0 else None
+    profit_factor = float(gross_profit / gross_loss) if gross_loss > 0 else None
+    if not pnls:
+        unavailable["win_rate"] = "no closed trade yet"
+        unavailable["profit_factor"] = "no closed trade yet"
+    elif profit_factor is None:
+        unavailable["profit_factor"] = "no losing trade: nothing to divide the profit by"
 
     return PerformanceMetrics(
         start_ts=int(t[0]) if n else None,
@@ -197,4 +222,6 @@ def compute_metrics(
         profit_factor=profit_factor,
         gross_profit=gross_profit,
         gross_loss=gross_loss,
+        daily_returns=int(returns.shape[0]),
+        unavailable=unavailable,
     )

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.domain.numbers import decimal_text
 from app.domain.validation import validate_model
 
 __all__ = ["SizingConfig", "SizingDecision", "size_position", "validate_sizing_config"]
@@ -203,8 +204,9 @@ def _kelly(
     numbers["applied_fraction"] = applied
     if equity <= 0:
         return _finish(ZERO, cash, quantum, f"{why}; no equity to stake", **numbers)
-    cap_note = f", capped at {config.kelly_cap}" if applied == config.kelly_cap else ""
-    reason = f"{why}; x {config.kelly_fraction}{cap_note} -> {applied:.4f} of equity"
+    capped = applied == config.kelly_cap
+    cap_note = f", capped at {decimal_text(config.kelly_cap)}" if capped else ""
+    reason = f"{why}; x {decimal_text(config.kelly_fraction)}{cap_note} -> {applied:.4f} of equity"
     return _finish(equity * applied, cash, quantum, reason, **numbers)
 
 
@@ -229,7 +231,7 @@ def size_position(
     mode = cfg.mode
     if mode == "fixed":
         stake = cfg.stake if cfg.stake is not None else ZERO  # the validator requires it
-        reason = f"fixed stake {cfg.stake}"
+        reason = f"fixed stake {decimal_text(stake)}"
         return _finish(stake, cash, quantum, reason, mode, False, None, None, None, None, len(pnls))
     if mode == "percent":
         applied = (cfg.percent or ZERO) / HUNDRED  # the validator requires percent
@@ -237,7 +239,7 @@ def size_position(
             max(equity, ZERO) * applied,
             cash,
             quantum,
-            f"{cfg.percent}% of equity {equity}",
+            f"{decimal_text(cfg.percent or ZERO)}% of equity {decimal_text(equity)}",
             mode,
             applied_fraction=applied,
             trades=len(pnls),

@@ -38,7 +38,6 @@ from app.domain.metrics import (
     ClosedTrade,
     PerformanceMetrics,
     compute_metrics,
-    periods_per_year_for,
 )
 from app.domain.numbers import decimal_text as _plain
 from app.domain.sizing import SizingConfig, SizingDecision, size_position
@@ -235,12 +234,7 @@ def _result(
     n = len(candles)
     equity = _equity_curve(candles, state, capital)
     trades = [ClosedTrade(t.pnl, t.entry_ts, t.exit_ts) for t in state.trades]
-    metrics = compute_metrics(
-        candles.ts,
-        equity,
-        trades,
-        periods_per_year=periods_per_year_for(timeframe_seconds),
-    )
+    metrics = compute_metrics(candles.ts, equity, trades)
     if progress is not None:
         progress(1.0)
     return BacktestResult(

@@ -19,7 +19,6 @@ from app.domain.metrics import (
     ClosedTrade,
     PerformanceMetrics,
     compute_metrics,
-    periods_per_year_for,
 )
 from app.domain.times import to_ms
 from app.engine.broker import book_of, bot_decimal
@@ -218,7 +217,6 @@ def bot_performance(session: Session, bot: Bot) -> BotPerformance:
         ts,
         values,
         closed_trades(session, bot.id),
-        periods_per_year=periods_per_year_for(tf_ms // 1000),
         open_since_ts=to_ms(opened) if opened else None,
     )
     capital = position.initial_capital if position is not None else None
@@ -253,6 +251,7 @@ class LedgerView:
     open_orders: int
     equity: Decimal | None
     unrealised_pnl: Decimal | None
+    price: Decimal | None = None
 
 
 def ledger_view(session: Session, bot: Bot, price: Decimal | None = None) -> LedgerView:
@@ -284,4 +283,5 @@ def ledger_view(session: Session, bot: Bot, price: Decimal | None = None) -> Led
         open_orders=open_orders,
         equity=equity,
         unrealised_pnl=unrealised,
+        price=price,
     )

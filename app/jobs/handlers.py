@@ -7,7 +7,7 @@ The contract a handler implements (context, results writer, transient errors) li
 
 from __future__ import annotations
 
-from app.services import analysis, backtests
+from app.services import analysis, backtests, candle_downloads
 from app.store.job_contract import Registration
 
 JOB_HANDLERS: dict[str, Registration] = {
@@ -15,6 +15,7 @@ JOB_HANDLERS: dict[str, Registration] = {
         analysis.KIND, analysis.run_analysis_job, store=analysis.store_analysis_results
     ),
     backtests.KIND: Registration(backtests.KIND, backtests.run_backtest_job),
+    candle_downloads.KIND: Registration(candle_downloads.KIND, candle_downloads.run_download_job),
 }
 
 

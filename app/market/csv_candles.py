@@ -43,9 +43,12 @@ __all__ = [
     "ProgressCallback",
     "import_candle_file",
     "infer_step",
+    "gap_report",
     "load_candle_file",
     "parse_candle_text",
     "scan_candle_dirs",
+    "store_candles",
+    "stored_candles",
 ]
 
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -384,6 +387,63 @@ def import_candle_file(
     src = Path(source)
     name = name or CandleFileName.parse(src.name)
     series = parse_candle_text(_read_text(src), name.timeframe, src.name)
+    return _write_series(series, target_dir, name, on_progress)
+
+
+def store_candles(
+    candles: Candles,
+    target_dir: str | os.PathLike[str],
+    name: CandleFileName,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Validate candles obtained elsewhere (a download) by the rules a CSV import obeys and
+    write them as ``target_dir/<conventional name>``, replacing the file atomically."""
+    if len(candles) == 0:
+        raise _invalid(f"{name.filename}: no candle rows")
+    tf_ms = TIMEFRAME_SECONDS[name.timeframe] * 1000
+    arr = np.column_stack(
+        [candles.ts.astype(np.float64), candles.open, candles.high, candles.low, candles.close,
+         candles.volume]
+    )  # fmt: skip
+    problems, total = _row_problems(arr, np.arange(1, len(candles) + 1), tf_ms)
+    if problems:
+        details = [
+            {"loc": ["row", n, col], "line": n, "msg": reason} for n, col, reason in problems
+        ]
+        row, _, reason = problems[0]
+        raise _invalid(
+            f"{name.filename}: {total} problem(s); first at row {row}: {reason}", details
+        )
+    series = CandleSeries(
+        candles=candles,
+        timeframe=name.timeframe,
+        gaps=_gap_report(candles.ts, tf_ms),
+        price_step=infer_step(arr[:, 1:5]),
+        amount_step=infer_step(arr[:, 5]),
+    )
+    return _write_series(series, target_dir, name, on_progress)
+
+
+def stored_candles(target_dir: str | os.PathLike[str], name: CandleFileName) -> Candles | None:
+    """The candles already stored under ``name`` (validated), or None when there is no file."""
+    path = Path(target_dir) / name.filename
+    if not path.exists():
+        return None
+    return parse_candle_text(_read_text(path), name.timeframe, path.name).candles
+
+
+def gap_report(ts: np.ndarray, timeframe: str) -> GapReport:
+    """Missing candles between consecutive open times (``ts`` ascending, epoch ms)."""
+    return _gap_report(np.asarray(ts, dtype=np.int64), TIMEFRAME_SECONDS[timeframe] * 1000)
+
+
+def _write_series(
+    series: CandleSeries,
+    target_dir: str | os.PathLike[str],
+    name: CandleFileName,
+    on_progress: ProgressCallback | None,
+) -> ImportResult:
     c = series.candles
     total = len(c)
     if on_progress:

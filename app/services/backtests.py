@@ -191,11 +191,11 @@ class BacktestSpec:
             "timeframe": self.timeframe,
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
-            "capital": str(self.capital),
+            "capital": decimal_text(self.capital),
             "sizing": self.sizing,
-            "maker_fee": str(self.maker_fee),
-            "taker_fee": str(self.taker_fee),
-            "slippage_bps": str(self.slippage_bps),
+            "maker_fee": decimal_text(self.maker_fee),
+            "taker_fee": decimal_text(self.taker_fee),
+            "slippage_bps": decimal_text(self.slippage_bps),
         }
 
     @classmethod
@@ -294,7 +294,7 @@ def downsample(ts: np.ndarray, values: np.ndarray, limit: int = MAX_EQUITY_POINT
     if n > limit:
         idx = np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
         ts, values = ts[idx], values[idx]
-    return {"ts": [int(t) for t in ts], "equity": [round(float(v), 12) for v in values]}
+    return {"ts": [iso_ms(int(t)) for t in ts], "equity": [round(float(v), 12) for v in values]}
 
 
 def summary_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:

@@ -21,14 +21,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.domain.numbers import optional_decimal_text
 from app.domain.protections import parse_protections
 from app.domain.sizing import validate_sizing_config
 from app.domain.strategies import get_strategy
-from app.domain.times import from_ms, iso, to_ms
+from app.domain.times import from_ms, to_ms
 from app.engine.broker import cancel_open_orders
+from app.engine.ledger import BotPerformance, LedgerView, equity_curve, ledger_view, open_bot_ledger
 from app.engine.ledger import bot_performance as ledger_performance
-from app.engine.ledger import equity_curve, ledger_view, open_bot_ledger
 from app.engine.tick import position_amount, tick_grid
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.market.base import timeframe_seconds
@@ -41,7 +40,7 @@ from app.services.passwords import hash_password
 from app.store.base import utcnow
 from app.store.emergency_flag import TradingHalted, emergency_stop_active
 from app.store.models import Bot, User
-from app.store.models.ledger import Fill, Order, Position
+from app.store.models.ledger import EquitySnapshot, Fill, Order, Position
 from app.store.paging import fetch_page
 from config import get_settings
 
@@ -429,76 +428,49 @@ def announce_status(session: Session, bot: Bot, previous: str) -> None:
 # -- ledger views --------------------------------------------------------------------------
 
 
-def bot_orders(
-    session: Session, bot: Bot, *, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """The bot's orders, newest first."""
+def bot_orders(session: Session, bot: Bot, *, limit: int, offset: int) -> tuple[list[Order], int]:
+    """The bot's orders, newest first, and how many there are."""
     rows, total = fetch_page(
         session, Order, [Order.bot_id == bot.id], [Order.id.desc()], limit=limit, offset=offset
     )
-    items = [
-        {
-            "id": o.id,
-            "client_order_id": o.client_order_id,
-            "side": o.side,
-            "type": o.type,
-            "state": o.state,
-            "amount": optional_decimal_text(o.amount),
-            "quote_amount": optional_decimal_text(o.quote_amount),
-            "price": optional_decimal_text(o.price),
-            "filled_amount": optional_decimal_text(o.filled_amount),
-            "average_price": optional_decimal_text(o.average_price),
-            "cost": optional_decimal_text(o.cost),
-            "fee": optional_decimal_text(o.fee),
-            "bootstrap": o.bootstrap,
-            "reason": o.reason,
-            "state_reason": o.state_reason,
-            "fill_from": iso(o.fill_from),
-            "created_at": iso(o.created_at),
-            "filled_at": iso(o.filled_at),
-            "closed_at": iso(o.closed_at),
-        }
-        for o in rows
-    ]
-    return items, int(total)
+    return list(rows), int(total)
+
+
+TRADE_COLUMNS = (
+    Fill.id,
+    Fill.order_id,
+    Order.client_order_id,
+    Fill.side,
+    Fill.amount,
+    Fill.price,
+    Fill.cost,
+    Fill.fee,
+    Fill.fee_asset,
+    Fill.liquidity,
+    Fill.realised_pnl,
+    Fill.closed_trade_pnl,
+    Order.bootstrap,
+    Fill.candle_ts,
+    Fill.filled_at,
+)
 
 
 def bot_trades(
     session: Session, bot: Bot, *, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """The bot's executions (fills), newest first; a fill that closed a position carries
-    the round trip's net result in `closed_trade_pnl`."""
+    """The bot's executions (fills) with their order's id and bootstrap flag, newest first
+    (one mapping of column -> value per fill), and how many there are."""
     where = Fill.bot_id == bot.id
     total = session.scalar(select(func.count()).select_from(Fill).where(where)) or 0
     rows = session.execute(
-        select(Fill, Order.client_order_id, Order.bootstrap)
+        select(*TRADE_COLUMNS)
         .join(Order, Order.id == Fill.order_id)
         .where(where)
         .order_by(Fill.id.desc())
         .limit(limit)
         .offset(offset)
     ).all()
-    items = [
-        {
-            "id": f.id,
-            "order_id": f.order_id,
-            "client_order_id": client_order_id,
-            "side": f.side,
-            "amount": optional_decimal_text(f.amount),
-            "price": optional_decimal_text(f.price),
-            "cost": optional_decimal_text(f.cost),
-            "fee": optional_decimal_text(f.fee),
-            "fee_asset": f.fee_asset,
-            "liquidity": f.liquidity,
-            "realised_pnl": optional_decimal_text(f.realised_pnl),
-            "closed_trade_pnl": optional_decimal_text(f.closed_trade_pnl),
-            "bootstrap": bootstrap,
-            "candle_ts": iso(f.candle_ts),
-            "filled_at": iso(f.filled_at),
-        }
-        for f, client_order_id, bootstrap in rows
-    ]
-    return items, int(total)
+    return [dict(row._mapping) for row in rows], int(total)
 
 
 def _last_price(bot: Bot) -> Decimal | None:
@@ -509,68 +481,24 @@ def _last_price(bot: Bot) -> Decimal | None:
         return None
 
 
-def bot_positions(session: Session, bot: Bot) -> list[dict[str, Any]]:
+def bot_positions(session: Session, bot: Bot) -> list[LedgerView]:
     """The bot's book for its symbol, valued at the market's last price (if available)."""
     if session.get(Position, bot.id) is None:
         return []
-
-    price = _last_price(bot)
-    view = ledger_view(session, bot, price)
-    return [
-        {
-            "symbol": view.symbol,
-            "base": view.base,
-            "quote": view.quote,
-            "amount": optional_decimal_text(view.position),
-            "avg_entry_price": optional_decimal_text(view.avg_entry_price),
-            "cost_basis": optional_decimal_text(view.cost_basis),
-            "initial_capital": optional_decimal_text(view.initial_capital),
-            "cash": optional_decimal_text(view.cash),
-            "realised_pnl": optional_decimal_text(view.realised_pnl),
-            "fees_paid": optional_decimal_text(view.fees_paid),
-            "open_orders": view.open_orders,
-            "price": optional_decimal_text(price),
-            "equity": optional_decimal_text(view.equity),
-            "unrealised_pnl": optional_decimal_text(view.unrealised_pnl),
-            "balances": {
-                asset: {k: optional_decimal_text(v) for k, v in parts.items()}
-                for asset, parts in view.balances.items()
-            },
-        }
-    ]
+    return [ledger_view(session, bot, _last_price(bot))]
 
 
 def bot_equity(
     session: Session, bot: Bot, *, limit: int, since: datetime | None
-) -> list[dict[str, Any]]:
+) -> list[EquitySnapshot]:
     """Equity snapshots, oldest first. Snapshots are written when something can change the
     equity (a position is held, an order or fill happened); in between it is unchanged."""
-    return [
-        {
-            "ts": iso(s.ts),
-            "equity": optional_decimal_text(s.equity),
-            "cash": optional_decimal_text(s.cash),
-            "position_amount": optional_decimal_text(s.position_amount),
-            "price": optional_decimal_text(s.price),
-        }
-        for s in equity_curve(session, bot.id, since=since, limit=limit)
-    ]
+    return equity_curve(session, bot.id, since=since, limit=limit)
 
 
-def bot_performance(session: Session, bot: Bot) -> dict[str, Any]:
+def bot_performance(session: Session, bot: Bot) -> BotPerformance:
     """The bot's performance metrics (see `app.engine.ledger.bot_performance`)."""
-    perf = ledger_performance(session, bot)
-    metrics = perf.metrics
-    return {
-        "bot_id": bot.id,
-        "metrics": metrics.to_dict(),
-        "equity": {
-            "points": perf.points,
-            "start": metrics.start_equity,
-            "end": metrics.end_equity,
-            "capital": optional_decimal_text(perf.capital),
-        },
-    }
+    return ledger_performance(session, bot)
 
 
 # -- demo data -----------------------------------------------------------------------------

@@ -232,6 +232,20 @@ def test_ledger_views_and_exit(client, owner, fixture_market) -> None:  # type: 
     assert m["n_trades"] == 1 and m["losses"] == 1 and m["win_rate"] == 0.0
     assert m["total_return"] == pytest.approx(-0.015568608)
     assert perf["equity"]["points"] == 8  # hourly, forward-filled from 4:00 to 11:00
+    # numbers a person can read: plain decimal text, ISO 8601 UTC, no "inf", reasons for nulls
+    assert perf["equity"]["capital"] == "1000" and m["gross_loss"] == "15.568608"
+    assert m["gross_profit"] == "0" and m["profit_factor"] == 0.0  # a loss, no win
+    assert m["sharpe"] is None and m["unavailable"]["sharpe"].startswith("needs at least 14")
+    assert m["start_ts"].endswith("Z") and m["max_drawdown_trough_ts"].endswith("Z")
+    assert position["balances"]["BBB"]["locked"] != "0E-18"
+    for row in [*orders["items"], *trades["items"], position, *equity]:
+        for key, value in row.items():
+            if isinstance(value, str) and value[:1].isdigit() and "T" not in value:
+                assert "E" not in value and not value.endswith(".0"), (key, value)
+    assert all(o["created_at"].endswith("Z") for o in orders["items"])
+    assert all(e["ts"].endswith("Z") for e in equity)
+    bot = client.get(f"/api/bots/{bot_id}", headers=owner).get_json()
+    assert bot["capital"] == "1000" and bot["maker_fee"] == "0.001" and bot["slippage_bps"] == "0"
 
     _tick(bot_id, fixture_market, 11)  # the buy fills at open[11]: long 7.142
     r = client.post(f"/api/bots/{bot_id}/exit", headers=owner)
@@ -243,7 +257,7 @@ def test_ledger_views_and_exit(client, owner, fixture_market) -> None:  # type: 
     _tick(bot_id, fixture_market, 13)  # filled at open[13] = 12
     sells = [o for o in client.get(f"/api/bots/{bot_id}/orders", headers=owner).get_json()["items"]
              if o["side"] == "sell"]  # fmt: skip
-    assert sells[0]["state"] == "filled" and sells[0]["reason"] == "exit requested by the owner"
+    assert sells[0]["state"] == "filled" and sells[0]["reason"] == "manual"
     assert sells[0]["average_price"] == "12" and sells[0]["amount"] == "7.142"
 
 

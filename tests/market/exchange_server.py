@@ -17,8 +17,10 @@ one timeframe each, so tests see a still-open last candle without waiting for re
 
 Faults are queued per route: ``server.fail("POST /api/v3/order", "timeout")`` makes the next
 matching request sleep past the client's timeout before answering; ``"rate_limit"`` and other
-names answer with the exchange's recorded error of that name. The server records every request
-and tracks open connections, so tests count requests and see sessions close.
+names answer with the exchange's recorded error of that name. ``server.answer(route, fn)``
+computes a route's body from the request instead (e.g. candles paged by ``startTime``). The
+server records every request and tracks open connections, so tests count requests and see
+sessions close.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +64,7 @@ class _State:
     open_connections: int = 0
     timeout_sleep_s: float = 1.0
     live_candles: bool = False
+    answers: dict[str, Callable[[Request], Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -146,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, {"error": f"no recorded response for {req.route}"})
         spec = st.errors[fault] if fault and fault != "timeout" else st.routes[pattern]
         body = spec["body"]
+        if spec is st.routes[pattern] and pattern in st.answers:
+            body = st.answers[pattern](req)
         if st.live_candles and "live" in spec:
             body = _rebase_candles(body, spec["live"])
         self._send(spec.get("status", 200), _substitute(body, req))
@@ -185,6 +191,10 @@ class RecordedExchange:
     @live_candles.setter
     def live_candles(self, value: bool) -> None:
         self.state.live_candles = value
+
+    def answer(self, route: str, fn: Callable[[Request], Any]) -> None:
+        """Answer ``route`` with ``fn(request)`` (faults still come first)."""
+        self.state.answers[route] = fn
 
     @property
     def url(self) -> str:
