@@ -1,5 +1,6 @@
 """Events reach every worker: two SSE streams served by different gunicorn workers both
-receive the same event, delivered through Redis pub/sub (the only path between them)."""
+receive the same event (with Redis as the wake-up; tests/api/test_events_gunicorn.py runs the
+same without it), streams end on shutdown, and streams never take every thread."""
 
 from __future__ import annotations
 

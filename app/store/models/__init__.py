@@ -10,6 +10,7 @@ from app.store.models import (  # noqa: F401
     ledger,
     notifications,
     safety,
+    strategies,
     trading,
 )
 from app.store.models.core import Bot, Job, SystemState, User
