@@ -78,8 +78,8 @@ def _bot_with_exit_order(user_id: int) -> tuple[int, int]:
         s.add(bot)
         s.flush()
         order = Order(bot_id=bot.id, symbol="ETH/BTC", side="sell", type="market",
-                      amount=Decimal("0.5"), reserved=Decimal(0), client_order_id="tw-exit-1", fill_from=utcnow(),
-                      reason="stop_loss")  # fmt: skip
+                      amount=Decimal("0.5"), reserved=Decimal(0), client_order_id="tw-exit-1",
+                      fill_from=utcnow(), reason="stop_loss")  # fmt: skip
         s.add(order)
         s.flush()
         return bot.id, order.id
