@@ -156,7 +156,11 @@ class BotValue(BaseModel):
 class PortfolioOut(BaseModel):
     snapshot_id: int
     as_of: str
-    base_currency: str
+    base_currency: str = Field(description="the currency the values are in")
+    requested_currency: str = Field(
+        description="the currency asked for; differs from base_currency when some asset had "
+        "no market path to it and the bots' quote currency was used instead"
+    )
     total: str = Field(description="sum of the priced assets")
     complete: bool = Field(description="false when some asset could not be priced")
     assets: list[AssetValue]
@@ -171,7 +175,8 @@ class PortfolioOut(BaseModel):
 @query(PortfolioQuery)
 @response(PortfolioOut)
 def portfolio(query: PortfolioQuery) -> Any:
-    """Every bot's holdings valued in the base currency, stored as a pricing snapshot."""
+    """Every bot's holdings valued in the base currency (or, when an asset has no path to it,
+    in the bots' quote currency), kept as a pricing snapshot when the inputs changed."""
     snap = value_portfolio(db_session(), current_user(), currency=query.currency)
     return snapshot_payload(snap)
 

@@ -98,17 +98,24 @@ def test_portfolio_is_stored_reproducible_and_private(
                     reference_price=Decimal("0.08"))  # fmt: skip
         process_fills(db, bot, candles([(0.08, 0.081, 0.079, 0.08)]), at(6), market=ETH_BTC)
 
-    # the shipped replay data has no path from BTC to USD: say so, invent nothing
+    # the shipped replay data has no path from BTC to USD: valued in the bots' quote
+    # currency instead (a non-zero total), and the answer says so; no rate is invented
     usd = client.get("/api/portfolio", headers=auth_headers(user))
     assert usd.status_code == 200, usd.get_json()
     body = usd.get_json()
-    assert body["base_currency"] == "USD" and body["complete"] is False
-    assert body["total"] == "0"
-    assert {u["asset"] for u in body["unpriced"]} == {"BTC", "ETH"}
-    assert all("no market path" in u["reason"] for u in body["unpriced"])
+    assert body["requested_currency"] == "USD" and body["base_currency"] == "BTC"
+    assert body["complete"] is True and Decimal(body["total"]) > 0
+    assert body["assumptions"][0].startswith("no market path to USD")
+    assert body["as_of"].endswith("Z")
+    # reading again stores nothing new while nothing changed
+    assert client.get("/api/portfolio", headers=auth_headers(user)).get_json() == body
+
+    unknown = client.get("/api/portfolio?currency=XYZ", headers=auth_headers(user))
+    assert unknown.status_code == 422 and unknown.get_json()["error"]["code"] == "unknown_currency"
 
     btc = client.get("/api/portfolio?currency=btc", headers=auth_headers(user)).get_json()
     assert btc["complete"] is True and btc["base_currency"] == "BTC"
+    assert btc["requested_currency"] == "BTC" and btc["assumptions"] == []
     eth = next(a for a in btc["assets"] if a["asset"] == "ETH")
     assert eth["path"] == ["ETH/BTC"] and eth["rate"] == btc["prices"]["replay"]["ETH/BTC"]
     assert Decimal(btc["total"]) == sum(Decimal(a["value"]) for a in btc["assets"])
