@@ -8,8 +8,10 @@ their own `Settings(...)` and hand it to `app.factory.create_app`. In production
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +26,33 @@ DEV_ENCRYPTION_KEY = "ZGV2LWluc2VjdXJlLWVuY3J5cHRpb24ta2V5LTAwMDA="
 MIN_JWT_SECRET_LENGTH = 32
 
 log = logging.getLogger("tradewind.config")
+
+
+FIRST_START = "first-start"
+
+
+def first_start_anchor(path: Path) -> str:
+    """The replay anchor stored in `path`, or now (to the second) stored there first.
+
+    `REPLAY_ANCHOR=first-start` puts the replay's start at the moment the project first ran,
+    so the demo shows today's dates however fast it replays. Every process must agree: the
+    file is created once, atomically (written aside, then hard-linked into place; the loser
+    of a race reads the winner's file)."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}")
+    scratch.write_text(now + "\n")
+    try:
+        os.link(scratch, path)
+    except FileExistsError:
+        pass
+    finally:
+        scratch.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 class ConfigError(RuntimeError):
@@ -113,6 +142,12 @@ class Settings(BaseSettings):
     tick_batch_size: int = Field(default=25, ge=1)
     tick_run_seconds: float = Field(default=1.0, gt=0)
     bootstrap_trades: int = Field(default=5, ge=0)
+    # strategy documents: what one document may cost (see app/domain/strategies/doc_model.py)
+    strategy_max_bytes: int = Field(default=64_000, ge=1_000)
+    strategy_max_nodes: int = Field(default=400, ge=10)
+    strategy_max_indicators: int = Field(default=40, ge=1)
+    strategy_max_lookback: int = Field(default=5_000, ge=10)
+    strategy_max_eval_ms: int = Field(default=2_000, ge=10)
     bot_tick_retention_days: int = Field(default=30, ge=1)
 
     # Background jobs and analysis
@@ -167,6 +202,12 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _resolve_replay_anchor(self) -> Settings:
+        if self.replay_anchor.strip().lower() == FIRST_START:
+            self.replay_anchor = first_start_anchor(INSTANCE_DIR / "replay_anchor")
+        return self
 
     @model_validator(mode="after")
     def _check_secrets(self) -> Settings:

@@ -22,8 +22,10 @@ export PATH="$PWD/.venv/bin:$PATH"
 case "${1:-serve}" in
   serve)
     # The demo replays recorded candles 30x faster than real time (a 5-minute candle every
-    # 10 s) so the demo bots trade within minutes; REPLAY_SPEED=1 replays in real time.
+    # 10 s) so the demo bots trade within minutes; REPLAY_SPEED=1 replays in real time. The
+    # replay starts at the first start (kept in instance/replay_anchor), so its dates are today's.
     export REPLAY_SPEED="${REPLAY_SPEED:-30}"
+    export REPLAY_ANCHOR="${REPLAY_ANCHOR:-first-start}"
     alembic upgrade head
     flask --app wsgi seed-demo
     echo "Tradewind on http://127.0.0.1:${PORT:-8000} (replay speed ${REPLAY_SPEED}x; Ctrl-C to stop)"

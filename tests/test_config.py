@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
 
@@ -60,3 +61,18 @@ def test_production_start_exits_non_zero_naming_the_variable() -> None:
     assert len(lines) == 1, proc.stderr
     assert "JWT_SECRET_KEY" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_replay_anchor_first_start_is_kept_in_the_instance_folder(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import config
+    from app.market.replay_clock import parse_anchor
+
+    monkeypatch.setattr(config, "INSTANCE_DIR", tmp_path)
+    before = datetime.now(UTC).timestamp() * 1000
+    first = load_settings(replay_anchor="first-start").replay_anchor
+    assert (tmp_path / "replay_anchor").read_text().strip() == first
+    assert before - 1000 <= parse_anchor(first) <= datetime.now(UTC).timestamp() * 1000
+    # every later process (and restart) agrees on the same anchor
+    assert load_settings(replay_anchor="first-start").replay_anchor == first
+    assert load_settings(replay_anchor="2026-01-01T00:00:00Z").replay_anchor.startswith("2026")
+    assert [p.name for p in tmp_path.iterdir()] == ["replay_anchor"]  # no scratch file left

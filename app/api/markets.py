@@ -14,6 +14,7 @@ from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, query, response
 from app.domain.numbers import optional_decimal_text
+from app.domain.times import iso_ms
 from app.market.base import timeframe_seconds
 from app.market.cache import cached_candles
 from app.market.registry import default_exchange, get_market_source
@@ -58,7 +59,10 @@ class CandlesOut(BaseModel):
     symbol: str
     timeframe: str
     columns: list[str] = Field(description="what each row of `candles` holds")
-    candles: list[list[float]] = Field(description="closed candles, oldest first")
+    candles: list[tuple[str, float, float, float, float, float]] = Field(
+        description="closed candles, oldest first: open time (ISO 8601 UTC), open, high, low, "
+        "close, volume"
+    )
 
 
 def _source() -> Any:
@@ -100,14 +104,14 @@ def market_candles(symbol: str, query: CandleQuery) -> Any:
     source.market(name)  # 404 for an unknown symbol
     c = cached_candles(source, name, query.timeframe, query.limit)
     rows = [
-        [int(t), float(o), float(h), float(lo), float(cl), float(v)]
+        (iso_ms(int(t)), float(o), float(h), float(lo), float(cl), float(v))
         for t, o, h, lo, cl, v in zip(c.ts, c.open, c.high, c.low, c.close, c.volume, strict=True)
     ]
     return CandlesOut(
         exchange=exchange,
         symbol=name,
         timeframe=query.timeframe,
-        columns=["ts_ms", "open", "high", "low", "close", "volume"],
+        columns=["ts", "open", "high", "low", "close", "volume"],
         candles=rows,
     )
 
@@ -152,7 +156,11 @@ class BotValue(BaseModel):
 class PortfolioOut(BaseModel):
     snapshot_id: int
     as_of: str
-    base_currency: str
+    base_currency: str = Field(description="the currency the values are in")
+    requested_currency: str = Field(
+        description="the currency asked for; differs from base_currency when some asset had "
+        "no market path to it and the bots' quote currency was used instead"
+    )
     total: str = Field(description="sum of the priced assets")
     complete: bool = Field(description="false when some asset could not be priced")
     assets: list[AssetValue]
@@ -167,7 +175,8 @@ class PortfolioOut(BaseModel):
 @query(PortfolioQuery)
 @response(PortfolioOut)
 def portfolio(query: PortfolioQuery) -> Any:
-    """Every bot's holdings valued in the base currency, stored as a pricing snapshot."""
+    """Every bot's holdings valued in the base currency (or, when an asset has no path to it,
+    in the bots' quote currency), kept as a pricing snapshot when the inputs changed."""
     snap = value_portfolio(db_session(), current_user(), currency=query.currency)
     return snapshot_payload(snap)
 

@@ -24,6 +24,8 @@ STOPLOSS_GUARD = "stoploss_guard"
 TRADE_COOLDOWN = "trade_cooldown"
 
 STOP_EXIT_REASONS = frozenset({"stop_loss", "stoploss", "stop"})
+# freqtrade's StoplossGuard counts a trailing stop only when it closed the trade at a loss
+TRAILING_EXIT_REASONS = frozenset({"trailing_stop"})
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,11 @@ def check_losing_streak(config: ProtectionConfig, facts: ProtectionFacts) -> Tri
     )
 
 
+def _stopped_out(trade: ClosedTrade) -> bool:
+    reason = (trade.exit_reason or "").lower()
+    return reason in STOP_EXIT_REASONS or (reason in TRAILING_EXIT_REASONS and trade.pnl < 0)
+
+
 def check_stoploss_guard(config: ProtectionConfig, facts: ProtectionFacts) -> Trip | None:
     if config.stoploss_guard_trades is None:
         return None
@@ -218,7 +225,7 @@ def check_stoploss_guard(config: ProtectionConfig, facts: ProtectionFacts) -> Tr
         for t in facts.trades
         if t.closed_at > window_start
         and _after(t.closed_at, facts.since)
-        and (t.exit_reason or "").lower() in STOP_EXIT_REASONS
+        and _stopped_out(t)
     ]
     if len(stops) < config.stoploss_guard_trades:
         return None

@@ -73,6 +73,7 @@ __all__ = [
     "cancel_open_orders",
     "cancel_order",
     "close_order",
+    "fill_at",
     "load_book",
     "lock_book",
     "market_for",
@@ -537,6 +538,23 @@ def record_fill(
     """Fill an open order in full at `price` as `ticket` says: order state + fill + balances
     + position in one savepoint (the paper fills and the live broker's exchange fills)."""
     return _fill_one(session, bot, order, ticket, price, candle_ts, now, fees, market)
+
+
+def fill_at(
+    session: Session,
+    bot: Bot,
+    order: Order,
+    price: Decimal,
+    *,
+    candle_ts: datetime,
+    now: datetime,
+    market: MarketInfo,
+) -> Fill | None:
+    """Fill an open paper order at `price` during the candle opening at `candle_ts`: what a
+    resting stop or take-profit order does when the candle reaches it (the exit rules of
+    `app.engine.exits` found that it did)."""
+    return _fill_one(session, bot, order, _ticket(order), price, as_utc(candle_ts),  # type: ignore[arg-type]
+                     as_utc(now), bot_fees(bot), market)  # type: ignore[arg-type]  # fmt: skip
 
 
 def lock_book(session: Session, bot_id: int) -> None:

@@ -53,6 +53,7 @@ class ExitHit:
     index: int
     price: Decimal
     reason: str
+    ts: int  # the candle's open time (epoch ms)
 
 
 @dataclass
@@ -162,7 +163,7 @@ class ExitScanner:
         k = int(where[0])
         i = lo + k
         if hold[k]:
-            return ExitHit(i, self._market(i), "max_hold")
+            return ExitHit(i, self._market(i), "max_hold", int(self.c.ts[i]))
         if stop_hit[k]:
             used = stop_before[k] if stop_before[k] >= low_ticks[k] else stop_after[k]
             trailing = used > trade.initial_ticks
@@ -176,7 +177,7 @@ class ExitScanner:
                    minutes: int) -> ExitHit:  # fmt: skip
         reason = "trailing_stop" if trailing else "stop_loss"
         if self._floor_ticks(open_) < used:  # opened below the stop: sold at the open
-            return ExitHit(i, self._market(i), reason)
+            return ExitHit(i, self._market(i), reason, int(self.c.ts[i]))
         rules = self.rules
         if trailing and minutes == 0:
             # freqtrade's entry-candle case: the worst path that still arms the trailing stop
@@ -185,8 +186,8 @@ class ExitScanner:
             else:
                 rate = open_ * (1.0 - abs(rules.stoploss or 0.0))
             ticks = max(float(self._ceil_ticks(rate)), float(self._ceil_ticks(self.c.low[i])))
-            return ExitHit(i, self._price(ticks), reason)
-        return ExitHit(i, self._price(used), reason)
+            return ExitHit(i, self._price(ticks), reason, int(self.c.ts[i]))
+        return ExitHit(i, self._price(used), reason, int(self.c.ts[i]))
 
     def _roi_fill(self, trade: TradeState, i: int, ratio: float, minutes: int, open_: float,
                   high: float, low: float) -> ExitHit:  # fmt: skip
@@ -197,4 +198,4 @@ class ExitScanner:
             rate = open_
         ticks = float(self._ceil_ticks(rate))
         ticks = min(max(ticks, float(self._ceil_ticks(low))), float(self._floor_ticks(high)))
-        return ExitHit(i, self._price(ticks), "roi")
+        return ExitHit(i, self._price(ticks), "roi", int(self.c.ts[i]))

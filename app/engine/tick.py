@@ -22,26 +22,30 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
 from app.domain.sizing import size_position, validate_sizing_config
 from app.domain.strategies import ENTER, EXIT, Strategy, get_strategy
+from app.domain.strategies.exits import ExitRules
 from app.domain.tick_grid import TickGrid
 from app.domain.times import from_ms, to_ms
-from app.engine.broker import bot_decimal, load_book
+from app.engine.broker import bot_decimal, bot_fees, fill_at, load_book
+from app.engine.exits import ExitHit, ExitScanner
 from app.engine.fill_model import PaperOrderRejected
 from app.engine.hooks import TickHooks
 from app.engine.ledger import closed_trade_pnls, record_equity_snapshot
 from app.engine.live_broker import broker_for
+from app.engine.strategy_source import bot_strategy
 from app.market.base import MarketInfo, MarketSource, timeframe_seconds, to_decimal
 from app.market.cache import cached_candles
 from app.market.registry import get_market_source
 from app.market.replay_clock import parse_anchor
 from app.store.emergency_flag import TradingHalted
 from app.store.models import Bot
-from app.store.models.ledger import Balance, EquitySnapshot, Order, Position
+from app.store.models.ledger import Balance, EquitySnapshot, Fill, Order, Position
 from config import get_settings
 
 log = logging.getLogger("tradewind.tick")
@@ -106,10 +110,10 @@ def _params_key(params: dict[str, Any]) -> Any:
         return json.dumps(params, sort_keys=True)
 
 
-def strategy_params(bot: Bot) -> tuple[Strategy[Any], Any]:
+def strategy_params(session: Session, bot: Bot) -> tuple[Strategy[Any], Any]:
     """The bot's strategy and its validated params (parsed once per distinct params)."""
-    strategy = get_strategy(bot.strategy)
-    key = (bot.strategy, _params_key(bot.strategy_params or {}))
+    strategy = bot_strategy(session, bot)
+    key = (strategy.cache_key, _params_key(bot.strategy_params or {}))
     params = _params_cache.get(key)
     if params is None:
         params = strategy.validate_params(bot.strategy_params or {})
@@ -124,7 +128,7 @@ def latest_signal(
 ) -> int:
     """The signal of the newest closed candle; bots sharing a market, strategy and params
     compute it once per candle."""
-    full_key = (*key, strategy.name, repr(params), int(candles.ts[-1]), len(candles))
+    full_key = (*key, strategy.cache_key, repr(params), int(candles.ts[-1]), len(candles))
     value = _signal_cache.get(full_key)
     if value is None:
         if len(candles) <= strategy.warmup(params):
@@ -189,7 +193,7 @@ def warm_candles(bots: list[tuple[str, str, str, str, Any]]) -> None:
     wanted: dict[tuple[str, str, str], int] = {}
     for exchange, symbol, timeframe, strategy_name, params in bots:
         try:
-            strategy = get_strategy(strategy_name)
+            strategy = get_strategy(strategy_name, timeframe)
             lookback = strategy.lookback(strategy.validate_params(params or {})) + 1
         except Exception:
             continue
@@ -239,7 +243,7 @@ def run_tick(
     """
     broker = broker_for(bot)  # the paper broker, or the live one for `mode = "live"`
     result = TickResult()
-    strategy, params = strategy_params(bot)
+    strategy, params = strategy_params(session, bot)
     source = get_market_source(bot.exchange)
     tf_ms = timeframe_seconds(bot.timeframe) * 1000
     candles = cached_candles(source, bot.symbol, bot.timeframe, strategy.lookback(params) + 1)
@@ -268,6 +272,14 @@ def run_tick(
             held, cash = position_amount(session, bot), None
 
     new_candle = bot.last_candle_ts is None or last_ts > bot.last_candle_ts
+    ctx = _OrderContext(bot, market, price, planned_at, now, last_ts + tf_ms, hooks)
+    rules = strategy.exit_rules(params)
+    if new_candle and rules.active and held > 0 and bot.exit_requested_at is None:
+        hit = _exit_hit(session, bot, candles, rules, source, market, tf_ms)
+        if hit is not None:
+            writes()
+            _exit_on_rule(session, ctx, result, hit)
+            held, cash = position_amount(session, bot), None
     signal = 0
     if new_candle:
         signal = latest_signal(strategy, params, candles, (bot.exchange, bot.symbol,
@@ -275,13 +287,12 @@ def run_tick(
         result.last_candle_ts = last_ts
     result.signal = signal
 
-    ctx = _OrderContext(bot, market, price, planned_at, now, last_ts + tf_ms, hooks)
     if bot.exit_requested_at is not None:
         writes()
         _requested_exit(session, ctx, result)
     elif signal == EXIT and held > 0:
         writes()
-        _sell(session, ctx, result, "exit signal", action="sell")
+        _sell(session, ctx, result, "exit_signal", action="sell")
     elif signal == ENTER and held == 0:
         writes()
         _buy(session, ctx, result)
@@ -424,9 +435,64 @@ def _requested_exit(session: Session, ctx: _OrderContext, result: TickResult) ->
         )
         book = load_book(session, ctx.bot.id)
     if book.base_free > 0:
-        _sell(session, ctx, result, "exit requested by the owner", action="exit")
+        _sell(session, ctx, result, "manual", action="exit")
     elif book.position == 0 and book.quote_locked == 0:
         result.exit_done = True
+
+
+def _exit_hit(
+    session: Session,
+    bot: Bot,
+    candles: Candles,
+    rules: ExitRules,
+    source: MarketSource,
+    market: MarketInfo,
+    tf_ms: int,
+) -> ExitHit | None:
+    """The first stop/ROI/holding-time exit of the open trade among the candles since its
+    entry (`app.engine.exits`, the backtest's code), or None."""
+    entry = session.execute(
+        select(Fill.price, Fill.candle_ts)
+        .where(Fill.bot_id == bot.id, Fill.side == "buy")
+        .order_by(Fill.id.desc())
+        .limit(1)
+    ).first()
+    if entry is None:
+        return None
+    entry_ms = to_ms(entry.candle_ts)
+    if entry_ms < int(candles.ts[0]):  # an older trade: load the candles since its entry
+        wanted = (int(candles.ts[-1]) - entry_ms) // tf_ms + 1
+        limit = min(wanted, 2 * get_settings().strategy_max_lookback)
+        candles = cached_candles(source, bot.symbol, bot.timeframe, max(limit, len(candles)))
+    start = int(np.searchsorted(candles.ts, entry_ms, side="left"))
+    if start >= len(candles):
+        return None
+    scanner = ExitScanner(rules, candles, fees=bot_fees(bot), price_step=market.price_step,
+                          timeframe_seconds=tf_ms // 1000)  # fmt: skip
+    trade = scanner.open(start, entry.price)
+    trade.entry_ts = entry_ms
+    return scanner.scan(trade, start, len(candles))
+
+
+def _exit_on_rule(session: Session, ctx: _OrderContext, result: TickResult, hit: ExitHit) -> None:
+    """A paper bot's stop/ROI exit fills where the candles reached it (as a resting order
+    would); a live bot sells at market now (stop orders on the exchange can come later)."""
+    bot = ctx.bot
+    if bot.mode == "live":
+        _sell(session, ctx, result, hit.reason, action=hit.reason)
+        return
+    book = load_book(session, bot.id)
+    if book.base_free <= 0:
+        return
+    order = _place(session, ctx, result, side="sell", client_order_id=ctx.client_order_id(2),
+                   amount=book.base_free, reason=hit.reason)  # fmt: skip
+    if order is None or order.state != "open":
+        return
+    fill = fill_at(session, bot, order, hit.price, candle_ts=from_ms(hit.ts),
+                   now=ctx.now, market=ctx.market)  # fmt: skip
+    if fill is not None:
+        result.action = hit.reason
+        result.events.append(("trade", _fill_event(bot, fill)))
 
 
 def _order_event(bot: Bot, order: Any) -> dict[str, Any]:

@@ -294,7 +294,7 @@ def downsample(ts: np.ndarray, values: np.ndarray, limit: int = MAX_EQUITY_POINT
     if n > limit:
         idx = np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
         ts, values = ts[idx], values[idx]
-    return {"ts": [int(t) for t in ts], "equity": [round(float(v), 12) for v in values]}
+    return {"ts": [iso_ms(int(t)) for t in ts], "equity": [round(float(v), 12) for v in values]}
 
 
 def summary_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:

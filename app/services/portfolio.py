@@ -8,14 +8,22 @@ price. The only rates not read from a market are the configured stablecoin pegs
 says so. An asset with no path is listed as unpriced with the reason, never given a made-up
 rate, and the total is then marked incomplete.
 
+When some asset has no path to the requested currency, the holdings are valued in the bots'
+quote currency instead (the most common first) if everything can be priced there: the answer
+says so (`requested_currency`, and a line in `assumptions`) rather than showing a total of 0.
+A currency that no market of the user's exchanges trades (and that is not USD or a peg)
+is refused (422).
+
 Every valuation is stored as a `PricingSnapshot`: its inputs (holdings, the prices of the
 markets on the paths, the paths, the pegs) and its result. `revalue(inputs)` recomputes the
 result from the inputs alone, which is how a stored valuation is reproduced and checked.
+Reading the portfolio stores a new snapshot only when the inputs changed (prices moved,
+holdings changed); otherwise it answers the latest stored one.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
@@ -24,9 +32,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.numbers import optional_decimal_text as _fmt
+from app.domain.times import iso
 from app.errors import AppError, NotFound, ValidationFailed
 from app.market.base import MarketSource
-from app.market.registry import get_market_source
+from app.market.registry import default_exchange, get_market_source
 from app.store.base import utcnow
 from app.store.models import Bot, User
 from app.store.models.ledger import Balance, Position, PricingSnapshot
@@ -112,6 +121,7 @@ def _rate(path: list[Step], prices: dict[str, str]) -> Decimal:
 def revalue(inputs: dict[str, Any]) -> dict[str, Any]:
     """The valuation of stored inputs (pure: no market access), as `value_portfolio` made it."""
     base = inputs["base_currency"]
+    requested = inputs.get("requested_currency", base)
     assets: list[dict[str, Any]] = []
     totals: dict[tuple[str, str], dict[str, Any]] = {}
     for h in inputs["holdings"]:
@@ -157,8 +167,17 @@ def revalue(inputs: dict[str, Any]) -> dict[str, Any]:
     for b in inputs["bots"]:
         value = bot_values.get(int(b["bot_id"]), ZERO)
         bots.append({**b, "value": _fmt(value), "complete": value is not None})
+    assumptions = [
+        f"{coin} counted as 1 {fiat} (peg)" for coin, fiat in sorted(_used_pegs(inputs))
+    ]
+    if requested != base:
+        assumptions.insert(
+            0, f"no market path to {requested} for every asset: valued in {base}, the bots' "
+            "quote currency",
+        )
     return {
         "base_currency": base,
+        "requested_currency": requested,
         "total": _fmt(total),
         "complete": complete,
         "assets": assets,
@@ -169,9 +188,7 @@ def revalue(inputs: dict[str, Any]) -> dict[str, Any]:
         ],
         "bots": bots,
         "prices": inputs["prices"],
-        "assumptions": [
-            f"{coin} counted as 1 {fiat} (peg)" for coin, fiat in sorted(_used_pegs(inputs))
-        ],
+        "assumptions": assumptions,
     }
 
 
@@ -257,29 +274,34 @@ def value_portfolio(
     sources: Mapping[str, MarketSource] | None = None,
 ) -> PricingSnapshot:
     """Value every bot's balances of `user` in `currency` (default: the user's base currency)
-    and store the valuation with its inputs. Assets without a price path are unpriced.
+    - or, when some asset has no path there, in the bots' quote currency - and store the
+    valuation with its inputs unless the latest stored one has the same inputs.
     `sources` (exchange -> source) overrides the process registry, for tests and scripts."""
-    base = _check_currency(currency or user.base_currency or "USD")
+    requested = _check_currency(currency or user.base_currency or "USD")
     pegs = {coin: "USD" for coin in usd_pegs() if coin != "USD"}
     holdings, bot_rows = _holdings(session, user)
-    prices: dict[str, dict[str, str]] = {}
-    paths: dict[str, dict[str, Any]] = {}
-    for exchange in sorted({h["exchange"] for h in holdings}):
-        assets = sorted({h["asset"] for h in holdings if h["exchange"] == exchange})
-        source = (sources or {}).get(exchange)
-        _price_exchange(exchange, source, assets, base, pegs, prices, paths)
-    inputs = {
-        "base_currency": base,
-        "holdings": holdings,
-        "bots": bot_rows,
-        "prices": prices,
-        "paths": paths,
-        "pegs": pegs,
-    }
+    if currency is not None:
+        _check_known(requested, {h["exchange"] for h in holdings}, sources, pegs)
+    inputs = _inputs(requested, holdings, bot_rows, pegs, sources)
     valuation = revalue(inputs)
+    if not valuation["complete"]:
+        for quote in _quote_currencies(bot_rows, requested):
+            alternative = {**_inputs(quote, holdings, bot_rows, pegs, sources),
+                           "requested_currency": requested}  # fmt: skip
+            if revalue(alternative)["complete"]:
+                inputs, valuation = alternative, revalue(alternative)
+                break
+    latest = session.scalar(
+        select(PricingSnapshot)
+        .where(PricingSnapshot.user_id == user.id)
+        .order_by(PricingSnapshot.id.desc())
+        .limit(1)
+    )
+    if latest is not None and latest.inputs == inputs:
+        return latest
     snap = PricingSnapshot(
         user_id=user.id,
-        base_currency=base,
+        base_currency=inputs["base_currency"],
         total=Decimal(valuation["total"]),
         complete=valuation["complete"],
         inputs=inputs,
@@ -289,6 +311,64 @@ def value_portfolio(
     session.add(snap)
     session.flush()
     return snap
+
+
+def _inputs(
+    base: str,
+    holdings: list[dict[str, Any]],
+    bot_rows: list[dict[str, Any]],
+    pegs: dict[str, str],
+    sources: Mapping[str, MarketSource] | None,
+) -> dict[str, Any]:
+    """What a valuation in `base` is computed from: holdings, prices, paths and pegs."""
+    prices: dict[str, dict[str, str]] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    for exchange in sorted({h["exchange"] for h in holdings}):
+        assets = sorted({h["asset"] for h in holdings if h["exchange"] == exchange})
+        source = (sources or {}).get(exchange)
+        _price_exchange(exchange, source, assets, base, pegs, prices, paths)
+    return {
+        "base_currency": base,
+        "holdings": holdings,
+        "bots": bot_rows,
+        "prices": prices,
+        "paths": paths,
+        "pegs": pegs,
+    }
+
+
+def _quote_currencies(bot_rows: list[dict[str, Any]], requested: str) -> list[str]:
+    """The bots' quote currencies, the most common first (ties alphabetical)."""
+    counts = Counter(str(b["quote"]).upper() for b in bot_rows)
+    counts.pop(requested, None)
+    return sorted(counts, key=lambda q: (-counts[q], q))
+
+
+def _check_known(
+    code: str,
+    exchanges: set[str],
+    sources: Mapping[str, MarketSource] | None,
+    pegs: dict[str, str],
+) -> None:
+    """422 for a currency that no market of the user's exchanges (or the default market
+    data) trades and that is neither USD nor a peg: nothing could ever be valued in it."""
+    known = {"USD", *pegs}
+    for exchange in sorted(exchanges | {default_exchange()}):
+        try:
+            source = (sources or {}).get(exchange) or _source(exchange)
+            for m in source.markets():
+                known.update((m.base.upper(), m.quote.upper()))
+        except (AppError, ValueError):
+            continue  # an exchange without market data proves nothing either way
+        if code in known:
+            return
+    if code not in known:
+        raise ValidationFailed(
+            f"unknown currency {code!r}: no market trades it; try one of "
+            f"{', '.join(sorted(known))}",
+            code="unknown_currency",
+            details=[{"loc": ["query", "currency"], "msg": f"unknown currency {code}"}],
+        )
 
 
 def _price_exchange(
@@ -343,7 +423,8 @@ def get_pricing_snapshot(session: Session, user: User, snapshot_id: int) -> Pric
 
 
 def snapshot_payload(snap: PricingSnapshot, *, include_inputs: bool = False) -> dict[str, Any]:
-    out = {"snapshot_id": snap.id, "as_of": snap.created_at.isoformat(), **snap.valuation}
+    valuation = {"requested_currency": snap.base_currency, **snap.valuation}
+    out = {"snapshot_id": snap.id, "as_of": iso(snap.created_at), **valuation}
     if include_inputs:
         out["inputs"] = snap.inputs
     return out

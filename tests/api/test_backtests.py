@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from app.domain.times import iso_ms
 from app.jobs.job_runner import run_once
 from tests.engine.helpers import FIXTURE_CLOSE, FIXTURE_OPEN, T0, rows_from, write_candles
 
@@ -59,7 +60,7 @@ def test_a_backtest_job_gives_the_hand_computed_trades(client, owner, fixture_da
     assert result["metrics"]["win_rate"] == 0.5
     assert result["metrics"]["total_return"] == pytest.approx(0.00563599)
     curve = result["equity_curve"]
-    assert len(curve["ts"]) == 15 and curve["ts"][0] == T0
+    assert len(curve["ts"]) == 15 and curve["ts"][0] == iso_ms(T0)
     assert curve["equity"][-1] == pytest.approx(1005.63599)
 
 

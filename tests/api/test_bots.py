@@ -257,7 +257,7 @@ def test_ledger_views_and_exit(client, owner, fixture_market) -> None:  # type: 
     _tick(bot_id, fixture_market, 13)  # filled at open[13] = 12
     sells = [o for o in client.get(f"/api/bots/{bot_id}/orders", headers=owner).get_json()["items"]
              if o["side"] == "sell"]  # fmt: skip
-    assert sells[0]["state"] == "filled" and sells[0]["reason"] == "exit requested by the owner"
+    assert sells[0]["state"] == "filled" and sells[0]["reason"] == "manual"
     assert sells[0]["average_price"] == "12" and sells[0]["amount"] == "7.142"
 
 

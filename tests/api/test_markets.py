@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 
+from app.domain.times import to_ms
 from app.engine.broker import place_order, process_fills
 from app.store.db import session_scope
 from app.store.models import Bot
@@ -55,10 +57,11 @@ def test_candles_by_url_symbol(client, user, auth_headers, spelling) -> None:
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert body["symbol"] == "ETH/BTC" and body["timeframe"] == "15m"
-    assert body["columns"] == ["ts_ms", "open", "high", "low", "close", "volume"]
+    assert body["columns"] == ["ts", "open", "high", "low", "close", "volume"]
     rows = body["candles"]
     assert len(rows) == 7
-    ts = [r[0] for r in rows]
+    assert all(r[0].endswith("Z") for r in rows)  # ISO 8601 UTC, like every other timestamp
+    ts = [to_ms(datetime.fromisoformat(r[0])) for r in rows]
     assert ts == sorted(ts) and all(b - a == 900_000 for a, b in zip(ts, ts[1:], strict=False))
     assert ts[-1] + 900_000 <= time.time() * 1000  # closed candles only
     assert all(r[2] >= max(r[1], r[4]) and r[3] <= min(r[1], r[4]) for r in rows)
@@ -95,17 +98,24 @@ def test_portfolio_is_stored_reproducible_and_private(
                     reference_price=Decimal("0.08"))  # fmt: skip
         process_fills(db, bot, candles([(0.08, 0.081, 0.079, 0.08)]), at(6), market=ETH_BTC)
 
-    # the shipped replay data has no path from BTC to USD: say so, invent nothing
+    # the shipped replay data has no path from BTC to USD: valued in the bots' quote
+    # currency instead (a non-zero total), and the answer says so; no rate is invented
     usd = client.get("/api/portfolio", headers=auth_headers(user))
     assert usd.status_code == 200, usd.get_json()
     body = usd.get_json()
-    assert body["base_currency"] == "USD" and body["complete"] is False
-    assert body["total"] == "0"
-    assert {u["asset"] for u in body["unpriced"]} == {"BTC", "ETH"}
-    assert all("no market path" in u["reason"] for u in body["unpriced"])
+    assert body["requested_currency"] == "USD" and body["base_currency"] == "BTC"
+    assert body["complete"] is True and Decimal(body["total"]) > 0
+    assert body["assumptions"][0].startswith("no market path to USD")
+    assert body["as_of"].endswith("Z")
+    # reading again stores nothing new while nothing changed
+    assert client.get("/api/portfolio", headers=auth_headers(user)).get_json() == body
+
+    unknown = client.get("/api/portfolio?currency=XYZ", headers=auth_headers(user))
+    assert unknown.status_code == 422 and unknown.get_json()["error"]["code"] == "unknown_currency"
 
     btc = client.get("/api/portfolio?currency=btc", headers=auth_headers(user)).get_json()
     assert btc["complete"] is True and btc["base_currency"] == "BTC"
+    assert btc["requested_currency"] == "BTC" and btc["assumptions"] == []
     eth = next(a for a in btc["assets"] if a["asset"] == "ETH")
     assert eth["path"] == ["ETH/BTC"] and eth["rate"] == btc["prices"]["replay"]["ETH/BTC"]
     assert Decimal(btc["total"]) == sum(Decimal(a["value"]) for a in btc["assets"])

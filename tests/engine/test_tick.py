@@ -173,6 +173,63 @@ def test_ticked_candle_by_candle_the_bot_trades_like_the_backtest(clock, user_id
     assert position.amount == 0
 
 
+EXIT_DOC = {
+    "name": "sma with exits",
+    "parameters": {"fast": {"type": "int", "default": 2, "min": 2, "max": 9},
+                   "slow": {"type": "int", "default": 3, "min": 3, "max": 9}},
+    "indicators": {"fast": {"ta": "SMA", "params": {"timeperiod": {"param": "fast"}}},
+                   "slow": {"ta": "SMA", "params": {"timeperiod": {"param": "slow"}}}},
+    "entry": {"op": "crosses_above", "args": [{"ref": "fast"}, {"ref": "slow"}], "tol": "price"},
+    "exit": {"op": "crosses_below", "args": [{"ref": "fast"}, {"ref": "slow"}], "tol": "price"},
+    "exits": {"stoploss": -0.15, "minimal_roi": {"0": 0.3}},
+}  # fmt: skip
+
+
+def test_ticked_bot_running_a_document_exits_like_the_backtest(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    """Stops and ROI through the real ledger (the recorded prices step by 0.1): trade 1 (in at
+    13) is stopped at 13 * 0.85 = 11.05, up to the tick 11.1, during candle 7, before its exit
+    signal could sell at candle 8's open; trade 2 (in at 14) reaches the 30 % ROI on its entry
+    candle (high 18.5) and sells at 14 * 1.301 / 0.999 = 18.23..., up to the tick 18.3."""
+    from app.domain.sizing import SizingConfig
+    from app.domain.strategies.doc_model import parse_document
+    from app.domain.strategies.doc_strategy import DocumentStrategy
+    from app.engine.backtest import run_backtest
+    from app.engine.fill_model import FeeSchedule
+    from app.market.registry import get_market_source
+    from app.store.models.strategies import StrategyDocument, StrategyVersion
+
+    with session_scope() as s:
+        doc = StrategyDocument(user_id=user_id, name="sma with exits", latest_version=1)
+        s.add(doc)
+        s.flush()
+        s.add(StrategyVersion(document_id=doc.id, version=1, body=EXIT_DOC))
+        bot_id = make_bot(s, user_id, strategy="sma with exits", strategy_document_id=doc.id,
+                          strategy_version=1).id  # fmt: skip
+    for k in range(3, len(FIXTURE_CLOSE)):
+        tick(bot_id, clock, k)
+    source = get_market_source("replay")
+    strategy = DocumentStrategy(parse_document(EXIT_DOC), timeframe="1h")
+    backtest = run_backtest(
+        source.candles("AAA/BBB", "1h", since_ms=T0), strategy, strategy.default_params(),
+        capital=D("1000"), market=source.market("AAA/BBB"), fees=FeeSchedule(D("0.001"),
+        D("0.001")), sizing=SizingConfig(mode="fixed", stake=D("100")), timeframe_seconds=3600,
+    )  # fmt: skip
+    assert [(t.exit_reason, t.exit_index, t.exit_price) for t in backtest.trades] == [
+        ("stop_loss", 7, D("11.1")), ("roi", 11, D("18.3"))]  # fmt: skip
+    with session_scope() as s:
+        fills = s.scalars(select(Fill).where(Fill.bot_id == bot_id).order_by(Fill.id)).all()
+        live = [(f.side, f.price, f.amount, f.fee, to_ms(f.candle_ts)) for f in fills]
+        pnls = [f.closed_trade_pnl for f in fills if f.closed_trade_pnl is not None]
+        reasons = [o.reason for o in orders(bot_id) if o.side == "sell"]
+    expected = []
+    for t in backtest.trades:
+        expected += [("buy", t.entry_price, t.amount, t.entry_fee, t.entry_ts),
+                     ("sell", t.exit_price, t.amount, t.exit_fee, t.exit_ts)]  # fmt: skip
+    assert live == expected
+    assert pnls == [t.pnl for t in backtest.trades]
+    assert reasons == ["stop_loss", "roi"]
+
+
 def _closed_trades(bot_id: int, pnls: list[str]) -> None:
     """Closed round trips in the bot's history (what sizing learns from)."""
     now = utcnow() - timedelta(days=2)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from app.engine.broker import place_order, process_fills
-from app.errors import NotFound
+from app.errors import NotFound, ValidationFailed
 from app.market.replay import ReplayMarketSource
 from app.services.portfolio import find_path, get_pricing_snapshot, revalue, value_portfolio
 from app.store.db import session_scope
 from app.store.models import Bot, User
-from app.store.models.ledger import Balance
+from app.store.models.ledger import Balance, PricingSnapshot
 from config import get_settings, use_settings
 from tests.engine.ledger_helpers import ETH_BTC, at, candles, create_bot
 from tests.support.processes import ROOT
@@ -128,24 +128,36 @@ def test_usd_uses_the_disclosed_peg_and_without_it_nothing_is_invented(
         v = value_portfolio(session, user, currency="USD", sources={"replay": source}).valuation
     finally:
         use_settings(previous)
-    assert not v["complete"] and D(v["total"]) == 0
-    assert {u["asset"] for u in v["unpriced"]} == {"BTC", "ETH"}
-    assert all(
-        a["rate"] is None and a["value"] is None and "no market path" in a["reason"]
-        for a in v["assets"]
-    )
+    # no path to USD: valued in the bot's quote currency, and the answer says so
+    assert v["complete"] and v["requested_currency"] == "USD" and v["base_currency"] == "BTC"
+    assert D(v["total"]) > 0 and v["unpriced"] == []
+    assert v["assumptions"][0].startswith("no market path to USD for every asset: valued in BTC")
+    assert {a["asset"]: a["path"] for a in v["assets"]} == {"BTC": [], "ETH": ["ETH/BTC"]}
 
 
-def test_an_unreachable_currency_is_unpriced_with_the_reason(session, source, user_with_bot):
-    user, bot_id = user_with_bot
-    v = value_portfolio(session, user, currency="EUR", sources={"replay": source}).valuation
-    assert not v["complete"] and D(v["total"]) == 0
-    reasons = {u["asset"]: u["reason"] for u in v["unpriced"]}
-    assert reasons["BTC"] == "no market path from BTC to EUR on replay within 3 markets"
-    assert v["bots"][0]["value"] is None and v["bots"][0]["complete"] is False
+def test_an_unknown_currency_is_refused(session, source, user_with_bot):
+    user, _ = user_with_bot
+    with pytest.raises(ValidationFailed) as err:
+        value_portfolio(session, user, currency="XYZ", sources={"replay": source})
+    assert err.value.code == "unknown_currency" and "XYZ" in err.value.message
     # in the bot's own quote currency everything is priced from one market
     v = value_portfolio(session, user, currency="BTC", sources={"replay": source}).valuation
-    assert v["complete"]
+    assert v["complete"] and v["requested_currency"] == "BTC"
+
+
+def test_reading_again_stores_no_new_snapshot_until_the_inputs_change(
+    session, source, user_with_bot
+) -> None:
+    user, bot_id = user_with_bot
+    first = value_portfolio(session, user, sources={"replay": source})
+    again = value_portfolio(session, user, sources={"replay": source})
+    assert again.id == first.id
+    assert session.query(PricingSnapshot).filter_by(user_id=user.id).count() == 1
+    balance = session.get(Balance, (bot_id, "BTC"))
+    balance.free += D("0.1")  # the holdings changed: a new valuation is kept
+    session.flush()
+    changed = value_portfolio(session, user, sources={"replay": source})
+    assert changed.id != first.id and D(changed.valuation["total"]) > D(first.valuation["total"])
 
 
 def test_a_snapshot_reproduces_its_valuation_and_is_private(

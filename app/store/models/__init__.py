@@ -9,6 +9,7 @@ from app.store.models import (  # noqa: F401
     events,
     ledger,
     safety,
+    strategies,
     trading,
 )
 from app.store.models.core import Bot, Job, SystemState, User

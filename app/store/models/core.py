@@ -79,6 +79,11 @@ class Bot(TimestampMixin, Base):
     last_candle_ts: Mapped[int | None] = mapped_column(BigInteger)
     # set by POST /api/bots/{id}/exit; the next tick sells the position, even when not running
     exit_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # a user's strategy document (and the version the bot runs); None: `strategy` is a template
+    strategy_document_id: Mapped[int | None] = mapped_column(
+        ForeignKey("strategy_documents.id", ondelete="SET NULL")
+    )
+    strategy_version: Mapped[int | None] = mapped_column(Integer)
 
 
 class SystemState(Base):

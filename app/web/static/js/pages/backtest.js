@@ -38,7 +38,7 @@ function report(result) {
   const curve = result.equity_curve;
   const points = [];
   curve.ts.forEach((t, i) => {
-    const time = Math.floor(t / 1000);
+    const time = Math.floor(Date.parse(t) / 1000);
     if (!points.length || points[points.length - 1].time < time) points.push({ time, value: curve.equity[i] });
   });
   series.setData(points);

@@ -59,7 +59,7 @@ function uniqueByTime(points) {
 async function loadCandles() {
   const data = await api(`/api/markets/${symbol}/candles?timeframe=${encodeURIComponent(timeframe)}&limit=300`);
   candleSeries.setData(data.candles.map((c) => ({
-    time: Math.floor(c[0] / 1000), open: c[1], high: c[2], low: c[3], close: c[4],
+    time: seconds(c[0]), open: c[1], high: c[2], low: c[3], close: c[4],
   })));
 }
 
