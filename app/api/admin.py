@@ -12,6 +12,7 @@ from app.api.auth import UserOut
 from app.api.jwt import admin_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.services import accounts
 from app.services.audit import AuditFilter, list_audit
 from app.store.base import as_utc, utcnow
@@ -78,6 +79,7 @@ def users(query: Page) -> UsersPage:
 
 
 @bp.patch("/api/admin/users/<int:user_id>")
+@answers(409)
 @admin_required
 @response(UserOut)
 @body(UserPatch)

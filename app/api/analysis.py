@@ -20,6 +20,7 @@ from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.types import DecimalText
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.patterns import get_pattern_registry
 from app.services import analysis as analysis_service
 from app.services import jobs as jobs_service
@@ -181,6 +182,7 @@ def _options(data: AnalysisOptions) -> dict[str, Any]:
 
 
 @bp.post("/api/analyze")
+@answers(409)
 @auth_required
 @body(AnalyzeRequest)
 @response(JobOut, 202)
@@ -194,6 +196,7 @@ def analyze(body: AnalyzeRequest) -> Any:
 
 
 @bp.post("/api/analyze/bulk")
+@answers(409)
 @auth_required
 @body(BulkAnalyzeRequest)
 @response(JobOut, 202)
@@ -233,6 +236,7 @@ def get_job(job_id: int) -> Any:
 
 
 @bp.delete("/api/jobs/<int:job_id>")
+@answers(202, 409)
 @auth_required
 @response(JobOut)
 def cancel_job(job_id: int) -> Any:
@@ -267,6 +271,7 @@ def get_watchlist() -> Any:
 
 
 @bp.post("/api/watchlist")
+@answers(200)
 @auth_required
 @body(WatchlistAdd)
 @response(WatchlistItemOut, 201)
@@ -285,6 +290,7 @@ def remove_from_watchlist(ticker: str) -> Any:
 
 
 @bp.post("/api/watchlist/analyze")
+@answers(409)
 @auth_required
 @body(AnalysisOptions)
 @response(JobOut, 202)

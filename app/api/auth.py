@@ -14,6 +14,7 @@ from app.api.jwt import auth_required, current_user, mint_tokens, refresh_lifeti
 from app.api.rate_limit import json_field_key, limiter
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, response
+from app.openapi import answers
 from app.services import accounts, logins
 from app.services.passwords import PASSWORD_MAX_LENGTH, password_problem
 from app.store.base import utcnow
@@ -120,6 +121,7 @@ def _tokens_for(user: User, grant: accounts.RefreshGrant, now: datetime) -> Toke
 
 
 @bp.post("/api/auth/register")
+@answers(409, 429)
 @limiter.limit(register_limit, error_message="too many registrations from this address")
 @limiter.limit(
     register_account_limit,
@@ -158,6 +160,7 @@ def sign_in(body: Credentials) -> TokensOut:
 
 
 @bp.post("/api/auth/login")
+@answers(401, 429)
 @login_ip_limit
 @login_account_limit_
 @response(TokensOut)
@@ -178,12 +181,16 @@ def rotate_refresh() -> TokensOut:
 
 
 @bp.post("/api/auth/refresh")
+@answers(401)
 @response(TokensOut)
 def refresh() -> TokensOut:
     """Exchange a refresh token (in `Authorization: Bearer`) for a new pair; the presented
     token is spent. Presenting a spent token again revokes its whole family."""
     verify_jwt_in_request(refresh=True, locations=["headers"])
     return rotate_refresh()
+
+
+refresh._tw_openapi = {"security": [{"bearerAuth": []}]}  # type: ignore[attr-defined]
 
 
 def end_login() -> None:

@@ -16,6 +16,7 @@ from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.services.backtests import get_backtest as get_job
 from app.services.backtests import list_backtests as list_jobs
 from app.services.backtests import submit_backtest
@@ -78,6 +79,7 @@ class BacktestPage(BaseModel):
 
 
 @bp.post("/api/backtests")
+@answers(409)
 @auth_required
 @body(BacktestRequest)
 @response(BacktestOut, 202)

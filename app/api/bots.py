@@ -29,6 +29,7 @@ from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.types import DecimalText, UtcTime
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.services import bot_overview as overview_service
 from app.services import bots as service
 
@@ -214,6 +215,7 @@ def get_bot(bot_id: int) -> Any:
 
 
 @bp.patch("/api/bots/<int:bot_id>")
+@answers(409)
 @auth_required
 @body(BotPatch)
 @response(BotOut)
@@ -224,6 +226,7 @@ def update_bot(bot_id: int, body: BotPatch) -> Any:
 
 
 @bp.delete("/api/bots/<int:bot_id>")
+@answers(409)
 @auth_required
 def delete_bot(bot_id: int) -> Any:
     service.delete_bot(db_session(), current_user().id, bot_id)
@@ -237,6 +240,7 @@ def _lifecycle_view(action: str) -> Any:
         bot = service.change_status(db_session(), current_user().id, bot_id, action)
         return BotOut.model_validate(bot)
 
+    view = answers(409)(view)
     view.__name__ = f"{action}_bot"
     view.__doc__ = f"{action.capitalize()} the bot (409 illegal_transition from a wrong state)."
     return view
@@ -249,6 +253,7 @@ for _action in ("start", "pause", "resume", "stop"):
 
 
 @bp.post("/api/bots/<int:bot_id>/exit")
+@answers(409)
 @auth_required
 @response(BotOut, 202)
 def exit_position(bot_id: int) -> Any:

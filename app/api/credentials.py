@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, response
+from app.openapi import answers
 from app.services import credentials
 from app.store.models.accounts import ExchangeCredential
 
@@ -49,6 +50,7 @@ class CredentialList(BaseModel):
 
 
 @bp.post("/api/exchange-credentials")
+@answers(409)
 @auth_required
 @response(CredentialOut, 201)
 @body(CredentialBody)

@@ -35,6 +35,7 @@ from app.api.auth import (
 )
 from app.api.jwt import auth_required
 from app.api.validation import body, response
+from app.openapi import answers
 
 bp = Blueprint("sessions", __name__)
 
@@ -64,6 +65,7 @@ _COOKIE_DOC: dict[str, Any] = {
 
 
 @bp.post("/api/auth/session")
+@answers(401, 429)
 @login_ip_limit
 @login_account_limit_
 @response(SessionOut)

@@ -14,7 +14,7 @@ import copy
 import inspect
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -38,13 +38,38 @@ _CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "any": {"type": "string"},
 }
 ERROR_STATUS_TEXT = {
+    "400": "The body is not a readable JSON document (syntax, nesting, number size)",
     "401": "Missing, invalid, expired or revoked access token",
     "403": "Authenticated but not allowed (admin role required)",
     "404": "Not found (another user's resource also answers 404)",
+    "409": "The resource's state does not allow this (the message says which state)",
     "413": "Request body too large",
     "415": "Content-Type must be application/json",
     "422": "The request failed validation",
+    "423": "Locked",
+    "429": "Too many requests (Retry-After says when to try again)",
+    "502": "The exchange answered with an error",
+    "503": "A dependency is unavailable; retry shortly",
 }
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def answers(*statuses: int) -> Callable[[F], F]:
+    """Declare the error statuses a view answers besides those its decorators imply (401
+    from auth, 404 from a path id, 400/413/415/422 from a body, 422 from a query)."""
+
+    def decorator(view: F) -> F:
+        known = view_attr(view, "_tw_statuses") or frozenset()
+        view._tw_statuses = known | {str(s) for s in statuses}  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def error_response(status: str) -> dict[str, Any]:
+    """The envelope as the answer of one status, with what that status means here."""
+    text = ERROR_STATUS_TEXT.get(status)
+    return {**ERROR_REF, "description": text} if text else {**ERROR_REF}
 
 
 def view_attr(view: Callable[..., Any], name: str) -> Any:
@@ -140,7 +165,12 @@ def _query_parameters(schemas: _Schemas, model: type[BaseModel]) -> list[dict[st
 
 
 def _operation(
-    schemas: _Schemas, rule: Any, method: str, view: Callable[..., Any], path_params: list[Any]
+    schemas: _Schemas,
+    rule: Any,
+    method: str,
+    view: Callable[..., Any],
+    path_params: list[Any],
+    shadows: bool = False,
 ) -> dict[str, Any]:
     body_model = view_attr(view, "_tw_body")
     query_model = view_attr(view, "_tw_query")
@@ -167,19 +197,26 @@ def _operation(
         }
 
     responses: dict[str, Any] = {}
+    statuses = set(view_attr(view, "_tw_statuses") or ())
     if declared is not None:
         model, status = declared
-        responses[str(status)] = {
+        success = {
             "description": model.__doc__.strip().split("\n")[0] if model.__doc__ else "Success",
             "content": {"application/json": {"schema": schemas.ref(model, "serialization")}},
         }
+        for code in {str(status)} | {s for s in statuses if s < "400"}:
+            responses[code] = copy.deepcopy(success)
     else:
         responses["204" if method == "DELETE" else "2XX"] = {"description": "Success"}
-    errors = set()
+    errors = {s for s in statuses if s >= "400"}
+    if rule.rule.startswith("/api/") and rule.rule != "/api/health/ping":
+        errors.add("503")  # the database (or the exchange) is unavailable: retry
+    if shadows:
+        errors.add("405")
     if body_model is not None or query_model is not None:
         errors.add("422")
     if body_model is not None:
-        errors.update({"413", "415"})
+        errors.update({"400", "413", "415"})
     if path_params:
         errors.add("404")
     if auth:
@@ -188,8 +225,7 @@ def _operation(
     if auth == "admin":
         errors.add("403")
     for status in sorted(errors):
-        responses[status] = {**ERROR_REF}
-    responses["default"] = {**ERROR_REF}
+        responses[status] = error_response(status)
     operation["responses"] = responses
 
     for key, value in extra.items():
@@ -206,6 +242,17 @@ def _operation(
     if auth == "admin":
         operation["x-required-role"] = "admin"
     return operation
+
+
+def _fills_in(template: str, literal: str) -> bool:
+    """Whether `literal` (a rule without parameters) matches `template` with its parameters
+    filled in: then the literal path answers the template's method with 405."""
+    if "<" not in template:
+        return False
+    pattern = _RULE_ARG.sub(
+        lambda m: ".+" if m.group("conv") == "path" else "[^/]+", re.escape(template)
+    )
+    return re.fullmatch(pattern, literal) is not None
 
 
 def _operation_id(endpoint: str, method: str, path: str, used: set[str]) -> str:
@@ -235,11 +282,18 @@ def build_openapi(app: Any) -> dict[str, Any]:
             schemas.want(declared[0], "serialization")
     schemas.render()
 
+    # a literal path another rule could take for a parameter: with another method it is a 405
+    literal_paths: dict[str, list[str]] = {}
+    for rule, _method, _view in routes:
+        if "<" not in rule.rule:
+            for method in {m for _r, m, _v in routes} - (rule.methods or set()):
+                literal_paths.setdefault(method, []).append(rule.rule)
     paths: dict[str, dict[str, Any]] = {}
     used_ids: set[str] = set()
     for rule, method, view in routes:
         path, path_params = openapi_path(rule.rule)
-        operation = _operation(schemas, rule, method, view, path_params)
+        shadows = any(_fills_in(rule.rule, other) for other in literal_paths.get(method, ()))
+        operation = _operation(schemas, rule, method, view, path_params, shadows)
         operation["operationId"] = _operation_id(rule.endpoint, method, path, used_ids)
         paths.setdefault(path, {})[method.lower()] = operation
 

@@ -41,6 +41,15 @@ HTML_PAGE = {
         "302": {"description": "Not signed in: to the sign-in page"},
     }
 }
+ADMIN_PAGE = {
+    "responses": {
+        **HTML_PAGE["responses"],
+        "403": {
+            "description": "Signed in, but not an admin",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+    }
+}
 # The refresh cookie itself only goes to REFRESH_COOKIE_PATH; its readable CSRF twin (path
 # "/") tells a page that a session may still be renewed.
 REFRESH_HINT_COOKIE = "csrf_refresh_token"
@@ -82,7 +91,7 @@ def page(admin: bool = False) -> Callable[[Callable[..., Any]], Callable[..., An
                 raise AppError("admin role required", code="forbidden", status=403)
             return view(user, *args, **kwargs)
 
-        wrapper._tw_openapi = HTML_PAGE  # type: ignore[attr-defined]
+        wrapper._tw_openapi = ADMIN_PAGE if admin else HTML_PAGE  # type: ignore[attr-defined]
         return wrapper
 
     return decorator

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
@@ -60,7 +61,10 @@ def test_declared_models_auth_and_errors_are_described(app: Flask, client: Flask
         for method in (rule.methods or set()) - IGNORED_METHODS:
             operation = doc["paths"][path][method.lower()]
             responses = operation["responses"]
-            assert responses["default"] == {"$ref": "#/components/responses/Error"}
+            assert "default" not in responses, f"{method} {path}: list each status instead"
+            for status, answer in responses.items():
+                if status >= "400" and not path.startswith(("/admin", "/bots", "/login")):
+                    assert answer["$ref"] == "#/components/responses/Error", (path, status)
             assert [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"] == [
                 p["name"] for p in params
             ]
@@ -70,7 +74,7 @@ def test_declared_models_auth_and_errors_are_described(app: Flask, client: Flask
                 assert set(resolve(doc, schema).get("properties", {})) == set(
                     body_model.model_fields
                 )
-                assert "422" in responses
+                assert {"400", "413", "415", "422"} <= set(responses)
             query_model = view_attr(view, "_tw_query")
             if query_model is not None:
                 query_names = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
@@ -117,6 +121,31 @@ def test_docs_page_points_at_the_document(client: FlaskClient) -> None:
         served = client.get(path)
         assert served.status_code == 200 and len(served.data) > 100, path
         served.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "statuses"),
+    [
+        ("post", "/api/bots/{bot_id}/start", {"200", "401", "404", "409"}),
+        ("post", "/api/bots/{bot_id}/exit", {"202", "409"}),
+        ("patch", "/api/bots/{bot_id}", {"200", "400", "409", "422"}),
+        ("delete", "/api/bots/{bot_id}", {"204", "409"}),
+        ("delete", "/api/jobs/{job_id}", {"200", "202", "409"}),
+        ("post", "/api/auth/register", {"201", "400", "409", "429"}),
+        ("post", "/api/auth/login", {"200", "400", "401", "429"}),
+        ("post", "/api/auth/refresh", {"200", "401"}),
+        ("post", "/api/watchlist", {"200", "201", "400", "422"}),
+        ("post", "/api/backtests", {"202", "409", "422"}),
+        ("patch", "/api/admin/users/{user_id}", {"200", "403", "409"}),
+        ("patch", "/api/bots/{bot_id}", {"405"}),  # /api/bots/overview is a GET
+    ],
+)
+def test_each_status_an_operation_answers_is_listed(
+    client: FlaskClient, method: str, path: str, statuses: set[str]
+) -> None:
+    responses = document(client)["paths"][path][method]["responses"]
+    assert statuses <= set(responses), sorted(responses)
+    assert all(k.isdigit() for k in responses), "no ranges, no default"
 
 
 def test_every_ledger_view_is_described(client: FlaskClient) -> None:

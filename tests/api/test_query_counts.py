@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from app.api.rate_limit import reset_rate_limits
 from app.engine.tick import run_tick
 from app.services.engine_hooks import TICK_HOOKS
 from app.store.base import utcnow
@@ -81,8 +82,10 @@ def test_bot_detail(client, owner, market, count_queries) -> None:  # type: igno
 
 
 def test_login(client, count_queries) -> None:  # type: ignore[no-untyped-def]
+    reset_rate_limits()  # registrations of earlier tests count against this address
     email = "counted@example.com"
-    client.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+    registered = client.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+    assert registered.status_code == 201, registered.get_json()
     with count_queries() as q:
         response = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status_code == 200
