@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from app.errors import ServiceUnavailable
 from app.observability.metrics import EVENTS_PUBLISHED
 from app.observability.outages import Outage
+from app.services import notification_outbox
 from app.services.revocation import token_subject
 from app.store import db, event_log
 from app.store.after_commit import on_commit
@@ -116,6 +117,7 @@ def record_events(
     if not rows:
         return
     event_log.append(session, rows)
+    notification_outbox.enqueue(session, events)
     on_commit(session, wake, key="tw_events_wake")
     with contextlib.suppress(Exception):
         EVENTS_PUBLISHED.labels("recorded").inc(len(rows))

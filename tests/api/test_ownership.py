@@ -163,6 +163,32 @@ def _alert_unacknowledged(ctx: Ctx, args: dict[str, int]) -> bool:
 
 BOT = Resource(create=_create_bot, exists=_bot_unchanged)
 
+def _create_channel(ctx: Ctx) -> dict[str, int]:
+    response = ctx.client.post(
+        "/api/notifications/channels",
+        json={"kind": "webhook", "name": "mine", "events": ["trade_closed"],
+              "url": "https://93.184.215.14/hook"},
+        headers=ctx.owner_headers,
+    )  # fmt: skip
+    assert response.status_code == 201, response.get_json()
+    return {"channel_id": response.get_json()["id"]}
+
+
+def _channel_kept(ctx: Ctx, args: dict[str, int]) -> bool:
+    got = ctx.client.get(
+        f"/api/notifications/channels/{args['channel_id']}", headers=ctx.owner_headers
+    )
+    body = got.get_json()
+    return got.status_code == 200 and body["name"] == "mine" and body["enabled"] is True
+
+
+CHANNEL = Resource(
+    create=_create_channel,
+    exists=_channel_kept,
+    bodies={"PATCH": {"name": "theirs", "enabled": False}},
+)
+
+
 RESOURCES: dict[str, Resource] = {
     "/api/exchange-credentials/<int:credential_id>": Resource(
         create=_create_credential, exists=_credential_exists
@@ -202,6 +228,9 @@ RESOURCES: dict[str, Resource] = {
         create=_create_snapshot, exists=_snapshot_kept
     ),
     "/api/alerts/<int:alert_id>/ack": Resource(create=_create_alert, exists=_alert_unacknowledged),
+    "/api/notifications/channels/<int:channel_id>": CHANNEL,
+    "/api/notifications/channels/<int:channel_id>/test": CHANNEL,
+    "/api/notifications/channels/<int:channel_id>/deliveries": CHANNEL,
     # dashboard pages (HTML to browsers, the same envelope to clients that do not ask for it)
     "/bots/<int:bot_id>": BOT,
     "/bots/<int:bot_id>/edit": BOT,
