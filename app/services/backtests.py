@@ -6,16 +6,19 @@ bad one answers 422 instead of becoming a failed job; the job then loads the can
 stores trades, metrics and the equity curve as the job's result.
 
 Candles: for the replay exchange, the RECORDED files behind the replay feed (real
-timestamps, not the replay's looping timeline), from CANDLES_DIR then CANDLES_IMPORT_DIR
-(later wins, as in the replay feed); a timeframe that is a whole multiple of a file's is
-aggregated from it. For a ccxt exchange, its history is paged through the market source.
+timestamps), from CANDLES_DIR then CANDLES_IMPORT_DIR (later wins, as in the replay feed); a
+timeframe that is a whole multiple of a file's is aggregated from it. A range that misses the
+recorded dates is read in the replay's own calendar instead - the dates the dashboard and the
+bots show - from the replay feed (calendar "replay" in the payload). For a ccxt exchange, its
+history is paged through the market source. A range without a single closed candle answers
+422 `no_candles` at submission.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +42,7 @@ from app.market.errors import ExchangeUnavailable
 from app.market.registry import get_market_source
 from app.services.bots import check_exchange, check_market, normalised_params, normalised_sizing
 from app.services.jobs import submit
+from app.store.base import utcnow
 from app.store.job_contract import TransientJobError
 from app.store.models import Job
 from app.store.paging import fetch_page
@@ -50,6 +54,8 @@ KIND = "backtest"
 MAX_EQUITY_POINTS = 2000
 MAX_TRADES_IN_RESULT = 10_000
 CCXT_PAGE = 1000
+REPLAY_PAGE = 10_000  # the replay feed's largest page
+MAX_REPLAY_CANDLES = 200_000  # a replay-calendar range is read candle by candle: keep it bounded
 
 
 def _invalid(field: str, message: str, code: str = "validation_error") -> ValidationFailed:
@@ -126,24 +132,30 @@ def replay_data(symbol: str, timeframe: str) -> CandleData:
 
 
 def exchange_data(
-    exchange: str, symbol: str, timeframe: str, start_ms: int | None, end_ms: int | None
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    start_ms: int | None,
+    end_ms: int | None,
+    page_size: int = CCXT_PAGE,
 ) -> CandleData:
-    """History from a ccxt exchange, paged oldest first."""
+    """History from a market source (a ccxt exchange, or the replay feed), paged oldest
+    first."""
     source = get_market_source(exchange)
     market = source.market(symbol)
     tf_ms = TIMEFRAME_SECONDS[timeframe] * 1000
     since = start_ms
     if since is None:
-        return CandleData(source.candles(symbol, timeframe, limit=CCXT_PAGE), market, timeframe,
+        return CandleData(source.candles(symbol, timeframe, limit=page_size), market, timeframe,
                           exchange)  # fmt: skip
     pages: list[Candles] = []
     while end_ms is None or since < end_ms:
-        page = source.candles(symbol, timeframe, since_ms=since, limit=CCXT_PAGE)
+        page = source.candles(symbol, timeframe, since_ms=since, limit=page_size)
         if len(page) == 0:
             break
         pages.append(page)
         since = int(page.ts[-1]) + tf_ms
-        if len(page) < CCXT_PAGE:
+        if len(page) < page_size:
             break
     if not pages:
         return CandleData(Candles.empty(), market, timeframe, exchange)
@@ -153,7 +165,10 @@ def exchange_data(
 
 
 def load_candles(spec: BacktestSpec) -> CandleData:
-    if spec.exchange == "replay":
+    if spec.exchange == "replay" and spec.calendar == "replay":
+        data = exchange_data("replay", spec.symbol, spec.timeframe, spec.start_ms, spec.end_ms,
+                             REPLAY_PAGE)  # fmt: skip
+    elif spec.exchange == "replay":
         data = replay_data(spec.symbol, spec.timeframe)
     else:
         data = exchange_data(spec.exchange, spec.symbol, spec.timeframe, spec.start_ms,
@@ -181,8 +196,10 @@ class BacktestSpec:
     maker_fee: Decimal
     taker_fee: Decimal
     slippage_bps: Decimal
+    calendar: str = "recorded"  # replay only: "recorded" dates, or the replay feed's "replay"
 
     def payload(self) -> dict[str, Any]:
+        extra = {"calendar": self.calendar} if self.calendar != "recorded" else {}
         return {
             "strategy": self.strategy,
             "strategy_params": self.strategy_params,
@@ -196,6 +213,7 @@ class BacktestSpec:
             "maker_fee": decimal_text(self.maker_fee),
             "taker_fee": decimal_text(self.taker_fee),
             "slippage_bps": decimal_text(self.slippage_bps),
+            **extra,
         }
 
     @classmethod
@@ -213,6 +231,7 @@ class BacktestSpec:
             maker_fee=Decimal(p.get("maker_fee", "0.001")),
             taker_fee=Decimal(p.get("taker_fee", "0.001")),
             slippage_bps=Decimal(p.get("slippage_bps", "0")),
+            calendar=p.get("calendar", "recorded"),
         )
 
 
@@ -241,9 +260,57 @@ def build_spec(data: dict[str, Any]) -> BacktestSpec:
     )
     if spec.exchange == "replay":
         replay_data_check(spec.symbol, spec.timeframe)
-    else:
-        check_market(spec.exchange, spec.symbol, spec.timeframe)
+        return in_replay_calendar(spec)
+    check_market(spec.exchange, spec.symbol, spec.timeframe)
+    if spec.start_ms is not None and spec.start_ms >= to_ms(utcnow()):
+        raise _invalid(
+            "start",
+            f"no candles in {_range_text(spec.start_ms, spec.end_ms)}: the range starts in the "
+            "future",
+            "no_candles",
+        )
     return spec
+
+
+def _range_text(start_ms: int | None, end_ms: int | None) -> str:
+    return f"{iso_ms(start_ms) or 'the beginning'} .. {iso_ms(end_ms) or 'now'}"
+
+
+def in_replay_calendar(spec: BacktestSpec) -> BacktestSpec:
+    """The spec in the calendar its range is in: the recorded dates when the range holds
+    recorded candles (or is open on both sides), else the replay feed's calendar (the range's
+    missing ends filled in: up to the last closed candle, as long as the recording); 422
+    `no_candles` when neither has a closed candle there."""
+    if spec.start_ms is None and spec.end_ms is None:
+        return spec
+    recorded = replay_data(spec.symbol, spec.timeframe).candles
+    if len(_clip(recorded, spec.start_ms, spec.end_ms)):
+        return spec
+    tf_ms = TIMEFRAME_SECONDS[spec.timeframe] * 1000
+    now = get_market_source("replay").clock.now_ms()  # type: ignore[attr-defined]
+    closed_end = now - now % tf_ms  # candles opening before this are closed
+    end = min(spec.end_ms if spec.end_ms is not None else closed_end, closed_end)
+    span = int(recorded.ts[-1]) + tf_ms - int(recorded.ts[0]) if len(recorded) else 0
+    start = spec.start_ms if spec.start_ms is not None else end - span
+    if start >= end:
+        covered = (
+            _range_text(int(recorded.ts[0]), int(recorded.ts[-1]) + tf_ms) if span else "nothing"
+        )
+        asked = _range_text(spec.start_ms, spec.end_ms)
+        raise _invalid(
+            "start",
+            f"no candles of {spec.symbol} {spec.timeframe} in {asked}: the recorded data covers "
+            f"{covered}, and the replay calendar has closed candles up to {iso_ms(closed_end)}",
+            "no_candles",
+        )
+    if (end - start) // tf_ms > MAX_REPLAY_CANDLES:
+        raise _invalid(
+            "start",
+            f"the range holds more than {MAX_REPLAY_CANDLES} {spec.timeframe} candles; "
+            "choose a shorter one or a longer timeframe",
+            "range_too_long",
+        )
+    return replace(spec, start_ms=start, end_ms=end, calendar="replay")
 
 
 def replay_data_check(symbol: str, timeframe: str) -> None:
