@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from app.services.audit import record_audit
 from app.services.bots import ACCOUNT_DISABLED, pause_user_bots
+from app.services.events import end_streams
 from app.services.passwords import (
     burn_verification_time,
     hash_password,
@@ -250,6 +251,7 @@ def update_user(
         if is_disabled:
             revoke_user_refresh_tokens(session, user.id, now)
             pause_user_bots(session, user.id, ACCOUNT_DISABLED)
+            end_streams(session, user.id, reason="account_disabled")
         record_audit(
             session,
             "admin.user_disabled" if is_disabled else "admin.user_enabled",
