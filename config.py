@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     outbound_allow_private: bool = False
     outbound_timeout_seconds: float = Field(default=10.0, gt=0)
     telegram_api_base: str = "https://api.telegram.org"
+    notification_lease_seconds: float = Field(default=60.0, gt=0)
+    notification_max_attempts: int = Field(default=8, ge=1)
+    notification_retry_seconds: float = Field(default=10.0, ge=0)
+    notification_disable_after: int = Field(default=10, ge=1)
+    notification_batch_size: int = Field(default=50, ge=1)
 
     scheduler_enabled: bool = True
     trading_enabled: bool = True

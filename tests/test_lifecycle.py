@@ -178,7 +178,13 @@ def test_real_subsystems_start_in_order_with_job_groups(real_lifecycle, settings
         "self_healing",
     ]
     assert scheduler_running()
-    assert _job_ids() == {"background_jobs", "cleanup", "bot_ticks", "self_healing"}
+    assert _job_ids() == {
+        "background_jobs",
+        "cleanup",
+        "bot_ticks",
+        "notifications",
+        "self_healing",
+    }
     assert real_lifecycle.stop() == []
     assert not scheduler_running() and _job_ids() == set()
 
@@ -188,7 +194,7 @@ def test_flags_switch_the_job_groups_off(real_lifecycle, settings) -> None:
         update={"scheduler_enabled": True, "trading_enabled": False, "self_healing_enabled": False}
     )
     assert "trading" not in real_lifecycle.start(quiet)
-    assert _job_ids() == {"background_jobs", "cleanup"}
+    assert _job_ids() == {"background_jobs", "cleanup", "notifications"}
     real_lifecycle.stop()
     web_only = settings.model_copy(update={"scheduler_enabled": False})
     assert real_lifecycle.start(web_only) == ["config", "database", "market"]

@@ -24,6 +24,7 @@ FEATURE_MODULES = (
     "app.api.backtests",
     "app.api.analysis",
     "app.api.downloads",
+    "app.api.notifications",
     "app.api.safety",
     "app.api.realtime",
     "app.api.metrics",

@@ -31,7 +31,9 @@ from app.store.queue import STATES
 
 bp = Blueprint("analysis", __name__)
 
-Ticker = Annotated[str, StringConstraints(min_length=1, max_length=41)]
+Ticker = Annotated[
+    str, StringConstraints(min_length=1, max_length=analysis_service.TICKER_MAX_LENGTH)
+]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 assert set(JobState.__args__) == set(STATES)  # type: ignore[attr-defined]
 
@@ -75,7 +77,7 @@ class JobListQuery(OffsetQuery):
 
 
 class ResultsQuery(OffsetQuery):
-    ticker: str | None = Field(None, max_length=41)
+    ticker: str | None = Field(None, max_length=analysis_service.TICKER_MAX_LENGTH)
     date: dt.date | None = Field(None, description="UTC day the result was produced")
     job_id: int | None = Field(None, ge=1)
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from app.errors import AppError
 from app.jobs.handlers import get_handler, registered_kinds
@@ -181,7 +181,7 @@ def _call_handler(registration: Registration, ctx: RunningJob) -> Outcome:
     except TransientJobError as exc:
         return Outcome("retry", error=str(exc) or type(exc).__name__)
     except (OperationalError, DBAPIError) as exc:
-        if isinstance(exc, IntegrityError):
+        if isinstance(exc, IntegrityError | DataError):
             log.exception("job %s failed", ctx.job.id)
             return Outcome(queue.FAILED, error="database integrity error")
         log.warning("job %s lost the database: %s", ctx.job.id, type(exc).__name__)
@@ -222,6 +222,13 @@ def _finish(registration: Registration, ctx: RunningJob, outcome: Outcome) -> st
             return queue.FAILED if moved else None
     except (_LostJob, IntegrityError):
         return None
+    except DataError as exc:
+        # the database refuses the result itself: retrying would refuse it again
+        log.error("job %s: result refused by the database (%s)", job.id, type(exc.orig).__name__)
+        with session_scope() as session:
+            error = "the result could not be stored (a value the database refuses)"
+            moved = queue.fail(session, job.id, fence, now=now, error=error)
+        return queue.FAILED if moved else None
 
 
 def execute_job(job_id: int, owner: str, config: RunnerConfig) -> str | None:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from app.domain.times import from_ms, to_ms
 from app.engine.tick import tick_grid
 from app.services.alerts import raise_alert
-from app.services.incidents import record_incident
+from app.services.incidents import incident_exists, record_incident
 from app.services.risk import check_live_gates, cooled_down_bot_ids, resume_after_cooldown
 from app.store import queue
 from app.store.base import as_utc, utcnow
@@ -513,8 +513,8 @@ def requeue_stale_jobs(now: datetime, config: HealingConfig, report: ScanReport)
 
 
 def report_stale_jobs(session: Session, moved: list[Any], stale_seconds: float) -> None:
-    """One incident and alert per job `requeue_stale_jobs` moved (also callable by the job
-    runner, which requeues stale jobs on its own schedule)."""
+    """One incident and admin alert per job `requeue_stale_jobs` moved, the first time it
+    does (also callable by the job runner, which requeues stale jobs on its own schedule)."""
     for job in moved:
         outcome = {"queued": "requeued", "failed": "failed: attempts used up"}.get(
             job.state, job.state
@@ -523,14 +523,18 @@ def report_stale_jobs(session: Session, moved: list[Any], stale_seconds: float) 
             f"{job.kind} job #{job.id} had no heartbeat for {stale_seconds:g}s "
             f"(attempt {job.attempts}); {outcome}"
         )
-        record_incident(
-            session,
-            "stale_job",
-            message,
-            job_id=job.id,
-            details={"state": job.state, "attempts": job.attempts, "kind": job.kind},
-        )
-        raise_alert(session, user_id=None, severity="warning", code="stale_job", message=message)
+        # one incident and one admin alert per stuck job: its later attempts add nothing new
+        if not incident_exists(session, "stale_job", job_id=job.id):
+            record_incident(
+                session,
+                "stale_job",
+                message,
+                job_id=job.id,
+                details={"state": job.state, "attempts": job.attempts, "kind": job.kind},
+            )
+            raise_alert(
+                session, user_id=None, severity="warning", code="stale_job", message=message
+            )
         if job.state == "failed" and job.user_id is not None:
             raise_alert(
                 session,

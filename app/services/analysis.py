@@ -14,6 +14,7 @@ job runner (`store_analysis_results`).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from app.domain.analysis import TickerAnalysis, allocate, analyze
@@ -33,8 +35,10 @@ from app.market.registry import get_market_source
 from app.patterns import get_pattern_registry
 from app.services.jobs import Submission, submit
 from app.store.job_contract import JobContext, JobInfo, TransientJobError
-from app.store.models.analysis import AnalysisResult
+from app.store.models.analysis import TICKER_LENGTH, AnalysisResult
 from app.store.paging import fetch_page
+
+log = logging.getLogger("tradewind.analysis")
 
 KIND = "analysis"
 MAX_TICKERS = 50
@@ -44,14 +48,16 @@ DEFAULT_MAX_PER_TICKER = 0.25
 HISTORY_CANDLES = 500
 MAX_CAPITAL = Decimal("1e15")
 _TICKER = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
+TICKER_MAX_LENGTH = TICKER_LENGTH
 
 
 def normalise_ticker(raw: str) -> str:
     """ "eth-btc", "ETH/BTC" -> "ETH/BTC"; anything not BASE/QUOTE is a 422."""
     ticker = raw.strip().upper().replace("-", "/")
-    if not _TICKER.match(ticker):
+    if not _TICKER.match(ticker) or len(ticker) > TICKER_MAX_LENGTH:
         raise ValidationFailed(
-            f"ticker {raw!r} is not a market symbol like ETH/BTC (or ETH-BTC)",
+            f"ticker {raw[:50]!r} is not a market symbol like ETH/BTC (or ETH-BTC) of at most "
+            f"{TICKER_MAX_LENGTH} characters",
             details=[{"loc": ["tickers"], "msg": f"invalid ticker {raw!r}"}],
         )
     return ticker
@@ -252,31 +258,70 @@ def store_analysis_results(
     """One row per ticker, in the transaction that marks the job succeeded; the job keeps the
     summary (the details live in the rows)."""
     details: dict[str, Any] = result.get("details", {})
-    rows = []
+    summary = {k: v for k, v in result.items() if k != "details"}
     for ticker, d in details.items():
         error = d.get("error")
-        rows.append(
-            AnalysisResult(
-                job_id=job.id,
-                user_id=job.user_id,
-                ticker=ticker,
-                timeframe=result["timeframe"],
-                pattern=result.get("pattern"),
-                signal=None if error else d["signal"],
-                score=None if error else d["score"],
-                allocation=None if error else Decimal(d["allocation"]),
-                as_of=None if error else datetime.fromisoformat(d["as_of"]),
-                data=_jsonable(
-                    {k: v for k, v in d.items() if k not in ("ticker", "error")}
-                    if not error
-                    else {}
-                ),
-                error=None if not error else f"{error['code']}: {error['message']}",
-            )
+        row = AnalysisResult(
+            job_id=job.id,
+            user_id=job.user_id,
+            ticker=ticker,
+            timeframe=result["timeframe"],
+            pattern=result.get("pattern"),
+            signal=None if error else d["signal"],
+            score=None if error else d["score"],
+            allocation=None if error else Decimal(d["allocation"]),
+            as_of=None if error else datetime.fromisoformat(d["as_of"]),
+            data=_jsonable(
+                {k: v for k, v in d.items() if k not in ("ticker", "error")} if not error else {}
+            ),
+            error=None if not error else f"{error['code']}: {error['message']}",
         )
-    session.add_all(rows)
-    session.flush()
-    return {k: v for k, v in result.items() if k != "details"}
+        if _stored(session, row) or error:
+            continue
+        # the database refused this ticker's numbers: that ticker is an error, the others stay
+        problem = {"code": "not_stored", "message": "the result could not be stored"}
+        error_row = AnalysisResult(
+            job_id=job.id,
+            user_id=job.user_id,
+            ticker=ticker,
+            timeframe=result["timeframe"],
+            pattern=result.get("pattern"),
+            data={},
+            error=f"{problem['code']}: {problem['message']}",
+        )
+        _stored(session, error_row)
+        summary = _without(summary, ticker, problem)
+    return summary
+
+
+def _stored(session: Session, row: AnalysisResult) -> bool:
+    """Insert one row in a savepoint: False (and nothing written) if the database refuses it."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except DataError as exc:
+        log.warning("analysis result for %s refused: %s", row.ticker[:50], type(exc.orig).__name__)
+        return False
+    return True
+
+
+def _without(summary: dict[str, Any], ticker: str, problem: dict[str, str]) -> dict[str, Any]:
+    """The job summary with `ticker` turned into an error (its allocation back to cash)."""
+    entries, freed = [], Decimal(0)
+    for entry in summary.get("tickers", []):
+        if entry.get("ticker") == ticker and "error" not in entry:
+            freed = Decimal(entry.get("allocation") or 0)
+            entry = {"ticker": ticker, "error": problem}
+        entries.append(entry)
+    return {
+        **summary,
+        "tickers": entries,
+        "analysed": summary.get("analysed", 0) - 1,
+        "errors": summary.get("errors", 0) + 1,
+        "allocated": decimal_text(Decimal(summary.get("allocated", "0")) - freed),
+        "cash": decimal_text(Decimal(summary.get("cash", "0")) + freed),
+    }
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -6,16 +6,19 @@ bad one answers 422 instead of becoming a failed job; the job then loads the can
 stores trades, metrics and the equity curve as the job's result.
 
 Candles: for the replay exchange, the RECORDED files behind the replay feed (real
-timestamps, not the replay's looping timeline), from CANDLES_DIR then CANDLES_IMPORT_DIR
-(later wins, as in the replay feed); a timeframe that is a whole multiple of a file's is
-aggregated from it. For a ccxt exchange, its history is paged through the market source.
+timestamps), from CANDLES_DIR then CANDLES_IMPORT_DIR (later wins, as in the replay feed); a
+timeframe that is a whole multiple of a file's is aggregated from it. A range that misses the
+recorded dates is read in the replay's own calendar instead - the dates the dashboard and the
+bots show - from the replay feed (calendar "replay" in the payload). For a ccxt exchange, its
+history is paged through the market source. A range without a single closed candle answers
+422 `no_candles` at submission.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -28,17 +31,22 @@ from sqlalchemy.orm import Session
 from app.domain.candles import Candles
 from app.domain.numbers import decimal_text
 from app.domain.sizing import SizingConfig, validate_sizing_config
-from app.domain.strategies import get_strategy
+from app.domain.strategies import Strategy, get_strategy
+from app.domain.strategies.doc_model import parse_document
+from app.domain.strategies.doc_strategy import DocumentStrategy
 from app.domain.times import iso_ms, to_ms
 from app.engine.backtest import run_backtest
 from app.engine.fill_model import FeeSchedule
+from app.engine.strategy_source import document_limits
 from app.errors import NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS, MarketInfo
 from app.market.csv_candles import load_candle_file, scan_candle_dirs
 from app.market.errors import ExchangeUnavailable
 from app.market.registry import get_market_source
-from app.services.bots import check_exchange, check_market, normalised_params, normalised_sizing
+from app.services.bots import check_exchange, check_market, normalised_sizing
 from app.services.jobs import submit
+from app.services.strategies import get_document, resolve_strategy
+from app.store.base import utcnow
 from app.store.job_contract import TransientJobError
 from app.store.models import Job
 from app.store.paging import fetch_page
@@ -50,6 +58,8 @@ KIND = "backtest"
 MAX_EQUITY_POINTS = 2000
 MAX_TRADES_IN_RESULT = 10_000
 CCXT_PAGE = 1000
+REPLAY_PAGE = 10_000  # the replay feed's largest page
+MAX_REPLAY_CANDLES = 200_000  # a replay-calendar range is read candle by candle: keep it bounded
 
 
 def _invalid(field: str, message: str, code: str = "validation_error") -> ValidationFailed:
@@ -126,24 +136,30 @@ def replay_data(symbol: str, timeframe: str) -> CandleData:
 
 
 def exchange_data(
-    exchange: str, symbol: str, timeframe: str, start_ms: int | None, end_ms: int | None
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    start_ms: int | None,
+    end_ms: int | None,
+    page_size: int = CCXT_PAGE,
 ) -> CandleData:
-    """History from a ccxt exchange, paged oldest first."""
+    """History from a market source (a ccxt exchange, or the replay feed), paged oldest
+    first."""
     source = get_market_source(exchange)
     market = source.market(symbol)
     tf_ms = TIMEFRAME_SECONDS[timeframe] * 1000
     since = start_ms
     if since is None:
-        return CandleData(source.candles(symbol, timeframe, limit=CCXT_PAGE), market, timeframe,
+        return CandleData(source.candles(symbol, timeframe, limit=page_size), market, timeframe,
                           exchange)  # fmt: skip
     pages: list[Candles] = []
     while end_ms is None or since < end_ms:
-        page = source.candles(symbol, timeframe, since_ms=since, limit=CCXT_PAGE)
+        page = source.candles(symbol, timeframe, since_ms=since, limit=page_size)
         if len(page) == 0:
             break
         pages.append(page)
         since = int(page.ts[-1]) + tf_ms
-        if len(page) < CCXT_PAGE:
+        if len(page) < page_size:
             break
     if not pages:
         return CandleData(Candles.empty(), market, timeframe, exchange)
@@ -153,7 +169,10 @@ def exchange_data(
 
 
 def load_candles(spec: BacktestSpec) -> CandleData:
-    if spec.exchange == "replay":
+    if spec.exchange == "replay" and spec.calendar == "replay":
+        data = exchange_data("replay", spec.symbol, spec.timeframe, spec.start_ms, spec.end_ms,
+                             REPLAY_PAGE)  # fmt: skip
+    elif spec.exchange == "replay":
         data = replay_data(spec.symbol, spec.timeframe)
     else:
         data = exchange_data(spec.exchange, spec.symbol, spec.timeframe, spec.start_ms,
@@ -181,8 +200,18 @@ class BacktestSpec:
     maker_fee: Decimal
     taker_fee: Decimal
     slippage_bps: Decimal
+    calendar: str = "recorded"  # replay only: "recorded" dates, or the replay feed's "replay"
+    # a user's document: its id and version, and the version's text (what the job runs)
+    strategy_document_id: int | None = None
+    strategy_version: int | None = None
+    strategy_document: dict[str, Any] | None = None
 
     def payload(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"calendar": self.calendar} if self.calendar != "recorded" else {}
+        if self.strategy_document is not None:
+            extra |= {"strategy_document_id": self.strategy_document_id,
+                      "strategy_version": self.strategy_version,
+                      "strategy_document": self.strategy_document}  # fmt: skip
         return {
             "strategy": self.strategy,
             "strategy_params": self.strategy_params,
@@ -196,6 +225,7 @@ class BacktestSpec:
             "maker_fee": decimal_text(self.maker_fee),
             "taker_fee": decimal_text(self.taker_fee),
             "slippage_bps": decimal_text(self.slippage_bps),
+            **extra,
         }
 
     @classmethod
@@ -213,6 +243,10 @@ class BacktestSpec:
             maker_fee=Decimal(p.get("maker_fee", "0.001")),
             taker_fee=Decimal(p.get("taker_fee", "0.001")),
             slippage_bps=Decimal(p.get("slippage_bps", "0")),
+            calendar=p.get("calendar", "recorded"),
+            strategy_document_id=p.get("strategy_document_id"),
+            strategy_version=p.get("strategy_version"),
+            strategy_document=p.get("strategy_document"),
         )
 
 
@@ -220,14 +254,25 @@ def _ms(value: datetime | None) -> int | None:
     return None if value is None else to_ms(value)
 
 
-def build_spec(data: dict[str, Any]) -> BacktestSpec:
+def build_spec(session: Session, user_id: int, data: dict[str, Any]) -> BacktestSpec:
     """Validate a request (422 naming the field) into a spec; checks the candles exist."""
     start, end = data.get("start"), data.get("end")
     if start is not None and end is not None and end <= start:
         raise _invalid("end", "end must be after start")
+    choice = resolve_strategy(
+        session, user_id, name=data.get("strategy"),
+        document_id=data.get("strategy_document_id"), version=data.get("strategy_version"),
+        params=data.get("strategy_params"), timeframe=data["timeframe"],
+    )  # fmt: skip
+    document = None
+    if choice.document_id is not None and choice.version is not None:
+        document = get_document(session, user_id, choice.document_id, choice.version)[2]
     spec = BacktestSpec(
-        strategy=data["strategy"],
-        strategy_params=normalised_params(data["strategy"], data.get("strategy_params")),
+        strategy=choice.name,
+        strategy_params=choice.params,
+        strategy_document_id=choice.document_id,
+        strategy_version=choice.version,
+        strategy_document=document,
         exchange=check_exchange(data.get("exchange") or "replay"),
         symbol=data["symbol"],
         timeframe=data["timeframe"],
@@ -241,9 +286,57 @@ def build_spec(data: dict[str, Any]) -> BacktestSpec:
     )
     if spec.exchange == "replay":
         replay_data_check(spec.symbol, spec.timeframe)
-    else:
-        check_market(spec.exchange, spec.symbol, spec.timeframe)
+        return in_replay_calendar(spec)
+    check_market(spec.exchange, spec.symbol, spec.timeframe)
+    if spec.start_ms is not None and spec.start_ms >= to_ms(utcnow()):
+        raise _invalid(
+            "start",
+            f"no candles in {_range_text(spec.start_ms, spec.end_ms)}: the range starts in the "
+            "future",
+            "no_candles",
+        )
     return spec
+
+
+def _range_text(start_ms: int | None, end_ms: int | None) -> str:
+    return f"{iso_ms(start_ms) or 'the beginning'} .. {iso_ms(end_ms) or 'now'}"
+
+
+def in_replay_calendar(spec: BacktestSpec) -> BacktestSpec:
+    """The spec in the calendar its range is in: the recorded dates when the range holds
+    recorded candles (or is open on both sides), else the replay feed's calendar (the range's
+    missing ends filled in: up to the last closed candle, as long as the recording); 422
+    `no_candles` when neither has a closed candle there."""
+    if spec.start_ms is None and spec.end_ms is None:
+        return spec
+    recorded = replay_data(spec.symbol, spec.timeframe).candles
+    if len(_clip(recorded, spec.start_ms, spec.end_ms)):
+        return spec
+    tf_ms = TIMEFRAME_SECONDS[spec.timeframe] * 1000
+    now = get_market_source("replay").clock.now_ms()  # type: ignore[attr-defined]
+    closed_end = now - now % tf_ms  # candles opening before this are closed
+    end = min(spec.end_ms if spec.end_ms is not None else closed_end, closed_end)
+    span = int(recorded.ts[-1]) + tf_ms - int(recorded.ts[0]) if len(recorded) else 0
+    start = spec.start_ms if spec.start_ms is not None else end - span
+    if start >= end:
+        covered = (
+            _range_text(int(recorded.ts[0]), int(recorded.ts[-1]) + tf_ms) if span else "nothing"
+        )
+        asked = _range_text(spec.start_ms, spec.end_ms)
+        raise _invalid(
+            "start",
+            f"no candles of {spec.symbol} {spec.timeframe} in {asked}: the recorded data covers "
+            f"{covered}, and the replay calendar has closed candles up to {iso_ms(closed_end)}",
+            "no_candles",
+        )
+    if (end - start) // tf_ms > MAX_REPLAY_CANDLES:
+        raise _invalid(
+            "start",
+            f"the range holds more than {MAX_REPLAY_CANDLES} {spec.timeframe} candles; "
+            "choose a shorter one or a longer timeframe",
+            "range_too_long",
+        )
+    return replace(spec, start_ms=start, end_ms=end, calendar="replay")
 
 
 def replay_data_check(symbol: str, timeframe: str) -> None:
@@ -265,13 +358,22 @@ def replay_data_check(symbol: str, timeframe: str) -> None:
 # -- running ---------------------------------------------------------------------------
 
 
+def spec_strategy(spec: BacktestSpec) -> Strategy[Any]:
+    """The strategy a spec runs: its document's recorded version, or a template by name."""
+    if spec.strategy_document is not None:
+        limits = document_limits()
+        doc = parse_document(spec.strategy_document, limits)
+        return DocumentStrategy(doc, timeframe=spec.timeframe, limits=limits)
+    return get_strategy(spec.strategy, spec.timeframe)
+
+
 def execute(
     spec: BacktestSpec,
     data: CandleData,
     progress: Callable[[float], None] | None = None,
 ) -> Any:
     """Run the backtest of `spec` over `data` (the engine's `BacktestResult`)."""
-    strategy = get_strategy(spec.strategy)
+    strategy = spec_strategy(spec)
     params = strategy.validate_params(spec.strategy_params)
     sizing: SizingConfig = validate_sizing_config(spec.sizing)
     fees = FeeSchedule(maker=spec.maker_fee, taker=spec.taker_fee, slippage_bps=spec.slippage_bps)
@@ -349,7 +451,7 @@ def submit_backtest(
     session: Session, user_id: int, data: dict[str, Any], idempotency_key: str | None = None
 ) -> Any:
     """Validate and queue; returns the jobs service's `Submission` (job, created)."""
-    spec = build_spec(data)
+    spec = build_spec(session, user_id, data)
     return submit(session, user_id, KIND, spec.payload(), idempotency_key)
 
 

@@ -21,6 +21,12 @@ def _count(kind: str) -> None:
     INCIDENTS.labels(kind=kind).inc()
 
 
+def incident_exists(session: Session, kind: str, *, job_id: int) -> bool:
+    """Whether this job already has an incident of this kind (ever)."""
+    stmt = select(Incident.id).where(Incident.kind == kind, Incident.job_id == job_id).limit(1)
+    return session.scalar(stmt) is not None
+
+
 def record_incident(
     session: Session,
     kind: str,

@@ -16,7 +16,9 @@ from sqlalchemy import func, select
 from app.domain.analysis import analyze
 from app.jobs import job_runner
 from app.market.registry import get_market_source
+from app.services.analysis import store_analysis_results
 from app.store.db import session_scope
+from app.store.job_contract import JobInfo
 from app.store.models import Job
 from app.store.models.analysis import AnalysisResult
 
@@ -389,3 +391,61 @@ def test_pattern_problems_are_listed_and_edits_apply_without_restart(
         assert resp.status_code == 202  # the last good version still serves requests
     finally:
         use_settings(settings)
+
+
+LONG_TICKER = "A" * 20 + "/" + "B" * 20  # 41 characters: the column holds 40
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/analyze", {"tickers": ["ETH/BTC", LONG_TICKER], "capital": 1000}),
+        ("/api/analyze/bulk", {"tickers": ["ETH/BTC", LONG_TICKER], "capital": 1000}),
+        ("/api/watchlist", {"ticker": LONG_TICKER}),
+    ],
+)
+def test_a_ticker_longer_than_the_column_is_refused_at_the_door(
+    client: FlaskClient, headers: dict[str, str], path: str, body: dict[str, Any]
+) -> None:
+    resp = client.post(path, json=body, headers=headers)
+    assert resp.status_code == 422, resp.json
+    assert "40" in resp.json["error"]["message"]
+    assert resp.json["error"]["details"][0]["loc"][:2] in (["body", "tickers"], ["body", "ticker"])
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+    resp = client.post(path, json=body | {"tickers": ["A" * 19 + "/" + "B" * 20]}, headers=headers)
+    if path != "/api/watchlist":
+        assert resp.status_code == 202, resp.json  # 40 characters fit
+
+
+def test_a_ticker_whose_result_the_database_refuses_is_that_tickers_error(
+    client: FlaskClient, headers: dict[str, str], user: Any
+) -> None:
+    job_id = _analyze(client, headers, tickers=["ETH/BTC", "LTC/BTC"]).json["id"]
+    ok = {"ticker": "ETH/BTC", "signal": "buy", "score": 0.5, "allocation": "100",
+          "as_of": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+    huge = {**ok, "ticker": "LTC/BTC", "allocation": "1e30"}  # beyond numeric(38, 18)
+    result = {
+        "timeframe": "1h",
+        "pattern": None,
+        "tickers": [ok, huge],
+        "analysed": 2,
+        "errors": 0,
+        "allocated": "1e30",
+        "cash": "0",
+        "details": {"ETH/BTC": ok, "LTC/BTC": huge},
+    }
+    job = JobInfo(job_id, user.id, "analysis", {}, 1, 3)
+    with session_scope() as s:
+        summary = store_analysis_results(s, job, result)
+        dialect = s.get_bind().dialect.name
+    with session_scope() as s:
+        rows = {r.ticker: r for r in s.scalars(select(AnalysisResult))}
+    assert rows["ETH/BTC"].error is None and rows["ETH/BTC"].signal == "buy"
+    if dialect == "postgresql":  # numeric(38, 18) refuses it; SQLite stores decimal text
+        assert rows["LTC/BTC"].error.startswith("not_stored") and rows["LTC/BTC"].signal is None
+        assert summary["tickers"][1]["error"]["code"] == "not_stored"
+        assert (summary["analysed"], summary["errors"]) == (1, 1)
+    else:
+        assert rows["LTC/BTC"].error is None and summary["errors"] == 0
+    assert summary["tickers"][0] == ok

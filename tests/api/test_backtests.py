@@ -12,7 +12,17 @@ import pytest
 
 from app.domain.times import iso_ms
 from app.jobs.job_runner import run_once
-from tests.engine.helpers import FIXTURE_CLOSE, FIXTURE_OPEN, T0, rows_from, write_candles
+from tests.engine.helpers import (
+    FIXTURE_CLOSE,
+    FIXTURE_OPEN,
+    HOUR_MS,
+    T0,
+    Clock,
+    install_replay,
+    rows_from,
+    uninstall_replay,
+    write_candles,
+)
 
 REQUEST = {
     "strategy": "sma_crossover",
@@ -124,3 +134,40 @@ def test_a_coarser_timeframe_is_aggregated_from_the_recorded_one(client, owner,
     result = client.get(f"/api/backtests/{r.get_json()['id']}", headers=owner).get_json()["result"]
     assert result["summary"]["candles"] == 8 and result["summary"]["timeframe"] == "2h"
     assert Decimal(result["summary"]["capital"]) == Decimal("1000")
+
+
+ANCHOR = T0 + 100 * 24 * HOUR_MS  # the replay shows the recording 100 days after its dates
+
+
+@pytest.fixture
+def replay_later(fixture_data: Path) -> Iterator[int]:
+    """The replay feed over the fixture, anchored 100 days after it and 20 candles in."""
+    install_replay(fixture_data, Clock(ANCHOR + 20 * HOUR_MS), anchor_ms=ANCHOR)
+    yield ANCHOR
+    uninstall_replay()
+
+
+def test_a_range_in_the_replay_calendar_reads_the_replay_feed(client, owner, replay_later) -> None:  # type: ignore[no-untyped-def]
+    anchor = replay_later
+    ranged = {**REQUEST, "start": iso_ms(anchor), "end": iso_ms(anchor + 10 * HOUR_MS)}
+    r = client.post("/api/backtests", json=ranged, headers=owner)
+    assert r.status_code == 202, r.get_json()
+    assert r.get_json()["payload"]["calendar"] == "replay"
+    run_once()
+    result = client.get(f"/api/backtests/{r.get_json()['id']}", headers=owner).get_json()["result"]
+    assert result["summary"]["candles"] == 10 and result["summary"]["start"] == iso_ms(anchor)
+    # the same prices as the recorded range of test_range_and_listing: the same trade
+    assert [t["exit_reason"] for t in result["trades"]] == ["exit_signal"]
+    assert result["trades"][0]["entry_time"].startswith(iso_ms(anchor)[:8])
+
+
+def test_a_range_without_candles_answers_422_at_submission(client, owner, replay_later) -> None:  # type: ignore[no-untyped-def]
+    anchor = replay_later
+    future = {**REQUEST, "start": iso_ms(anchor + 30 * 24 * HOUR_MS)}
+    r = client.post("/api/backtests", json=future, headers=owner)
+    assert r.status_code == 422, r.get_json()
+    error = r.get_json()["error"]
+    assert error["code"] == "no_candles" and error["details"][0]["loc"] == ["body", "start"]
+    covered = "the recorded data covers 2026-01-01T00:00:00Z .. 2026-01-01T15:00:00Z"
+    assert covered in error["message"]
+    assert client.get("/api/backtests", headers=owner).get_json()["total"] == 0

@@ -244,3 +244,44 @@ def test_the_runner_requeues_stale_jobs_and_records_the_incident(
     with session_scope() as s:
         incidents = list(s.scalars(select(Incident).where(Incident.job_id == job_id)))
     assert [i.kind for i in incidents] == ["stale_job"]
+
+
+def test_a_result_the_database_refuses_fails_the_job_at_once(
+    user: Any, kinds: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import DataError
+
+    def refuse(session: Any, job: Any, result: dict[str, Any]) -> dict[str, Any]:
+        raise DataError("INSERT ...", {}, ValueError("value too long"))
+
+    _register(kinds, "t_refused", lambda ctx: {"x": 1}, store=refuse)
+    job_id = _submit(user, "t_refused")
+    assert job_runner.run_once(owner="w1", config=CONFIG) == [(job_id, "failed")]
+    job = _job(job_id)
+    assert job.state == "failed" and "could not be stored" in (job.error or "")
+    assert job.attempts == 1  # not requeued, not retried: it would be refused again
+
+
+def test_a_stuck_job_raises_one_incident_whatever_its_attempts(
+    user: Any, kinds: pytest.MonkeyPatch
+) -> None:
+    from app.store.models.safety import Alert, Incident
+
+    job_id = _submit(user, "t_never_claimed_here")
+    for _attempt in range(3):  # claimed, then its worker dies: three times over
+        with session_scope() as s:
+            assert queue.claim_jobs(s, owner="dead", now=utcnow(), lease_seconds=60) == [job_id]
+            s.execute(
+                Job.__table__.update()
+                .where(Job.id == job_id)
+                .values(heartbeat_at=utcnow() - timedelta(minutes=10))
+            )
+        job_runner.requeue_stale(CONFIG)
+    assert _job(job_id).state == "failed"
+    with session_scope() as s:
+        incidents = list(s.scalars(select(Incident).where(Incident.job_id == job_id)))
+        admin_alerts = list(s.scalars(select(Alert).where(Alert.code == "stale_job")))
+        owner_alerts = list(s.scalars(select(Alert).where(Alert.code == "job_failed")))
+    assert [i.kind for i in incidents] == ["stale_job"]
+    assert len(admin_alerts) == 1
+    assert [a.user_id for a in owner_alerts] == [user.id]  # the owner still hears it failed

@@ -8,6 +8,7 @@ from app.store.models import (  # noqa: F401
     analysis,
     events,
     ledger,
+    notifications,
     safety,
     strategies,
     trading,

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.store.base import Base, UTCDateTime, utcnow
 
+TICKER_LENGTH = 40  # a market symbol like ETH/BTC, as results and watchlists store it
+
 
 class AnalysisResult(Base):
     """The outcome of one ticker in one analysis job: a signal with its numbers, or an error."""
@@ -29,7 +31,7 @@ class AnalysisResult(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    ticker: Mapped[str] = mapped_column(String(40))
+    ticker: Mapped[str] = mapped_column(String(TICKER_LENGTH))
     timeframe: Mapped[str] = mapped_column(String(8))
     pattern: Mapped[str | None] = mapped_column(String(64))
     signal: Mapped[str | None] = mapped_column(String(8))
@@ -51,7 +53,7 @@ class WatchlistItem(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    ticker: Mapped[str] = mapped_column(String(40))
+    ticker: Mapped[str] = mapped_column(String(TICKER_LENGTH))
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, server_default=func.now()
     )
