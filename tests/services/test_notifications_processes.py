@@ -79,7 +79,8 @@ def test_two_workers_one_killed_deliver_every_notification_exactly_once(
             TRADING_ENABLED="false",
             SELF_HEALING_ENABLED="false",
             OUTBOUND_ALLOW_PRIVATE="true",
-            NOTIFICATION_LEASE_SECONDS="3",
+            NOTIFICATION_LEASE_SECONDS="5",
+            OUTBOUND_TIMEOUT_SECONDS="1",
             NOTIFICATION_RETRY_SECONDS="0",
             NOTIFICATION_BATCH_SIZE="20",
         )
