@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain.protections import parse_protections
@@ -422,6 +422,36 @@ def change_status(
     announce_status(session, bot, previous)
     log.info("bot %s: %s -> %s", bot.id, previous, bot.status)
     return bot
+
+
+ACCOUNT_DISABLED = "account_disabled"
+
+
+def pause_user_bots(session: Session, user_id: int, reason: str) -> list[int]:
+    """Pause every running bot of a user, and hold those waiting out a protection cooldown,
+    with `reason`: nothing of theirs trades or resumes by itself (re-enabling the account
+    leaves them paused for their owner to review). Returns the bots paused."""
+    bots = session.scalars(
+        select(Bot)
+        .where(
+            Bot.user_id == user_id,
+            Bot.deleted_at.is_(None),
+            or_(
+                Bot.status == "running",
+                and_(Bot.status == "paused", Bot.cooldown_until.is_not(None)),
+            ),
+        )
+        .with_for_update()
+    ).all()
+    for bot in bots:
+        previous = bot.status
+        bot.status, bot.pause_reason = "paused", reason
+        bot.cooldown_until = bot.next_tick_at = None
+        session.flush()
+        announce_status(session, bot, previous)
+    if bots:
+        log.warning("user %s: %d bots paused (%s)", user_id, len(bots), reason)
+    return [bot.id for bot in bots]
 
 
 def request_exit(
