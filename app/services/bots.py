@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.domain.numbers import decimal_text
 from app.domain.protections import parse_protections
 from app.domain.sizing import validate_sizing_config
 from app.domain.strategies import get_strategy
@@ -158,7 +159,10 @@ def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
             code="invalid_sizing",
             details=details,
         ) from None
-    return config.model_dump(mode="json", exclude_none=True)
+    return {
+        k: decimal_text(v) if isinstance(v, Decimal) else v
+        for k, v in config.model_dump(exclude_none=True).items()
+    }
 
 
 def normalised_protections(protections: dict[str, Any] | None) -> dict[str, Any]:

@@ -271,3 +271,11 @@ def test_bootstrap_trades_default_comes_from_the_setting(client, owner, settings
     finally:
         use_settings(settings)
     assert explicit["sizing"]["bootstrap_trades"] == 8
+
+
+def test_decimals_come_back_as_plain_text(client, owner) -> None:  # type: ignore[no-untyped-def]
+    bot = create(client, owner, capital="1.000000000000000000", taker_fee="1E-3",
+                 sizing={"mode": "fixed", "stake": "0.50"}).get_json()  # fmt: skip
+    assert bot["capital"] == "1" and bot["taker_fee"] == "0.001"
+    assert bot["sizing"]["stake"] == "0.5" and bot["sizing"]["kelly_cap"] == "0.25"
+    assert bot["created_at"].endswith("Z")
