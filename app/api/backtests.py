@@ -25,7 +25,12 @@ bp = Blueprint("backtests", __name__)
 
 
 class BacktestRequest(RequestModel):
-    strategy: str = Field(min_length=1, max_length=50, examples=["sma_crossover"])
+    strategy: str | None = Field(
+        None, min_length=1, max_length=50, examples=["sma_crossover"],
+        description="a template name (GET /api/strategies); or give strategy_document_id",
+    )
+    strategy_document_id: int | None = Field(None, ge=1, description="one of your documents")
+    strategy_version: int | None = Field(None, ge=1, description="default: its latest version")
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     exchange: str = Field("replay", min_length=1, max_length=50)
     symbol: str = Field(min_length=1, max_length=40, examples=["ETH/BTC"])

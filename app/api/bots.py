@@ -52,9 +52,14 @@ class BotCreate(RequestModel):
     )
     symbol: str = Field(min_length=1, max_length=40, examples=["ETH/BTC"])
     timeframe: str = Field(min_length=1, max_length=8, examples=["5m"])
-    strategy: str = Field(min_length=1, max_length=50, examples=["sma_crossover"])
+    strategy: str | None = Field(
+        None, min_length=1, max_length=50, examples=["sma_crossover"],
+        description="a template name (GET /api/strategies); or give strategy_document_id",
+    )
+    strategy_document_id: int | None = Field(None, ge=1, description="one of your documents")
+    strategy_version: int | None = Field(None, ge=1, description="default: its latest version")
     strategy_params: dict[str, Any] = Field(
-        default_factory=dict, description="checked against GET /api/strategies' schema"
+        default_factory=dict, description="checked against the strategy's parameters"
     )
     capital: Decimal = Field(gt=0, le=Decimal("1e15"), description="quote currency")
     sizing: dict[str, Any] | None = Field(
@@ -75,6 +80,8 @@ class BotPatch(RequestModel):
     symbol: str | None = Field(None, min_length=1, max_length=40)
     timeframe: str | None = Field(None, min_length=1, max_length=8)
     strategy: str | None = Field(None, min_length=1, max_length=50)
+    strategy_document_id: int | None = Field(None, ge=1)
+    strategy_version: int | None = Field(None, ge=1)
     strategy_params: dict[str, Any] | None = None
     capital: Decimal | None = Field(None, gt=0, le=Decimal("1e15"))
     sizing: dict[str, Any] | None = None
@@ -109,6 +116,8 @@ class BotOut(BaseModel):
     symbol: str
     timeframe: str
     strategy: str
+    strategy_document_id: int | None = None
+    strategy_version: int | None = None
     strategy_params: dict[str, Any]
     sizing: dict[str, Any]
     protections: dict[str, Any]

@@ -133,7 +133,9 @@ def stream_events(query: EventsQuery) -> Response:
                 status=429,
                 headers={"Retry-After": "10"},
             )
-        sub, live_from = events.broker.subscribe(user_id, is_admin=is_admin)
+        sub, live_from = events.broker.subscribe(
+            user_id, is_admin=is_admin, jti=str(claims.get("jti") or "")
+        )
         resume = events.Resume([])
         if after_id is not None:
             resume = events.resume_after(user_id, is_admin, after_id, live_from)
@@ -274,6 +276,8 @@ class EventStream:
                 except queue.Empty:
                     continue
                 if event is None:
+                    if self._sub.reason:
+                        yield f": closed {self._sub.reason}\n\n"
                     break
                 if int(event["id"]) <= last_id:
                     continue

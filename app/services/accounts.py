@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from app.services.audit import record_audit
+from app.services.bots import ACCOUNT_DISABLED, pause_user_bots
+from app.services.events import end_streams
 from app.services.passwords import (
     burn_verification_time,
     hash_password,
@@ -229,7 +231,8 @@ def update_user(
     ip: str | None = None,
 ) -> User:
     """An admin changes a user's role or disabled flag; each change is audited in the same
-    transaction. Disabling also revokes every refresh token of the user."""
+    transaction. Disabling also revokes every refresh token of the user and pauses their bots
+    (`account_disabled`); enabling leaves the bots paused."""
     user = get_user(session, user_id)
     if user.id == actor_id and (role == "user" or is_disabled):
         raise Conflict("admins cannot demote or disable themselves", code="self_lockout")
@@ -247,6 +250,8 @@ def update_user(
         user.is_disabled = is_disabled
         if is_disabled:
             revoke_user_refresh_tokens(session, user.id, now)
+            pause_user_bots(session, user.id, ACCOUNT_DISABLED)
+            end_streams(session, user.id, reason="account_disabled")
         record_audit(
             session,
             "admin.user_disabled" if is_disabled else "admin.user_enabled",

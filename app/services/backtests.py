@@ -31,17 +31,21 @@ from sqlalchemy.orm import Session
 from app.domain.candles import Candles
 from app.domain.numbers import decimal_text
 from app.domain.sizing import SizingConfig, validate_sizing_config
-from app.domain.strategies import get_strategy
+from app.domain.strategies import Strategy, get_strategy
+from app.domain.strategies.doc_model import parse_document
+from app.domain.strategies.doc_strategy import DocumentStrategy
 from app.domain.times import iso_ms, to_ms
 from app.engine.backtest import run_backtest
 from app.engine.fill_model import FeeSchedule
+from app.engine.strategy_source import document_limits
 from app.errors import NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS, MarketInfo
 from app.market.csv_candles import load_candle_file, scan_candle_dirs
 from app.market.errors import ExchangeUnavailable
 from app.market.registry import get_market_source
-from app.services.bots import check_exchange, check_market, normalised_params, normalised_sizing
+from app.services.bots import check_exchange, check_market, normalised_sizing
 from app.services.jobs import submit
+from app.services.strategies import get_document, resolve_strategy
 from app.store.base import utcnow
 from app.store.job_contract import TransientJobError
 from app.store.models import Job
@@ -197,9 +201,17 @@ class BacktestSpec:
     taker_fee: Decimal
     slippage_bps: Decimal
     calendar: str = "recorded"  # replay only: "recorded" dates, or the replay feed's "replay"
+    # a user's document: its id and version, and the version's text (what the job runs)
+    strategy_document_id: int | None = None
+    strategy_version: int | None = None
+    strategy_document: dict[str, Any] | None = None
 
     def payload(self) -> dict[str, Any]:
-        extra = {"calendar": self.calendar} if self.calendar != "recorded" else {}
+        extra: dict[str, Any] = {"calendar": self.calendar} if self.calendar != "recorded" else {}
+        if self.strategy_document is not None:
+            extra |= {"strategy_document_id": self.strategy_document_id,
+                      "strategy_version": self.strategy_version,
+                      "strategy_document": self.strategy_document}  # fmt: skip
         return {
             "strategy": self.strategy,
             "strategy_params": self.strategy_params,
@@ -232,6 +244,9 @@ class BacktestSpec:
             taker_fee=Decimal(p.get("taker_fee", "0.001")),
             slippage_bps=Decimal(p.get("slippage_bps", "0")),
             calendar=p.get("calendar", "recorded"),
+            strategy_document_id=p.get("strategy_document_id"),
+            strategy_version=p.get("strategy_version"),
+            strategy_document=p.get("strategy_document"),
         )
 
 
@@ -239,14 +254,25 @@ def _ms(value: datetime | None) -> int | None:
     return None if value is None else to_ms(value)
 
 
-def build_spec(data: dict[str, Any]) -> BacktestSpec:
+def build_spec(session: Session, user_id: int, data: dict[str, Any]) -> BacktestSpec:
     """Validate a request (422 naming the field) into a spec; checks the candles exist."""
     start, end = data.get("start"), data.get("end")
     if start is not None and end is not None and end <= start:
         raise _invalid("end", "end must be after start")
+    choice = resolve_strategy(
+        session, user_id, name=data.get("strategy"),
+        document_id=data.get("strategy_document_id"), version=data.get("strategy_version"),
+        params=data.get("strategy_params"), timeframe=data["timeframe"],
+    )  # fmt: skip
+    document = None
+    if choice.document_id is not None and choice.version is not None:
+        document = get_document(session, user_id, choice.document_id, choice.version)[2]
     spec = BacktestSpec(
-        strategy=data["strategy"],
-        strategy_params=normalised_params(data["strategy"], data.get("strategy_params")),
+        strategy=choice.name,
+        strategy_params=choice.params,
+        strategy_document_id=choice.document_id,
+        strategy_version=choice.version,
+        strategy_document=document,
         exchange=check_exchange(data.get("exchange") or "replay"),
         symbol=data["symbol"],
         timeframe=data["timeframe"],
@@ -332,13 +358,22 @@ def replay_data_check(symbol: str, timeframe: str) -> None:
 # -- running ---------------------------------------------------------------------------
 
 
+def spec_strategy(spec: BacktestSpec) -> Strategy[Any]:
+    """The strategy a spec runs: its document's recorded version, or a template by name."""
+    if spec.strategy_document is not None:
+        limits = document_limits()
+        doc = parse_document(spec.strategy_document, limits)
+        return DocumentStrategy(doc, timeframe=spec.timeframe, limits=limits)
+    return get_strategy(spec.strategy, spec.timeframe)
+
+
 def execute(
     spec: BacktestSpec,
     data: CandleData,
     progress: Callable[[float], None] | None = None,
 ) -> Any:
     """Run the backtest of `spec` over `data` (the engine's `BacktestResult`)."""
-    strategy = get_strategy(spec.strategy)
+    strategy = spec_strategy(spec)
     params = strategy.validate_params(spec.strategy_params)
     sizing: SizingConfig = validate_sizing_config(spec.sizing)
     fees = FeeSchedule(maker=spec.maker_fee, taker=spec.taker_fee, slippage_bps=spec.slippage_bps)
@@ -416,7 +451,7 @@ def submit_backtest(
     session: Session, user_id: int, data: dict[str, Any], idempotency_key: str | None = None
 ) -> Any:
     """Validate and queue; returns the jobs service's `Submission` (job, created)."""
-    spec = build_spec(data)
+    spec = build_spec(session, user_id, data)
     return submit(session, user_id, KIND, spec.payload(), idempotency_key)
 
 

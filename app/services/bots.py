@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain.numbers import decimal_text
@@ -38,6 +38,7 @@ from app.services.audit import record_audit
 from app.services.events import record_event
 from app.services.live_gates import assert_live_allowed
 from app.services.passwords import hash_password
+from app.services.strategies import resolve_strategy
 from app.store.base import utcnow
 from app.store.emergency_flag import TradingHalted, emergency_stop_active
 from app.store.models import Bot, User
@@ -61,6 +62,8 @@ EDITABLE_WHEN_NOT_RUNNING = frozenset(
     {
         "strategy",
         "strategy_params",
+        "strategy_document_id",
+        "strategy_version",
         "sizing",
         "protections",
         "maker_fee",
@@ -218,15 +221,21 @@ def create_bot(session: Session, user_id: int, data: dict[str, Any]) -> Bot:
     mode = data.get("mode") or "paper"
     if mode != "paper":
         raise _invalid("mode", "only paper bots can be created; live trading is earned later")
-    strategy = data["strategy"]
+    choice = resolve_strategy(
+        session, user_id, name=data.get("strategy"),
+        document_id=data.get("strategy_document_id"), version=data.get("strategy_version"),
+        params=data.get("strategy_params"), timeframe=data["timeframe"],
+    )  # fmt: skip
     bot = Bot(
         user_id=user_id,
         name=data["name"],
         exchange=exchange,
         symbol=data["symbol"],
         timeframe=data["timeframe"],
-        strategy=strategy,
-        strategy_params=normalised_params(strategy, data.get("strategy_params")),
+        strategy=choice.name,
+        strategy_params=choice.params,
+        strategy_document_id=choice.document_id,
+        strategy_version=choice.version,
         sizing=normalised_sizing(data.get("sizing")),
         protections=normalised_protections(data.get("protections")),
         capital=Decimal(data["capital"]),
@@ -271,14 +280,8 @@ def update_bot(session: Session, user_id: int, bot_id: int, changes: dict[str, A
         )
     if "exchange" in changes:
         changes["exchange"] = check_exchange(changes["exchange"])
-    strategy = changes.get("strategy", bot.strategy)
-    if "strategy" in changes or "strategy_params" in changes:
-        params = changes.get("strategy_params")
-        if params is None and "strategy" in changes and changes["strategy"] != bot.strategy:
-            params = {}
-        elif params is None:
-            params = bot.strategy_params
-        changes["strategy_params"] = normalised_params(strategy, params)
+    if _STRATEGY_FIELDS & set(changes) or "timeframe" in changes:
+        changes.update(_strategy_changes(session, user_id, bot, changes))
     if "sizing" in changes:
         changes["sizing"] = normalised_sizing(changes["sizing"])
     if "protections" in changes:
@@ -289,6 +292,46 @@ def update_bot(session: Session, user_id: int, bot_id: int, changes: dict[str, A
         check_market(bot.exchange, bot.symbol, bot.timeframe)
     session.flush()
     return bot
+
+
+_STRATEGY_FIELDS = frozenset(
+    {"strategy", "strategy_params", "strategy_document_id", "strategy_version"}
+)
+
+
+def _strategy_changes(
+    session: Session, user_id: int, bot: Bot, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """The bot's strategy fields after `changes`: a template name replaces a document; a
+    document keeps the version the bot runs unless a version (or another document) is given,
+    so saving a new version of a document never changes a bot by itself."""
+    if "strategy" in changes and "strategy_document_id" not in changes:
+        document_id = None
+    else:
+        document_id = changes.get("strategy_document_id", bot.strategy_document_id)
+    if "strategy_version" in changes:
+        version = changes["strategy_version"]
+    elif document_id is not None and document_id == bot.strategy_document_id:
+        version = bot.strategy_version
+    else:
+        version = None
+    switched = document_id != bot.strategy_document_id or (
+        document_id is None and changes.get("strategy", bot.strategy) != bot.strategy
+    )
+    params = changes.get("strategy_params")
+    if params is None:
+        params = {} if switched else bot.strategy_params
+    choice = resolve_strategy(
+        session, user_id, name=None if document_id is not None else
+        changes.get("strategy", bot.strategy), document_id=document_id, version=version,
+        params=params, timeframe=changes.get("timeframe", bot.timeframe),
+    )  # fmt: skip
+    return {
+        "strategy": choice.name,
+        "strategy_params": choice.params,
+        "strategy_document_id": choice.document_id,
+        "strategy_version": choice.version,
+    }
 
 
 def _change_mode(session: Session, bot: Bot, mode: str) -> None:
@@ -383,6 +426,36 @@ def change_status(
     announce_status(session, bot, previous)
     log.info("bot %s: %s -> %s", bot.id, previous, bot.status)
     return bot
+
+
+ACCOUNT_DISABLED = "account_disabled"
+
+
+def pause_user_bots(session: Session, user_id: int, reason: str) -> list[int]:
+    """Pause every running bot of a user, and hold those waiting out a protection cooldown,
+    with `reason`: nothing of theirs trades or resumes by itself (re-enabling the account
+    leaves them paused for their owner to review). Returns the bots paused."""
+    bots = session.scalars(
+        select(Bot)
+        .where(
+            Bot.user_id == user_id,
+            Bot.deleted_at.is_(None),
+            or_(
+                Bot.status == "running",
+                and_(Bot.status == "paused", Bot.cooldown_until.is_not(None)),
+            ),
+        )
+        .with_for_update()
+    ).all()
+    for bot in bots:
+        previous = bot.status
+        bot.status, bot.pause_reason = "paused", reason
+        bot.cooldown_until = bot.next_tick_at = None
+        session.flush()
+        announce_status(session, bot, previous)
+    if bots:
+        log.warning("user %s: %d bots paused (%s)", user_id, len(bots), reason)
+    return [bot.id for bot in bots]
 
 
 def request_exit(

@@ -38,7 +38,7 @@ from app.observability.metrics import EVENTS_PUBLISHED
 from app.observability.outages import Outage
 from app.services import notification_outbox
 from app.services.revocation import token_subject
-from app.store import event_log
+from app.store import db, event_log
 from app.store.after_commit import on_commit
 from app.store.base import utcnow
 from app.store.db import session_scope
@@ -53,6 +53,7 @@ BROADCAST_ALERTS = {
     "emergency_stop": "an administrator stopped all trading; bots are paused for review",
     "emergency_resume": "the emergency stop was cleared; paused bots stay paused for review",
 }
+STREAM_END = event_log.STREAM_END
 QUEUE_SIZE = 1_000
 READ_BATCH = 500
 READY_TIMEOUT = 10.0
@@ -120,6 +121,16 @@ def record_events(
     on_commit(session, wake, key="tw_events_wake")
     with contextlib.suppress(Exception):
         EVENTS_PUBLISHED.labels("recorded").inc(len(rows))
+
+
+def end_streams(session: Session, user_id: int, *, jti: str | None = None, reason: str) -> None:
+    """Close the user's open streams (only the token `jti`'s, when given) on every worker,
+    once this transaction commits: logout, or a disabled account. In the event order, so no
+    event after it reaches those streams. Clients never see it; the 2 s re-check is the
+    fallback."""
+    row = _row(int(user_id), "user", STREAM_END, {"jti": jti, "reason": reason}, utcnow())
+    event_log.append(session, [row])
+    on_commit(session, wake, key="tw_events_wake")
 
 
 def publish_event(user_id: int | None, event_type: str, data: dict[str, Any] | None) -> None:
@@ -256,9 +267,16 @@ class Subscription:
 
     user_id: int
     is_admin: bool
+    jti: str | None = None
+    reason: str | None = None
     inbox: queue.Queue[dict[str, Any] | None] = field(
         default_factory=lambda: queue.Queue(QUEUE_SIZE)
     )
+
+    def ends_with(self, event: dict[str, Any]) -> bool:
+        """A `stream_end` row for this stream's user (and token, when it names one)."""
+        jti = (event.get("data") or {}).get("jti")
+        return event.get("user_id") == self.user_id and (jti is None or jti == self.jti)
 
     def wants(self, audience: str, user_id: int | None) -> bool:
         if audience == "user":
@@ -271,7 +289,9 @@ class Subscription:
         except queue.Full:  # a stuck client: end its stream; it resumes from the table
             self.close()
 
-    def close(self) -> None:
+    def close(self, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
         while True:
             try:
                 self.inbox.put_nowait(None)
@@ -297,10 +317,12 @@ class Broker:
         self._stopping = threading.Event()
         self._outage = Outage("event poller")
 
-    def subscribe(self, user_id: int, *, is_admin: bool) -> tuple[Subscription, int]:
+    def subscribe(
+        self, user_id: int, *, is_admin: bool, jti: str | None = None
+    ) -> tuple[Subscription, int]:
         """Register a stream; returns it and the last event id it will not get live (its
         backlog, if any, comes from the table up to there)."""
-        sub = Subscription(user_id=user_id, is_admin=is_admin)
+        sub = Subscription(user_id=user_id, is_admin=is_admin, jti=jti)
         deadline = time.monotonic() + READY_TIMEOUT
         with self._lock:
             while True:
@@ -381,6 +403,12 @@ class Broker:
                     self._poller = None
                     self._lock.notify_all()
                     return
+            if not db.initialised():  # the process is shutting its database down
+                with self._lock:
+                    self._ready.clear()
+                    self._poller = None
+                    self._lock.notify_all()
+                return
             try:
                 self.poll_once()
             except Exception as exc:  # the database is away: streams stay, we retry
@@ -420,8 +448,12 @@ class Broker:
                 after = int(rows[-1].seq or after)
                 with self._lock:
                     for audience, user_id, event in batch:
-                        for sub in self._subs:
-                            if sub.wants(audience, user_id):
+                        for sub in list(self._subs):
+                            if event["type"] == STREAM_END:
+                                if sub.ends_with(event):
+                                    self._subs.discard(sub)
+                                    sub.close(event["data"].get("reason") or "token_revoked")
+                            elif sub.wants(audience, user_id):
                                 sub.offer(event)
                     self.cursor = after
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.services import accounts
 from app.services.audit import record_audit
+from app.services.events import end_streams
 from app.services.revocation import revoke_access_token
 from app.store.db import session_scope
 from app.store.models import User
@@ -95,6 +96,7 @@ def log_out(
 ) -> None:  # fmt: skip
     """Revoke this access token at once and the refresh family it was minted in."""
     revoke_access_token(session, jti=jti, user_id=user_id, expires_at=expires_at, now=now)
+    end_streams(session, user_id, jti=jti, reason="token_revoked")
     if family_id:
         accounts.revoke_family(session, family_id, now)
     record_audit(

@@ -112,6 +112,11 @@ def build_url(settings: Settings) -> str:
     return str(make_url(settings.database_url))
 
 
+def initialised() -> bool:
+    """Whether this process has a database (background threads stop when it is shut down)."""
+    return _engine is not None
+
+
 def get_engine() -> Engine:
     if _engine is None:
         raise RuntimeError("database not initialised: call init_database(settings) first")

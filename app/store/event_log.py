@@ -20,6 +20,7 @@ from app.store.base import utcnow
 from app.store.models import User
 from app.store.models.events import Event, EventStream
 
+STREAM_END = "stream_end"  # a row that closes streams (logout, disable); never sent
 SEQUENCE_BATCH = 1000
 PRUNE_BATCH = 5000
 # pg_try_advisory_xact_lock key of the sequencer ("tw-evseq")
@@ -90,6 +91,7 @@ def read_for_user(
     stmt = (
         select(Event)
         .where(visible_to(user_id, is_admin), Event.seq > after, Event.seq <= upto)
+        .where(Event.type != STREAM_END)
         .order_by(Event.seq)
         .limit(limit)
     )

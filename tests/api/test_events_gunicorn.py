@@ -198,6 +198,8 @@ def test_streams_end_within_5_s_after_logout_and_after_disable(
                                 json={"is_disabled": True}, headers=auth_headers(admin),
                                 timeout=30)  # fmt: skip
         assert answer.status_code == 200, answer.text
+        publish_event(disabled.id, "alert", {"n": "after disable"})
+        publish_event(None, "alert", {"code": "emergency_stop", "severity": "critical"})
         disable_took, disable_lines = wait_for_end(stream)
         stream.close()
     assert logout_took < 5.0, f"the stream outlived logout by {logout_took:.1f}s"
@@ -205,6 +207,7 @@ def test_streams_end_within_5_s_after_logout_and_after_disable(
     assert again.status_code == 401 and again.json()["error"]["code"] == "token_revoked"
     assert disable_took < 5.0, f"the stream outlived disable by {disable_took:.1f}s"
     assert ": closed account_disabled" in disable_lines
+    assert not [line for line in disable_lines if line.startswith("data:")]  # nothing after
 
 
 def test_the_cap_per_user_holds_across_workers(

@@ -161,6 +161,32 @@ def _alert_unacknowledged(ctx: Ctx, args: dict[str, int]) -> bool:
     return [a["acknowledged_at"] for a in items if a["id"] == args["alert_id"]] == [None]
 
 
+OWNER_DOCUMENT = {
+    "name": "owner's strategy",
+    "entry": {"op": "gt", "args": [{"series": "close"}, 1]},
+}
+
+
+def _create_strategy(ctx: Ctx) -> dict[str, int]:
+    response = ctx.client.post(
+        "/api/strategies", json={"document": OWNER_DOCUMENT}, headers=ctx.owner_headers
+    )
+    assert response.status_code == 201, response.get_json()
+    return {"strategy_id": response.get_json()["id"], "version": 1}
+
+
+def _strategy_unchanged(ctx: Ctx, args: dict[str, int]) -> bool:
+    response = ctx.client.get(f"/api/strategies/{args['strategy_id']}", headers=ctx.owner_headers)
+    doc = response.get_json()
+    return response.status_code == 200 and (doc["version"], doc["name"]) == (
+        1, "owner's strategy")  # fmt: skip
+
+
+STRATEGY = Resource(
+    create=_create_strategy,
+    exists=_strategy_unchanged,
+    bodies={"PUT": {"document": {**OWNER_DOCUMENT, "name": "hijacked"}}},
+)
 BOT = Resource(create=_create_bot, exists=_bot_unchanged)
 
 def _create_channel(ctx: Ctx) -> dict[str, int]:
@@ -228,6 +254,8 @@ RESOURCES: dict[str, Resource] = {
         create=_create_snapshot, exists=_snapshot_kept
     ),
     "/api/alerts/<int:alert_id>/ack": Resource(create=_create_alert, exists=_alert_unacknowledged),
+    "/api/strategies/<int:strategy_id>": STRATEGY,
+    "/api/strategies/<int:strategy_id>/versions/<int:version>": STRATEGY,
     "/api/notifications/channels/<int:channel_id>": CHANNEL,
     "/api/notifications/channels/<int:channel_id>/test": CHANNEL,
     "/api/notifications/channels/<int:channel_id>/deliveries": CHANNEL,

@@ -345,11 +345,18 @@ def test_stream_ends_after_logout_or_disable(
     tune: Any,
     how: str,
 ) -> None:
+    """Closed by the logout's (or disable's) own news on the event table, in the event order;
+    the periodic re-check (here slowed to 60 s) is only the fallback."""
+    tune(sse_heartbeat_seconds=0.1, events_poll_seconds=0.05, sse_recheck_seconds=60)
     admin, user = make_user(role="admin"), make_user()
-    headers = auth_headers(user)
-    with open_stream(client, headers=headers) as stream:
+    headers, other_login = auth_headers(user), auth_headers(user)
+    with (
+        open_stream(client, headers=headers) as stream,
+        open_stream(client, headers=other_login) as other_stream,
+    ):
         publish_event(user.id, "job_progress", {"progress": 0.5})
         stream.events(1)
+        other_stream.events(1)
         if how == "logout":
             assert client.post("/api/auth/logout", headers=headers).status_code == 204
             reason = "token_revoked"
@@ -361,8 +368,15 @@ def test_stream_ends_after_logout_or_disable(
             assert answer.status_code == 200, answer.get_data(as_text=True)
             reason = "account_disabled"
         publish_event(user.id, "job_progress", {"progress": 1.0})
-        rest = "".join(  # ends by itself (the re-check runs every 0.2 s)
+        rest = "".join(  # ends by itself
             c.decode() if isinstance(c, bytes) else c for c in stream._chunks
         )
+        if how == "logout":  # the user's other login keeps its stream
+            (still,) = other_stream.events(1)
+            assert still["data"] == {"progress": 1.0}
+        else:
+            assert ": closed account_disabled" in "".join(
+                c.decode() if isinstance(c, bytes) else c for c in other_stream._chunks
+            )
     assert f": closed {reason}" in rest
-    assert '"progress":1.0' not in rest.split(": closed")[-1]
+    assert '"progress":1.0' not in rest  # the stream ended in the event order, before it

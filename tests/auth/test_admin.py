@@ -15,6 +15,7 @@ from app.store.db import session_scope
 from app.store.models import User
 from app.store.models.accounts import AuditLog
 from tests.auth.conftest import bearer
+from tests.services.safety_helpers import get_bot, make_bot, set_bot
 
 
 @pytest.fixture
@@ -112,6 +113,37 @@ def test_disabled_user_tokens_stop_at_once(
         "/api/auth/login", json={"email": "bob@example.com", "password": "correct horse battery"}
     )
     assert relog.status_code == 200
+
+
+def test_disabling_a_user_pauses_their_bots_and_enabling_leaves_them_paused(
+    client: FlaskClient, admin: dict[str, Any], bob: dict[str, Any], make_user
+) -> None:  # type: ignore[no-untyped-def]
+    owner = bob["user"]["id"]
+    running = make_bot(owner, status="running")
+    cooling = make_bot(owner, status="paused")
+    set_bot(cooling, cooldown_until=utcnow() + timedelta(minutes=30), pause_reason="cooldown")
+    stopped = make_bot(owner, status="stopped")
+    someone_elses = make_bot(make_user().id, status="running")
+    url = f"/api/admin/users/{owner}"
+    assert (
+        client.patch(url, json={"is_disabled": True}, headers=admin["headers"]).status_code == 200
+    )
+    for bot_id in (running, cooling):
+        bot = get_bot(bot_id)
+        assert (bot.status, bot.pause_reason) == ("paused", "account_disabled")
+        assert bot.next_tick_at is None and bot.cooldown_until is None  # nothing ticks or resumes
+    assert get_bot(stopped).status == "stopped" and get_bot(stopped).pause_reason is None
+    assert get_bot(someone_elses).status == "running"
+    assert (
+        client.patch(url, json={"is_disabled": False}, headers=admin["headers"]).status_code == 200
+    )
+    for bot_id in (running, cooling):
+        bot = get_bot(bot_id)
+        assert (bot.status, bot.pause_reason, bot.next_tick_at) == (
+            "paused",
+            "account_disabled",
+            None,
+        )
 
 
 @pytest.mark.parametrize(
