@@ -9,7 +9,9 @@ import time
 from urllib.parse import urlparse
 
 
-def hammer(url: str, seconds: float = 5.0, connections: int = 16) -> tuple[float, list[float]]:
+def hammer(
+    url: str, seconds: float = 5.0, connections: int = 16, headers: dict[str, str] | None = None
+) -> tuple[float, list[float]]:
     """Requests per second and per-request latencies (s) over `seconds`."""
     parsed = urlparse(url)
     stop = time.monotonic() + seconds
@@ -24,7 +26,7 @@ def hammer(url: str, seconds: float = 5.0, connections: int = 16) -> tuple[float
         while time.monotonic() < stop:
             started = time.perf_counter()
             try:
-                conn.request("GET", parsed.path)
+                conn.request("GET", parsed.path, headers=headers or {})
                 response = conn.getresponse()
                 response.read()
                 if response.status != 200:

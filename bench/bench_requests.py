@@ -1,0 +1,127 @@
+"""Request benchmark: authenticated bot reads under gunicorn (2 workers, Postgres), each next to
+`/api/health/ping` on the same server in the same run.
+
+* `GET /api/bots` of a user with 5 bots, and `GET /api/bots/{id}`;
+* the baseline: ping, which touches neither the database nor a token.
+
+The load comes from `wrk` when the machine has it (its threads cost the server least), else
+from the Python closed-loop generator in `bench/_load.py`. Goals (the speed issue): the list at
+0.40x ping or better with p99 at most 2x ping's, the detail at 0.45x or better.
+
+    .venv/bin/python bench/bench_requests.py [--seconds 8] [--connections 32]
+
+Needs Postgres on 127.0.0.1 (TEST_POSTGRES_URL) like the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _load import hammer, percentile  # noqa: E402
+from alembic import command  # noqa: E402
+from bench_foundation import serve  # noqa: E402
+
+from tests.support.databases import (  # noqa: E402
+    alembic_config,
+    create_postgres_database,
+    drop_postgres_database,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PASSWORD = "correct horse battery"
+BOT = {"symbol": "ETH/BTC", "timeframe": "5m", "strategy": "sma_crossover",
+       "strategy_params": {"fast": 5, "slow": 20}, "capital": "1"}  # fmt: skip
+
+
+def call(base: str, method: str, path: str, body: dict | None = None, token: str = "") -> dict:
+    request = urllib.request.Request(
+        base + path, method=method, data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json",
+                 **({"Authorization": f"Bearer {token}"} if token else {})},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def wrk(url: str, seconds: float, connections: int, token: str) -> tuple[float, float]:
+    """Requests/s and p99 latency (s) from wrk."""
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", url]
+    if token:
+        args[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    if "Non-2xx" in out:
+        raise SystemExit(f"{url}: non-2xx answers\n{out}")
+    return rps, float(value) / {"us": 1e6, "ms": 1e3, "s": 1.0}[unit]
+
+
+def measure(url: str, seconds: float, connections: int, token: str = "") -> tuple[float, float]:
+    if shutil.which("wrk"):
+        wrk(url, 1, connections, token)
+        return wrk(url, seconds, connections, token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    hammer(url, 1.0, connections, headers)
+    rps, latencies = hammer(url, seconds, connections, headers)
+    return rps, percentile(latencies, 0.99)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+
+    url = create_postgres_database("tw_bench_requests")
+    try:
+        command.upgrade(alembic_config(url), "head")
+        env = {**os.environ, "DATABASE_URL": url, "SCHEDULER_ENABLED": "false",
+               "LOG_LEVEL": "WARNING", "ACCESS_LOG": "0", "WEB_CONCURRENCY": "2",
+               "RATELIMIT_ENABLED": "false"}  # fmt: skip
+        env.pop("REDIS_URL", None)
+        port = 18771
+        with tempfile.TemporaryDirectory():
+            proc = serve("wsgi:app", ROOT, env, port, ROOT / "gunicorn.conf.py")
+            try:
+                base = f"http://127.0.0.1:{port}"
+                email = f"bench-{uuid.uuid4().hex[:6]}@example.com"
+                call(base, "POST", "/api/auth/register", {"email": email, "password": PASSWORD})
+                token = call(base, "POST", "/api/auth/login",
+                             {"email": email, "password": PASSWORD})["access_token"]  # fmt: skip
+                ids = [call(base, "POST", "/api/bots", {**BOT, "name": f"b{i}"}, token)["id"]
+                       for i in range(5)]  # fmt: skip
+                ping = measure(base + "/api/health/ping", args.seconds, args.connections)
+                listing = measure(base + "/api/bots", args.seconds, args.connections, token)
+                detail = measure(base + f"/api/bots/{ids[0]}", args.seconds, args.connections,
+                                 token)  # fmt: skip
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    finally:
+        drop_postgres_database(url)
+
+    tool = "wrk" if shutil.which("wrk") else "python load generator"
+    print(f"requests, gunicorn 2 workers, Postgres, {args.connections} connections ({tool}):")
+    print(f"  ping            {ping[0]:8.0f} req/s  p99 {ping[1] * 1000:6.1f} ms")
+    for name, (rps, p99), goal in (("GET /api/bots", listing, 0.40),
+                                   ("GET /api/bots/{id}", detail, 0.45)):  # fmt: skip
+        print(f"  {name:<15} {rps:8.0f} req/s  p99 {p99 * 1000:6.1f} ms  "
+              f"= {rps / ping[0]:.2f}x ping (goal {goal:.2f}x), p99 {p99 / ping[1]:.1f}x ping's")
+
+
+if __name__ == "__main__":
+    main()
