@@ -168,6 +168,21 @@ def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def check_stake(sizing: dict[str, Any], capital: Decimal) -> None:
+    """A fixed stake must fit the capital: a larger one would silently mean all-in."""
+    stake = sizing.get("stake") if sizing.get("mode") == "fixed" else None
+    if stake is not None and Decimal(str(stake)) > capital:
+        message = (
+            f"the fixed stake {decimal_text(Decimal(str(stake)))} is more than the capital "
+            f"{decimal_text(capital)}"
+        )
+        raise ValidationFailed(
+            message,
+            code="stake_above_capital",
+            details=[{"loc": ["body", "sizing", "stake"], "msg": message}],
+        )
+
+
 def normalised_protections(protections: dict[str, Any] | None) -> dict[str, Any]:
     """Protections are validated by the safety rules; stored as given (defaults apply)."""
     try:
@@ -245,6 +260,7 @@ def create_bot(session: Session, user_id: int, data: dict[str, Any]) -> Bot:
         mode="paper",
         status="created",
     )
+    check_stake(bot.sizing, bot.capital)
     check_market(bot.exchange, bot.symbol, bot.timeframe)
     session.add(bot)
     session.flush()
@@ -286,6 +302,7 @@ def update_bot(session: Session, user_id: int, bot_id: int, changes: dict[str, A
         changes["sizing"] = normalised_sizing(changes["sizing"])
     if "protections" in changes:
         changes["protections"] = normalised_protections(changes["protections"])
+    check_stake(changes.get("sizing", bot.sizing), Decimal(changes.get("capital", bot.capital)))
     for field, value in changes.items():
         setattr(bot, field, value)
     if {"exchange", "symbol", "timeframe"} & set(changes):
