@@ -246,6 +246,7 @@ def update_user(
             ip=ip,
         )
         user.role = role
+        end_streams(session, user.id, reason="role_changed")  # what they see changes
     if is_disabled is not None and is_disabled != user.is_disabled:
         user.is_disabled = is_disabled
         if is_disabled:

@@ -43,7 +43,7 @@ from app.market.base import TIMEFRAME_SECONDS, MarketInfo
 from app.market.csv_candles import load_candle_file, scan_candle_dirs
 from app.market.errors import ExchangeUnavailable
 from app.market.registry import get_market_source
-from app.services.bots import check_exchange, check_market, normalised_sizing
+from app.services.bots import check_exchange, check_market, check_stake, normalised_sizing
 from app.services.jobs import submit
 from app.services.strategies import get_document, resolve_strategy
 from app.store.base import utcnow
@@ -284,6 +284,7 @@ def build_spec(session: Session, user_id: int, data: dict[str, Any]) -> Backtest
         taker_fee=Decimal(data.get("taker_fee", Decimal("0.001"))),
         slippage_bps=Decimal(data.get("slippage_bps", Decimal("0"))),
     )
+    check_stake(spec.sizing, spec.capital)
     if spec.exchange == "replay":
         replay_data_check(spec.symbol, spec.timeframe)
         return in_replay_calendar(spec)

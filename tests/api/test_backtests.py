@@ -92,7 +92,7 @@ def test_idempotency_key_returns_the_same_job(client, owner, fixture_data) -> No
     again = client.post("/api/backtests", json=REQUEST, headers=headers)
     assert first.get_json()["id"] == again.get_json()["id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
-    other = client.post("/api/backtests", json={**REQUEST, "capital": "5"}, headers=headers)
+    other = client.post("/api/backtests", json={**REQUEST, "capital": "500"}, headers=headers)
     assert other.status_code == 409
 
 
@@ -106,6 +106,7 @@ def test_idempotency_key_returns_the_same_job(client, owner, fixture_data) -> No
         ({"timeframe": "2x"}, "unknown_timeframe"),
         ({"capital": "-1"}, "validation_error"),
         ({"sizing": {"mode": "percent"}}, "invalid_sizing"),
+        ({"capital": "99"}, "stake_above_capital"),  # the fixed stake is 100
         ({"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "validation_error"),
     ],
 )

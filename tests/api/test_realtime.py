@@ -380,3 +380,18 @@ def test_stream_ends_after_logout_or_disable(
             )
     assert f": closed {reason}" in rest
     assert '"progress":1.0' not in rest  # the stream ended in the event order, before it
+
+
+def test_a_role_change_ends_the_stream_so_it_reopens_with_the_new_audience(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    tune(sse_heartbeat_seconds=0.1, events_poll_seconds=0.05, sse_recheck_seconds=60)
+    admin, demoted = make_user(role="admin"), make_user(role="admin")
+    with open_stream(client, headers=auth_headers(demoted)) as stream:
+        answer = client.patch(
+            f"/api/admin/users/{demoted.id}", json={"role": "user"}, headers=auth_headers(admin)
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        publish_event(None, "alert", {"code": "stale_job"})  # for admins only
+        rest = "".join(c.decode() if isinstance(c, bytes) else c for c in stream._chunks)
+    assert ": closed role_changed" in rest and "stale_job" not in rest
