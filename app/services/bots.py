@@ -162,7 +162,10 @@ def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
             code="invalid_sizing",
             details=details,
         ) from None
-    return config.model_dump(mode="json", exclude_none=True)
+    return {
+        k: decimal_text(v) if isinstance(v, Decimal) else v
+        for k, v in config.model_dump(exclude_none=True).items()
+    }
 
 
 def check_stake(sizing: dict[str, Any], capital: Decimal) -> None:

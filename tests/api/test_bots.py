@@ -273,6 +273,14 @@ def test_bootstrap_trades_default_comes_from_the_setting(client, owner, settings
     assert explicit["sizing"]["bootstrap_trades"] == 8
 
 
+def test_decimals_come_back_as_plain_text(client, owner) -> None:  # type: ignore[no-untyped-def]
+    bot = create(client, owner, capital="1.000000000000000000", taker_fee="1E-3",
+                 sizing={"mode": "fixed", "stake": "0.50"}).get_json()  # fmt: skip
+    assert bot["capital"] == "1" and bot["taker_fee"] == "0.001"
+    assert bot["sizing"]["stake"] == "0.5" and bot["sizing"]["kelly_cap"] == "0.25"
+    assert bot["created_at"].endswith("Z")
+
+
 def test_a_fixed_stake_above_the_capital_is_422_at_create_and_update(client, owner) -> None:  # type: ignore[no-untyped-def]
     r = create(client, owner, capital="1.5", sizing={"mode": "fixed", "stake": "2"})
     assert r.status_code == 422, r.get_json()
