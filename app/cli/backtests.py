@@ -6,6 +6,7 @@ import json
 import sys
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ from app.domain.times import to_ms
 from app.errors import AppError
 from app.services import backtests as service
 from app.services.bots import normalised_params, normalised_sizing
+from app.services.strategies import check_document
 from app.store.base import as_utc
 
 
@@ -48,6 +50,12 @@ def _when(value: str | None, name: str) -> datetime | None:
 @click.option("--symbol", help="symbol of the replay data (instead of --file), e.g. ETH/BTC")
 @click.option("--timeframe", help="timeframe (default: the file's)")
 @click.option("--strategy", default="sma_crossover", show_default=True)
+@click.option(
+    "--strategy-file",
+    "strategy_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="a strategy document (JSON or YAML) to run instead of --strategy",
+)
 @click.option("--params", help='strategy parameters as JSON, e.g. \'{"fast": 10, "slow": 30}\'')
 @click.option("--start", help="first candle, ISO-8601 UTC")
 @click.option("--end", help="end of the range (exclusive), ISO-8601 UTC")
@@ -69,6 +77,7 @@ def backtest_command(
     symbol: str | None,
     timeframe: str | None,
     strategy: str,
+    strategy_file: str | None,
     params: str | None,
     start: str | None,
     end: str | None,
@@ -92,12 +101,23 @@ def backtest_command(
         if path is not None:
             data = service.candle_file_data(path, timeframe)
             symbol, timeframe = data.market.symbol, data.timeframe
+        tf = timeframe or "5m"
+        document = None
+        if strategy_file is not None:
+            checked = check_document(Path(strategy_file).read_text(encoding="utf-8"), tf)
+            document = checked.doc.model_dump(mode="json", exclude_none=True)
+            strategy = checked.doc.name
+            values = checked.validate_params(_json_option(params, "--params") or {})
+            strategy_params = values.model_dump(mode="json")
+        else:
+            strategy_params = _params(strategy, _json_option(params, "--params"))
         spec = service.BacktestSpec.from_payload(
             {
                 "strategy": strategy,
-                "strategy_params": _params(strategy, _json_option(params, "--params")),
+                "strategy_params": strategy_params,
+                "strategy_document": document,
                 "symbol": symbol,
-                "timeframe": timeframe or "5m",
+                "timeframe": tf,
                 "capital": str(capital),
                 "sizing": _sizing(sizing_data),
                 "maker_fee": str(fee),

@@ -40,6 +40,8 @@ __all__ = [
     "MIN_DAILY_RETURNS",
     "compute_metrics",
     "daily_returns",
+    "drawdowns",
+    "max_drawdown",
 ]
 
 DAY_MS = 86_400_000
@@ -91,12 +93,23 @@ class PerformanceMetrics:
         return out
 
 
+def drawdowns(eq: np.ndarray) -> np.ndarray:
+    """The fall below the running peak at each point, as a fraction of that peak."""
+    peak = np.maximum.accumulate(eq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(peak > 0, 1.0 - eq / peak, 0.0)
+
+
+def max_drawdown(eq: np.ndarray) -> float:
+    """The largest fall from a running peak as a fraction of that peak (0.25 = 25 %)."""
+    return max(0.0, float(drawdowns(eq).max())) if eq.shape[0] else 0.0
+
+
 def _max_drawdown(ts: np.ndarray, eq: np.ndarray) -> tuple[float, int | None, int | None]:
     if eq.shape[0] == 0:
         return 0.0, None, None
     peak = np.maximum.accumulate(eq)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dd = np.where(peak > 0, 1.0 - eq / peak, 0.0)
+    dd = drawdowns(eq)
     trough = int(np.argmax(dd))
     worst = float(dd[trough])
     if worst <= 0.0:

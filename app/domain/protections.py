@@ -23,9 +23,9 @@ DAILY_LOSS = "daily_loss"
 STOPLOSS_GUARD = "stoploss_guard"
 TRADE_COOLDOWN = "trade_cooldown"
 
-STOP_EXIT_REASONS = frozenset({"stop_loss", "stoploss", "stop"})
-# freqtrade's StoplossGuard counts a trailing stop only when it closed the trade at a loss
-TRAILING_EXIT_REASONS = frozenset({"trailing_stop"})
+# stop-outs the stop-loss guard counts, when they closed the trade at a loss (freqtrade's
+# StoplossGuard: stop-loss and trailing stop exits with close_profit < 0)
+STOP_EXIT_REASONS = frozenset({"stop_loss", "stoploss", "stop", "trailing_stop"})
 
 
 @dataclass(frozen=True)
@@ -212,8 +212,7 @@ def check_losing_streak(config: ProtectionConfig, facts: ProtectionFacts) -> Tri
 
 
 def _stopped_out(trade: ClosedTrade) -> bool:
-    reason = (trade.exit_reason or "").lower()
-    return reason in STOP_EXIT_REASONS or (reason in TRAILING_EXIT_REASONS and trade.pnl < 0)
+    return (trade.exit_reason or "").lower() in STOP_EXIT_REASONS and trade.pnl < 0
 
 
 def check_stoploss_guard(config: ProtectionConfig, facts: ProtectionFacts) -> Trip | None:

@@ -59,6 +59,7 @@ from app.engine.tick import entry_budget
 from app.market.base import MarketInfo, to_decimal
 
 log = logging.getLogger("tradewind.backtest")
+_RATIO = Decimal("1E-8")  # profit_ratio is shown to 8 decimals (as freqtrade)
 
 Progress = Callable[[float], None]
 
@@ -125,7 +126,7 @@ class BacktestTrade:
             "exit_proceeds": _plain(self.exit_proceeds),
             "exit_fee": _plain(self.exit_fee),
             "pnl": _plain(self.pnl),
-            "profit_ratio": f"{self.profit_ratio:.8f}",
+            "profit_ratio": _plain(self.profit_ratio.quantize(_RATIO)),
             "exit_reason": self.exit_reason,
             "bootstrap": self.bootstrap,
         }

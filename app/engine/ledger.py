@@ -71,7 +71,7 @@ def open_bot_ledger(session: Session, bot: Bot) -> Position:
     base, quote = split_symbol(bot.symbol)
     capital = bot_decimal(bot, bot.capital)
     if not capital.is_finite() or capital <= 0:
-        raise ValidationFailed(f"capital must be > 0, got {capital}")
+        raise ValidationFailed(f"capital must be > 0, got {capital:f}")
     now = utcnow()
     zero = Decimal(0)
     position = Position(

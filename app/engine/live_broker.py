@@ -50,6 +50,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
+from app.domain.numbers import decimal_text
 from app.domain.times import from_ms
 from app.engine import broker
 from app.engine.fill_model import FeeSchedule, PaperOrderRejected, Ticket, floor_to_step
@@ -201,7 +202,7 @@ def _base_amount(
     amount = floor_to_step(quote_amount / per_unit, market.amount_step)
     if amount <= 0 or (market.min_amount and amount < market.min_amount):
         raise PaperOrderRejected(
-            f"{quote_amount} {market.quote} buys less than the minimum amount",
+            f"{decimal_text(quote_amount)} {market.quote} buys less than the minimum amount",
             reason="below_min_amount",
         )
     return amount

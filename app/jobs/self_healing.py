@@ -32,7 +32,7 @@ from typing import Any, TypedDict
 from sqlalchemy import ColumnElement, String, case, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
-from app.domain.times import from_ms, to_ms
+from app.domain.times import from_ms, iso, to_ms
 from app.engine.tick import tick_grid
 from app.services.alerts import raise_alert
 from app.services.incidents import incident_exists, record_incident
@@ -379,7 +379,7 @@ def _release_one(
         session,
         "expired_lease",
         f"expired lease of {owner} on {table} row {row_id} released"
-        f" (expired {until.isoformat() if until else 'never set'})",
+        f" (expired {iso(until) if until else 'never set'})",
         user_id=None,
         **_row_ref(table, row_id),
         details={"table": table, "owner": owner},

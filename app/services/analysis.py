@@ -227,13 +227,13 @@ def run_analysis_job(ctx: JobContext) -> dict[str, Any]:
             "ticker": o.ticker,
             "signal": a.signal,
             "score": round(a.score, 6),
-            "allocation": str(amounts[o.ticker]),
+            "allocation": decimal_text(amounts[o.ticker]),
             "as_of": _as_of(a, p["timeframe"]),
         }
         summary.append(row)
         details[o.ticker] = {
             **row,
-            "indicators": _jsonable(a.to_dict()),
+            "indicators": _jsonable({**a.to_dict(), "ts": iso_ms(a.ts)}),
             "reasons": list(a.reasons),
             "steps": _jsonable(o.steps) if o.steps is not None else None,
         }

@@ -43,7 +43,7 @@ from app.market.base import TIMEFRAME_SECONDS, MarketInfo
 from app.market.csv_candles import load_candle_file, scan_candle_dirs
 from app.market.errors import ExchangeUnavailable
 from app.market.registry import get_market_source
-from app.services.bots import check_exchange, check_market, normalised_sizing
+from app.services.bots import check_exchange, check_market, check_stake, normalised_sizing
 from app.services.jobs import submit
 from app.services.strategies import get_document, resolve_strategy
 from app.store.base import utcnow
@@ -218,8 +218,8 @@ class BacktestSpec:
             "exchange": self.exchange,
             "symbol": self.symbol,
             "timeframe": self.timeframe,
-            "start_ms": self.start_ms,
-            "end_ms": self.end_ms,
+            "start": iso_ms(self.start_ms),
+            "end": iso_ms(self.end_ms),
             "capital": decimal_text(self.capital),
             "sizing": self.sizing,
             "maker_fee": decimal_text(self.maker_fee),
@@ -236,8 +236,8 @@ class BacktestSpec:
             exchange=p.get("exchange") or "replay",
             symbol=p["symbol"],
             timeframe=p["timeframe"],
-            start_ms=p.get("start_ms"),
-            end_ms=p.get("end_ms"),
+            start_ms=_payload_ms(p, "start"),
+            end_ms=_payload_ms(p, "end"),
             capital=Decimal(p["capital"]),
             sizing=dict(p.get("sizing") or {}),
             maker_fee=Decimal(p.get("maker_fee", "0.001")),
@@ -248,6 +248,15 @@ class BacktestSpec:
             strategy_version=p.get("strategy_version"),
             strategy_document=p.get("strategy_document"),
         )
+
+
+def _payload_ms(p: dict[str, Any], end: str) -> int | None:
+    """A range end of a payload: ISO 8601 text (or epoch ms under `<end>_ms`, as jobs queued
+    before the one calendar stored it)."""
+    if p.get(end) is not None:
+        return to_ms(datetime.fromisoformat(str(p[end]).replace("Z", "+00:00")))
+    legacy = p.get(f"{end}_ms")
+    return None if legacy is None else int(legacy)
 
 
 def _ms(value: datetime | None) -> int | None:
@@ -284,6 +293,7 @@ def build_spec(session: Session, user_id: int, data: dict[str, Any]) -> Backtest
         taker_fee=Decimal(data.get("taker_fee", Decimal("0.001"))),
         slippage_bps=Decimal(data.get("slippage_bps", Decimal("0"))),
     )
+    check_stake(spec.sizing, spec.capital)
     if spec.exchange == "replay":
         replay_data_check(spec.symbol, spec.timeframe)
         return in_replay_calendar(spec)

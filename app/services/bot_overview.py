@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.domain.metrics import max_drawdown
 from app.domain.numbers import decimal_text
 from app.services.bots import list_bots
 from app.store.models import Bot
@@ -25,16 +26,6 @@ def thin(values: np.ndarray, points: int) -> list[float]:
         return [float(v) for v in values]
     idx = np.unique(np.linspace(0, values.size - 1, points).round().astype(np.int64))
     return [float(v) for v in values[idx]]
-
-
-def max_drawdown(values: np.ndarray) -> float:
-    """The largest fall from a running peak as a fraction of that peak (0.25 = 25 %)."""
-    if values.size == 0:
-        return 0.0
-    peak = np.maximum.accumulate(values)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        falls = np.where(peak > 0, 1.0 - values / peak, 0.0)
-    return max(0.0, float(falls.max()))
 
 
 def summary(bot: Bot, equities: list[Decimal], points: int = CURVE_POINTS) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.domain.numbers import decimal_text
 from app.domain.protections import parse_protections
 from app.domain.sizing import validate_sizing_config
 from app.domain.strategies import get_strategy
@@ -161,7 +162,25 @@ def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
             code="invalid_sizing",
             details=details,
         ) from None
-    return config.model_dump(mode="json", exclude_none=True)
+    return {
+        k: decimal_text(v) if isinstance(v, Decimal) else v
+        for k, v in config.model_dump(exclude_none=True).items()
+    }
+
+
+def check_stake(sizing: dict[str, Any], capital: Decimal) -> None:
+    """A fixed stake must fit the capital: a larger one would silently mean all-in."""
+    stake = sizing.get("stake") if sizing.get("mode") == "fixed" else None
+    if stake is not None and Decimal(str(stake)) > capital:
+        message = (
+            f"the fixed stake {decimal_text(Decimal(str(stake)))} is more than the capital "
+            f"{decimal_text(capital)}"
+        )
+        raise ValidationFailed(
+            message,
+            code="stake_above_capital",
+            details=[{"loc": ["body", "sizing", "stake"], "msg": message}],
+        )
 
 
 def normalised_protections(protections: dict[str, Any] | None) -> dict[str, Any]:
@@ -241,6 +260,7 @@ def create_bot(session: Session, user_id: int, data: dict[str, Any]) -> Bot:
         mode="paper",
         status="created",
     )
+    check_stake(bot.sizing, bot.capital)
     check_market(bot.exchange, bot.symbol, bot.timeframe)
     session.add(bot)
     session.flush()
@@ -282,6 +302,7 @@ def update_bot(session: Session, user_id: int, bot_id: int, changes: dict[str, A
         changes["sizing"] = normalised_sizing(changes["sizing"])
     if "protections" in changes:
         changes["protections"] = normalised_protections(changes["protections"])
+    check_stake(changes.get("sizing", bot.sizing), Decimal(changes.get("capital", bot.capital)))
     for field, value in changes.items():
         setattr(bot, field, value)
     if {"exchange", "symbol", "timeframe"} & set(changes):
@@ -522,6 +543,8 @@ TRADE_COLUMNS = (
     Fill.liquidity,
     Fill.realised_pnl,
     Fill.closed_trade_pnl,
+    # the sell that closes a round trip: why (exit_signal, stop_loss, trailing_stop, roi, ...)
+    case((Fill.closed_trade_pnl.is_not(None), Order.reason), else_=None).label("exit_reason"),
     Order.bootstrap,
     Fill.candle_ts,
     Fill.filled_at,

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.domain.times import to_ms
 from app.errors import ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS
 from app.market.csv_candles import CandleFileName
@@ -64,8 +65,7 @@ def _invalid(field: str, message: str, code: str = "validation_error") -> Valida
 
 def _ms(value: datetime | int) -> int:
     if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return int(aware.timestamp() * 1000)
+        return to_ms(value if value.tzinfo else value.replace(tzinfo=UTC))
     return int(value)
 
 

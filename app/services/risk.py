@@ -27,6 +27,7 @@ from app.domain.protections import (
     parse_protections,
     start_of_day,
 )
+from app.domain.times import iso
 from app.services.alerts import raise_alert
 from app.services.bots import first_tick_at
 from app.services.live_gates import live_eligibility
@@ -182,7 +183,7 @@ def trip_protection(session: Session, bot: Bot, trip: Trip, now: datetime) -> No
         )
     )
     session.flush()
-    until = f"; resumes at {trip.resume_at.isoformat()}" if trip.resume_at else ""
+    until = f"; resumes at {iso(trip.resume_at)}" if trip.resume_at else ""
     raise_alert(
         session,
         user_id=bot.user_id,

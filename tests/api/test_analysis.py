@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.domain.analysis import analyze
+from app.domain.times import iso_ms
 from app.jobs import job_runner
 from app.market.registry import get_market_source
 from app.services.analysis import store_analysis_results
@@ -239,10 +240,11 @@ def test_a_job_runs_to_stored_per_ticker_results(
         stored = rows[ticker]
         # the stored output is the domain analysis of the candles the job saw
         expected = before[ticker]
-        if stored["data"]["indicators"]["ts"] != expected.ts:
+        if stored["data"]["indicators"]["ts"] != iso_ms(expected.ts):
             expected = after[ticker]
         indicators = stored["data"]["indicators"]
-        for name, value in expected.to_dict().items():
+        assert indicators["ts"] == iso_ms(expected.ts)  # ISO 8601 UTC, not epoch ms
+        for name, value in {**expected.to_dict(), "ts": iso_ms(expected.ts)}.items():
             if isinstance(value, float):
                 assert indicators[name] == pytest.approx(value, rel=1e-12), name
             else:

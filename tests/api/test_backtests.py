@@ -12,6 +12,7 @@ import pytest
 
 from app.domain.times import iso_ms
 from app.jobs.job_runner import run_once
+from app.services.backtests import BacktestSpec
 from tests.engine.helpers import (
     FIXTURE_CLOSE,
     FIXTURE_OPEN,
@@ -92,7 +93,7 @@ def test_idempotency_key_returns_the_same_job(client, owner, fixture_data) -> No
     again = client.post("/api/backtests", json=REQUEST, headers=headers)
     assert first.get_json()["id"] == again.get_json()["id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
-    other = client.post("/api/backtests", json={**REQUEST, "capital": "5"}, headers=headers)
+    other = client.post("/api/backtests", json={**REQUEST, "capital": "500"}, headers=headers)
     assert other.status_code == 409
 
 
@@ -106,6 +107,7 @@ def test_idempotency_key_returns_the_same_job(client, owner, fixture_data) -> No
         ({"timeframe": "2x"}, "unknown_timeframe"),
         ({"capital": "-1"}, "validation_error"),
         ({"sizing": {"mode": "percent"}}, "invalid_sizing"),
+        ({"capital": "99"}, "stake_above_capital"),  # the fixed stake is 100
         ({"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "validation_error"),
     ],
 )
@@ -171,3 +173,14 @@ def test_a_range_without_candles_answers_422_at_submission(client, owner, replay
     covered = "the recorded data covers 2026-01-01T00:00:00Z .. 2026-01-01T15:00:00Z"
     assert covered in error["message"]
     assert client.get("/api/backtests", headers=owner).get_json()["total"] == 0
+
+
+def test_the_payload_range_is_iso_and_old_payloads_load(client, owner, fixture_data) -> None:  # type: ignore[no-untyped-def]
+    ranged = {**REQUEST, "start": "2026-01-01T02:00:00+02:00", "end": "2026-01-01T10:00:00Z"}
+    payload = client.post("/api/backtests", json=ranged, headers=owner).get_json()["payload"]
+    assert (payload["start"], payload["end"]) == ("2026-01-01T00:00:00Z", "2026-01-01T10:00:00Z")
+    assert "start_ms" not in payload
+    spec = BacktestSpec.from_payload(payload)
+    assert (spec.start_ms, spec.end_ms) == (T0, T0 + 10 * HOUR_MS)
+    legacy = {**payload, "start": None, "end": None, "start_ms": T0, "end_ms": T0 + HOUR_MS}
+    assert BacktestSpec.from_payload(legacy).end_ms == T0 + HOUR_MS

@@ -222,6 +222,7 @@ def test_ledger_views_and_exit(client, owner, fixture_market) -> None:  # type: 
     assert orders["items"][0]["state"] == "open" and orders["items"][1]["average_price"] == "11"
     trades = client.get(f"/api/bots/{bot_id}/trades?limit=1", headers=owner).get_json()
     assert trades["total"] == 2 and trades["items"][0]["closed_trade_pnl"] == "-15.568608"
+    assert trades["items"][0]["exit_reason"] == "exit_signal"
     (position,) = client.get(f"/api/bots/{bot_id}/positions", headers=owner).get_json()["items"]
     assert position["amount"] == "0" and position["cash"] == "984.431392"
     assert position["open_orders"] == 1 and position["realised_pnl"] == "-15.384"
@@ -271,3 +272,32 @@ def test_bootstrap_trades_default_comes_from_the_setting(client, owner, settings
     finally:
         use_settings(settings)
     assert explicit["sizing"]["bootstrap_trades"] == 8
+
+
+def test_decimals_come_back_as_plain_text(client, owner) -> None:  # type: ignore[no-untyped-def]
+    bot = create(client, owner, capital="1.000000000000000000", taker_fee="1E-3",
+                 sizing={"mode": "fixed", "stake": "0.50"}).get_json()  # fmt: skip
+    assert bot["capital"] == "1" and bot["taker_fee"] == "0.001"
+    assert bot["sizing"]["stake"] == "0.5" and bot["sizing"]["kelly_cap"] == "0.25"
+    assert bot["created_at"].endswith("Z")
+
+
+def test_a_fixed_stake_above_the_capital_is_422_at_create_and_update(client, owner) -> None:  # type: ignore[no-untyped-def]
+    r = create(client, owner, capital="1.5", sizing={"mode": "fixed", "stake": "2"})
+    assert r.status_code == 422, r.get_json()
+    err = r.get_json()["error"]
+    assert err["code"] == "stake_above_capital"
+    assert err["details"][0]["loc"] == ["body", "sizing", "stake"]
+    assert "2" in err["message"] and "1.5" in err["message"]
+    assert client.get("/api/bots", headers=owner).get_json()["total"] == 0
+
+    bot = create(client, owner, capital="1.5", sizing={"mode": "fixed", "stake": "1.5"}).get_json()
+    url = f"/api/bots/{bot['id']}"
+    for change in ({"sizing": {"mode": "fixed", "stake": "1.6"}}, {"capital": "1"}):
+        r = client.patch(url, json=change, headers=owner)
+        assert r.status_code == 422, r.get_json()
+        assert r.get_json()["error"]["code"] == "stake_above_capital"
+    unchanged = client.get(url, headers=owner).get_json()
+    assert unchanged["capital"] == "1.5" and unchanged["sizing"]["stake"] in ("1.5", 1.5)
+    both = {"capital": "3", "sizing": {"mode": "fixed", "stake": "2"}}
+    assert client.patch(url, json=both, headers=owner).status_code == 200

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from flask.testing import FlaskClient
 
-from app.services.bot_overview import max_drawdown, thin
+from app.domain.metrics import max_drawdown
+from app.services.bot_overview import thin
 from app.store.db import session_scope
 from app.store.models.ledger import EquitySnapshot
 

@@ -90,3 +90,23 @@ def test_the_real_command_on_a_recorded_file(settings: Any) -> None:
     out = json.loads(proc.stdout)
     assert out["summary"]["candles"] == rows and out["summary"]["trades"] > 10
     assert out["summary"]["symbol"] == largest.name.split("_")[1].replace("-", "/")
+
+
+def test_a_strategy_document_file_runs_with_its_exits(app: Any, fixture_file: Path,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    import yaml
+
+    from tests.engine.test_tick import EXIT_DOC
+
+    doc = tmp_path / "mine.yaml"
+    doc.write_text(yaml.safe_dump(EXIT_DOC))
+    r = invoke(app, "--file", str(fixture_file), "--strategy-file", str(doc), "--capital",
+               "1000", "--stake", "100", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output + r.stderr
+    out = json.loads(r.stdout)
+    assert [(t["exit_reason"], t["exit_price"]) for t in out["trades"]] == [
+        ("stop_loss", "11.1"), ("roi", "18.3")]  # fmt: skip
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**EXIT_DOC, "entry": {"op": "shift", "args": [1], "n": 1}}))
+    r = invoke(app, "--file", str(fixture_file), "--strategy-file", str(bad))
+    assert r.exit_code != 0 and "$.entry" in r.output

@@ -137,12 +137,14 @@ def test_stoploss_guard_passes_for_old_stops_and_other_exits() -> None:
     assert evaluate_protections(config, facts(trades=trades)) is None
 
 
-def test_stoploss_guard_counts_trailing_stops_only_when_they_lost() -> None:
+def test_stoploss_guard_counts_stop_exits_only_when_they_lost() -> None:
     config = with_(stoploss_guard_trades=2, stoploss_guard_window_minutes=60)
     won = [ClosedTrade(ago(20), D(2), "trailing_stop"), ClosedTrade(ago(10), D(-1), "stop_loss")]
     assert evaluate_protections(config, facts(trades=won)) is None
     lost = [ClosedTrade(ago(20), D(-2), "trailing_stop"), ClosedTrade(ago(10), D(-1), "stop_loss")]
     assert evaluate_protections(config, facts(trades=lost)) is not None
+    even = [ClosedTrade(ago(20), D(0), "stop_loss"), ClosedTrade(ago(10), D(-1), "stop_loss")]
+    assert evaluate_protections(config, facts(trades=even)) is None
 
 
 # -- cooldown after a trade ----------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -72,6 +73,20 @@ def _scalar(node: Any, values: Mapping[str, Any]) -> Any:
 
 
 def _params_model(doc: StrategyDocument) -> type[BaseModel]:
+    """The parameter model, shared by documents declaring the same parameters and constraints
+    (building a pydantic model costs about a millisecond)."""
+    declared = {
+        "parameters": {k: v.model_dump(mode="json") for k, v in doc.parameters.items()},
+        "constraints": [c.model_dump(mode="json") for c in doc.constraints],
+    }
+    return _cached_params_model(json.dumps(declared, sort_keys=True))
+
+
+@lru_cache(maxsize=256)
+def _cached_params_model(declared: str) -> type[BaseModel]:
+    doc = StrategyDocument.model_validate(
+        {"name": "params", "entry": {"op": "gt", "args": [1, 0]}, **json.loads(declared)}
+    )
     constraints = doc.constraints
 
     def check(self: BaseModel) -> BaseModel:
