@@ -17,6 +17,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-" if os.environ.get("ACCESS_LOG", "1") != "0" else None
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logger_class = "app.observability.gunicorn_logging.GunicornLogger"
+# What gunicorn itself refuses before the app sees a request (it answers 400 in plain text;
+# deploy/nginx.conf holds the same limits, a little lower, and answers them in the envelope).
+limit_request_line = 8190  # method, path and query string (the stream's ?token= fits)
+limit_request_fields = 100
+limit_request_field_size = 8190
 
 # Before any worker imports prometheus_client: every process writes its metrics here.
 _own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -45,6 +50,17 @@ def when_ready(server):  # type: ignore[no-untyped-def]
         from app.observability.multiprocess import start_metrics_server
 
         start_metrics_server(int(port), os.environ.get("METRICS_ADDR", "127.0.0.1"))
+
+
+def pre_request(worker, req):  # type: ignore[no-untyped-def]
+    """A body over MAX_CONTENT_LENGTH is answered 413 without being read: close that
+    connection after the answer (`Connection: close`), or its unread bytes would be taken for
+    the next request on it."""
+    from config import get_settings
+
+    length = next((v for name, v in req.headers if name == "CONTENT-LENGTH"), "")
+    if length.strip().isdigit() and int(length) > get_settings().max_content_length:
+        req.must_close = True
 
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]

@@ -13,6 +13,10 @@ Three runs over the same bots, in one go:
   ANY(ARRAY(SELECT ... SKIP LOCKED))`).
 
     .venv/bin/python bench/bench_ticks.py [--bots 1000] [--seconds 15] [--claims-only]
+                                          [--documents] [--saturated-only]
+
+`--documents` makes the bots run the four built-ins' templates as stored strategy documents
+(what a user's own strategy costs a tick, next to a run without it).
 
 Needs Postgres on 127.0.0.1 (TEST_POSTGRES_URL) and Redis (TEST_REDIS_URL) like the tests.
 """
@@ -140,22 +144,35 @@ def drop_database(url: str) -> None:
     conn.close()
 
 
-def create_bots(count: int) -> list[int]:
+def create_bots(count: int, documents: bool = False) -> list[int]:
+    """`count` running bots over the four built-ins; with `documents`, each runs the
+    built-in's template stored as the bench user's strategy document (version 1)."""
+    from app.domain.strategies.templates import template_document
     from app.engine.ledger import open_bot_ledger
     from app.store.base import utcnow
     from app.store.db import session_scope
     from app.store.models import Bot, User
+    from app.store.models.strategies import StrategyDocument, StrategyVersion
 
     with session_scope() as s:
         user = User(email="bench@example.com", password_hash="!")
         s.add(user)
         s.flush()
+        doc_ids: dict[str, int | None] = dict.fromkeys(STRATEGIES)
+        for name in STRATEGIES if documents else ():
+            row = StrategyDocument(user_id=user.id, name=name, latest_version=1)
+            s.add(row)
+            s.flush()
+            body = template_document(name).model_dump(mode="json", exclude_none=True)  # type: ignore[union-attr]
+            s.add(StrategyVersion(document_id=row.id, version=1, body=body))
+            doc_ids[name] = row.id
         bots = [
             Bot(
                 user_id=user.id, name=f"bench{i}", exchange="replay", symbol=SYMBOLS[i % 3],
                 timeframe="5m", strategy=STRATEGIES[i % 4], strategy_params={}, sizing={},
                 protections={}, capital=Decimal("1"), status="running",
-                paper_started_at=utcnow(),
+                paper_started_at=utcnow(), strategy_document_id=doc_ids[STRATEGIES[i % 4]],
+                strategy_version=1 if documents else None,
             )
             for i in range(count)
         ]  # fmt: skip
@@ -329,6 +346,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--claims-only", action="store_true", help="only the claim loops")
     parser.add_argument("--claim-batch", type=int, default=50)
+    parser.add_argument("--documents", action="store_true",
+                        help="bots run the built-ins' templates as stored strategy documents")
+    parser.add_argument("--saturated-only", action="store_true",
+                        help="only the saturated run (a shorter comparison)")
     args = parser.parse_args()
     from app.jobs.bot_ticks import TickSettings
     from app.store.db import init_database, shutdown_database
@@ -339,13 +360,19 @@ def main() -> None:
     try:
         init_database(use_settings(Settings(database_url=url, redis_url=REDIS,
                                             redis_prefix=prefix)))  # fmt: skip
-        create_bots(args.bots)
+        create_bots(args.bots, documents=args.documents)
         batch = TickSettings.current().batch_size
         if args.claims_only:
             print_claims(url, prefix, args.seconds, args.claim_batch)
             return
         print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
-              f"{args.bots} bots, gunicorn 2 workers, batch {batch}")  # fmt: skip
+              f"{args.bots} bots{' running documents' if args.documents else ''}, "
+              f"gunicorn 2 workers, batch {batch}")  # fmt: skip
+        if args.saturated_only:
+            saturated = run_gunicorn(url, prefix, 600.0, args.bots, args.seconds)
+            print(f"saturated (2,000 ticks/s asked): {saturated['ticks_per_s']:7.0f} ticks/s "
+                  f"sustained, skipped ticks {saturated['skipped']}")  # fmt: skip
+            return
         target = run_gunicorn(url, prefix, 150.0, args.bots, args.seconds)
         lags = target["lags"]
         print(

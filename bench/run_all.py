@@ -31,6 +31,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "signals": ("bench_signals.py", [], ["--repeat", "2", "--tile", "2"]),
     "candle cache": ("bench_cache.py", [], ["--rounds", "2"]),
     "market": ("bench_market.py", [], []),
+    "events": ("bench_events.py", [], ["--seconds", "2", "--count", "30"]),
 }
 
 

@@ -50,6 +50,8 @@ def error_response(
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    if status == 413:  # the body was not read: the connection cannot carry another request
+        response.headers["Connection"] = "close"
     return response
 
 

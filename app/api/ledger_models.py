@@ -48,6 +48,11 @@ class TradeOut(BaseModel):
     liquidity: str = Field(description="maker | taker")
     realised_pnl: DecimalText
     closed_trade_pnl: DecimalText | None
+    exit_reason: str | None = Field(
+        None,
+        description="on the fill that closed a round trip: exit_signal, stop_loss, "
+        "trailing_stop, roi, max_hold, manual or emergency",
+    )
     bootstrap: bool
     candle_ts: UtcTime = Field(description="open time of the candle it filled on")
     filled_at: UtcTime

@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain.numbers import decimal_text
@@ -543,6 +543,8 @@ TRADE_COLUMNS = (
     Fill.liquidity,
     Fill.realised_pnl,
     Fill.closed_trade_pnl,
+    # the sell that closes a round trip: why (exit_signal, stop_loss, trailing_stop, roi, ...)
+    case((Fill.closed_trade_pnl.is_not(None), Order.reason), else_=None).label("exit_reason"),
     Order.bootstrap,
     Fill.candle_ts,
     Fill.filled_at,

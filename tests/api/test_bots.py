@@ -222,6 +222,7 @@ def test_ledger_views_and_exit(client, owner, fixture_market) -> None:  # type: 
     assert orders["items"][0]["state"] == "open" and orders["items"][1]["average_price"] == "11"
     trades = client.get(f"/api/bots/{bot_id}/trades?limit=1", headers=owner).get_json()
     assert trades["total"] == 2 and trades["items"][0]["closed_trade_pnl"] == "-15.568608"
+    assert trades["items"][0]["exit_reason"] == "exit_signal"
     (position,) = client.get(f"/api/bots/{bot_id}/positions", headers=owner).get_json()["items"]
     assert position["amount"] == "0" and position["cash"] == "984.431392"
     assert position["open_orders"] == 1 and position["realised_pnl"] == "-15.384"

@@ -241,6 +241,18 @@ def test_bad_last_event_id_is_a_validation_error(
     assert response.get_json()["error"]["code"] == "validation_error"
     response = client.get(URL + "?last_event_id=-3", headers=auth_headers(make_user()))
     assert response.status_code == 422
+    response = client.get(URL, headers={**auth_headers(make_user()), "Last-Event-ID": "9" * 5000})
+    assert response.status_code == 422
+
+
+def test_an_id_beyond_any_given_resyncs(
+    client: FlaskClient, make_user: Callable[..., Any], auth_headers: Callable[..., Any], tune: Any
+) -> None:
+    headers = auth_headers(make_user())
+    for huge in (str(2**63), "9" * 30):
+        with open_stream(client, headers={**headers, "Last-Event-ID": huge}) as stream:
+            (resync,) = stream.events(1)
+        assert resync["data"]["reason"] == "unknown_event_id"
 
 
 def test_stream_cap_per_worker_answers_503_and_frees_on_close(
