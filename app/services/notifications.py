@@ -43,7 +43,7 @@ from app.services.notification_outbox import EVENT_KINDS
 from app.services.outbound import HttpAnswer, OutboundRefused, check_url, post
 from app.store import claims
 from app.store.base import utcnow
-from app.store.crypto import decrypt_json, encrypt_json
+from app.store.crypto import DecryptionFailed, decrypt_json, encrypt_json, rotate
 from app.store.db import session_scope
 from app.store.models.notifications import (
     NotificationAttempt,
@@ -219,6 +219,30 @@ def list_attempts(
         limit=limit,
         offset=offset,
     )
+
+
+def reencrypt_channels(
+    session: Session, *, after_id: int, limit: int = 200
+) -> tuple[int, list[int], int | None]:
+    """Key rotation: the next channels in id order re-encrypted under the newest key.
+    Returns (re-encrypted, ids no key could open, the last id seen or None at the end)."""
+    rows = list(
+        session.scalars(
+            select(NotificationChannel)
+            .where(NotificationChannel.id > after_id)
+            .order_by(NotificationChannel.id)
+            .limit(limit)
+        )
+    )
+    done, unreadable = 0, []
+    for row in rows:
+        try:
+            row.ciphertext = rotate(row.ciphertext)
+            done += 1
+        except DecryptionFailed:
+            unreadable.append(row.id)
+    session.flush()
+    return done, unreadable, rows[-1].id if rows else None
 
 
 # -- sending -------------------------------------------------------------------------------
@@ -533,12 +557,18 @@ def deliver_due(owner: str, *, limit: int | None = None, budget_seconds: float =
             if not _still_ours(claimed, owner):
                 continue
             if claimed.channel_id not in opened:
-                opened[claimed.channel_id] = decrypt_json(claimed.ciphertext)
-            outgoing = build_request(
-                claimed.kind, opened[claimed.channel_id], claimed.id, claimed.event,
-                claimed.payload,
-            )  # fmt: skip
-            result = _send(outgoing)
+                try:
+                    opened[claimed.channel_id] = decrypt_json(claimed.ciphertext)
+                except DecryptionFailed as exc:
+                    opened[claimed.channel_id] = {"unreadable": exc.message}
+            stored = opened[claimed.channel_id]
+            if "unreadable" in stored:
+                result = SendResult(False, None, stored["unreadable"], 0)
+            else:
+                outgoing = build_request(
+                    claimed.kind, stored, claimed.id, claimed.event, claimed.payload
+                )
+                result = _send(outgoing)
             if _record(claimed, owner, result):
                 disabled.add(claimed.channel_id)
             sent += result.ok
