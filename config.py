@@ -126,6 +126,7 @@ class Settings(BaseSettings):
     notification_retry_seconds: float = Field(default=10.0, ge=0)
     notification_disable_after: int = Field(default=10, ge=1)
     notification_batch_size: int = Field(default=50, ge=1)
+    notification_retention_days: int = Field(default=30, ge=1)
 
     scheduler_enabled: bool = True
     trading_enabled: bool = True
@@ -303,10 +304,20 @@ def settings_or_exit() -> Settings:
     return settings
 
 
+_warned_insecure = False
+
+
 def warn_insecure_defaults(settings: Settings) -> None:
-    """Called once logging is configured, so the warning has the configured shape."""
-    for name in settings.insecure_defaults_in_use():
-        log.warning("%s is not set: using an insecure development default", name)
+    """One line, once per process, naming every secret left at its development default.
+    Called once logging is configured, so the warning has the configured shape."""
+    global _warned_insecure
+    names = settings.insecure_defaults_in_use()
+    if names and not _warned_insecure:
+        _warned_insecure = True
+        log.warning(
+            "%s not set: using insecure development defaults (never in production)",
+            " and ".join(names),
+        )
 
 
 def generate_secret() -> str:

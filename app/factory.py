@@ -7,6 +7,7 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api, cli, web
+from app.cli import needs_secrets
 from app.observability.logging import configure_logging
 from app.store.db import init_database
 from config import Settings, settings_or_exit, use_settings, warn_insecure_defaults
@@ -17,7 +18,8 @@ def create_app(config: Settings | None = None) -> Flask:
     lazily on first use and background work starts only in `app.lifecycle`."""
     settings = use_settings(config) if config is not None else settings_or_exit()
     configure_logging(settings)
-    warn_insecure_defaults(settings)
+    if needs_secrets():
+        warn_insecure_defaults(settings)
 
     app = Flask("app", instance_path=None)  # the package, as when this lived in app/__init__
     app.config.update(

@@ -27,8 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _data import largest_candle_file  # noqa: E402
+
 BIN = Path(sys.executable).parent
-DATA = Path(os.environ.get("OHLCV_DIR", ROOT.parent / "shared" / "data" / "ohlcv"))
 FAST, SLOW, STAKE, FEE, CAPITAL = 10, 30, 0.1, 0.001, 1.0
 TARGET_CANDLES_PER_S = 1e6
 TARGET_PROCESS_S = 1.0
@@ -176,7 +178,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("APP_ENV", "development")
-    largest = max(DATA.glob("*.csv"), key=lambda p: p.stat().st_size)
+    largest = largest_candle_file()
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     core(largest, args.repeat)
     process(largest, args.runs)

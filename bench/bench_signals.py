@@ -20,16 +20,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _data import candle_files  # noqa: E402
+
 from app.domain.candles import Candles  # noqa: E402
 from app.domain.strategies import list_strategies, position_from_signals  # noqa: E402
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlcv"
-
 
 def load_largest() -> tuple[Path, Candles]:
-    files = sorted(DATA_DIR.glob("*.csv"), key=lambda p: p.stat().st_size, reverse=True)
-    if not files:
-        sys.exit(f"no CSV in {DATA_DIR}")
+    files = candle_files()
     data = np.loadtxt(files[0], delimiter=",", skiprows=1)
     candles = Candles(
         ts=data[:, 0].astype(np.int64),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import UTC, datetime
 
 import pytest
 
-from config import ConfigError, load_settings
+from config import ConfigError, Settings, load_settings
 from tests.support.processes import ROOT, VENV_BIN
 
 STRONG = "x" * 40
@@ -76,3 +77,18 @@ def test_replay_anchor_first_start_is_kept_in_the_instance_folder(tmp_path, monk
     assert load_settings(replay_anchor="first-start").replay_anchor == first
     assert load_settings(replay_anchor="2026-01-01T00:00:00Z").replay_anchor.startswith("2026")
     assert [p.name for p in tmp_path.iterdir()] == ["replay_anchor"]  # no scratch file left
+
+
+def test_env_example_lists_every_setting() -> None:
+    """`.env.example` is where a person finds the knobs: every setting is in it (set, or
+    commented out with its default), and it names none that does not exist."""
+    text = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
+    settings = {name.upper() for name in Settings.model_fields}
+    assert not sorted(settings - listed), f".env.example lacks {sorted(settings - listed)}"
+    # besides the settings: what gunicorn.conf.py, the CLI and the metrics server read
+    others = {
+        "ACCESS_LOG", "FORWARDED_ALLOW_IPS", "METRICS_ADDR", "METRICS_PORT",
+        "PROMETHEUS_MULTIPROC_DIR", "TRADEWIND_ADMIN_PASSWORD",
+    }  # fmt: skip
+    assert listed - settings <= others, sorted(listed - settings - others)

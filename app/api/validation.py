@@ -143,11 +143,13 @@ def _bad_json(message: str) -> AppError:
 
 
 def json_hint(exc: json.JSONDecodeError) -> str:
-    hint = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
-    before = exc.doc[: exc.pos].rstrip()
-    if before.endswith(",") and exc.doc[exc.pos : exc.pos + 1] in ("]", "}"):
-        hint += "; remove the comma before the closing bracket (JSON allows no trailing comma)"
-    elif "'" in exc.doc[max(exc.pos - 1, 0) : exc.pos + 1]:
+    """What is wrong and where, in words for the actual mistake."""
+    where = f"line {exc.lineno}, column {exc.colno}"
+    closing = exc.doc[exc.pos : exc.pos + 1]
+    if exc.doc[: exc.pos].rstrip().endswith(",") and closing in ("]", "}"):
+        return f"trailing comma before '{closing}' at {where}: JSON allows none, remove it"
+    hint = f"{exc.msg} at {where}"
+    if "'" in exc.doc[max(exc.pos - 1, 0) : exc.pos + 1]:
         hint += "; JSON needs double quotes around names and strings, not single quotes"
     return hint
 

@@ -11,10 +11,13 @@ that a web worker, which never runs one, does not import the modules behind them
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
+
+from app.errors import AppError
 
 COMMANDS = {
     "preflight": "app.cli.ops:preflight_command",
@@ -27,6 +30,26 @@ COMMANDS = {
     "reconcile": "app.cli.markets:reconcile_command",
     "backtest": "app.cli.backtests:backtest_command",
 }
+
+
+def said_once(exc: AppError) -> str:
+    """An error's message and those of its details it does not already say."""
+    extra = []
+    for detail in exc.details:
+        msg = str(detail.get("msg", "")) if isinstance(detail, dict) else ""
+        if msg and msg not in exc.message and msg not in extra:
+            extra.append(msg)
+    return exc.message + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def needs_secrets() -> bool:
+    """Whether this process signs tokens or decrypts credentials: a server (gunicorn, `flask
+    run`) does; a `flask` command does only if it says so itself (`flask worker`), so the
+    others print no warning about development secrets."""
+    if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+        return True
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.info_name == "run"
 
 
 class LazyCommands(AppGroup):

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from app.cli import said_once
 from app.domain.times import to_ms
 from app.errors import AppError
 from app.services import backtests as service
@@ -149,10 +150,7 @@ def backtest_command(
 
             result = service.execute(spec, data, progress)
     except AppError as exc:
-        detail = "; ".join(str(d.get("msg", "")) for d in exc.details if isinstance(d, dict))
-        raise click.ClickException(
-            f"{exc.message}{' (' + detail + ')' if detail else ''}"
-        ) from None
+        raise click.ClickException(said_once(exc)) from None
     if as_json:
         click.echo(json.dumps(service.result_dict(spec, data, result), indent=2))
         return

@@ -12,7 +12,7 @@ import click
 from app.lifecycle import lifecycle
 from app.services.health import readiness
 from app.store.db import get_engine
-from config import get_settings
+from config import get_settings, warn_insecure_defaults
 
 
 @click.command("preflight")
@@ -40,6 +40,7 @@ def preflight_command() -> None:
 def worker_command() -> None:
     """Run a scheduler-only process (bot ticks, jobs, self-healing) until SIGTERM/SIGINT."""
 
+    warn_insecure_defaults(get_settings())  # live bots decrypt their exchange credentials
     settings = get_settings().model_copy(update={"scheduler_enabled": True})
     stop = threading.Event()
 

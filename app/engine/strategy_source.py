@@ -17,7 +17,13 @@ from app.store.models import Bot
 from app.store.models.strategies import StrategyVersion
 from config import get_settings
 
-__all__ = ["bot_strategy", "document_limits", "document_strategy", "version_body"]
+__all__ = [
+    "bot_strategy",
+    "compiled_document",
+    "document_limits",
+    "document_strategy",
+    "version_body",
+]
 
 _cache: dict[tuple[int, int, str | None], DocumentStrategy] = {}
 _MAX_CACHED = 512
@@ -59,6 +65,15 @@ def document_strategy(
             _cache.clear()
         _cache[key] = hit
     return hit
+
+
+def compiled_document(
+    document_id: int, version: int | None, timeframe: str | None
+) -> DocumentStrategy | None:
+    """The version if this process has compiled it already, else None (no database read)."""
+    if version is None:
+        return None
+    return _cache.get((document_id, version, timeframe))
 
 
 def bot_strategy(session: Session, bot: Bot) -> Strategy[Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal, localcontext
@@ -38,7 +38,7 @@ from app.engine.fill_model import PaperOrderRejected
 from app.engine.hooks import TickHooks
 from app.engine.ledger import closed_trade_pnls, record_equity_snapshot
 from app.engine.live_broker import broker_for
-from app.engine.strategy_source import bot_strategy
+from app.engine.strategy_source import bot_strategy, compiled_document
 from app.market.base import MarketInfo, MarketSource, timeframe_seconds, to_decimal
 from app.market.cache import cached_candles
 from app.market.registry import get_market_source
@@ -185,15 +185,24 @@ def ledger_states(session: Session, bot_ids: list[int]) -> dict[int, LedgerState
     }
 
 
-def warm_candles(bots: list[tuple[str, str, str, str, Any]]) -> None:
+def warm_candles(bots: Sequence[tuple[Any, ...]]) -> None:
     """Read the candles a batch of bots will need - (exchange, symbol, timeframe, strategy,
-    params) each - into the shared cache before their transaction opens, so that no tick
-    waits on an exchange or Redis while it holds database locks. A failure here is left to
-    the tick itself (it reads again and records the error as that bot's)."""
+    params[, document id, version]) each - into the shared cache before their transaction
+    opens, so that no tick waits on an exchange or Redis while it holds database locks. A
+    document is looked up in this process's compiled documents only (a bot's first tick
+    compiles it). A failure here is left to the tick itself (it reads again and records the
+    error as that bot's)."""
     wanted: dict[tuple[str, str, str], int] = {}
-    for exchange, symbol, timeframe, strategy_name, params in bots:
+    for exchange, symbol, timeframe, strategy_name, params, *document in bots:
         try:
-            strategy = get_strategy(strategy_name, timeframe)
+            doc_id, version = (document + [None, None])[:2]
+            strategy: Strategy[Any] | None = (
+                get_strategy(strategy_name, timeframe)
+                if doc_id is None
+                else compiled_document(doc_id, version, timeframe)
+            )
+            if strategy is None:
+                continue
             lookback = strategy.lookback(strategy.validate_params(params or {})) + 1
         except Exception:
             continue

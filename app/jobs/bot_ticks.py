@@ -141,7 +141,8 @@ def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -
         needs = (
             session.execute(
                 select(Bot.exchange, Bot.symbol, Bot.timeframe, Bot.strategy,
-                       Bot.strategy_params).where(Bot.id.in_(ids))
+                       Bot.strategy_params, Bot.strategy_document_id,
+                       Bot.strategy_version).where(Bot.id.in_(ids))
             ).tuples().all()
             if ids
             else []

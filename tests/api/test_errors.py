@@ -159,3 +159,19 @@ def test_request_id_is_generated_or_honoured(probe: FlaskClient) -> None:
         "X-Request-ID"
     ]
     assert replaced != "bad id <script>" and len(replaced) == 32
+
+
+def test_malformed_json_hints_name_the_actual_problem(probe: FlaskClient) -> None:
+    cases = {
+        '{"name": "x", "capital": 1,}': "trailing comma",
+        '{"name": ["x",], "capital": 1}': "trailing comma",
+        "{'name': 'x', 'capital': 1}": "double quotes",
+        '{"name": "x" "capital": 1}': "Expecting ',' delimiter",
+    }
+    for text, hint in cases.items():
+        r = probe.post("/api/probe", data=text, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, text
+        msg = r.get_json()["error"]["details"][0]["msg"]
+        assert hint in msg, (text, msg)
+        if hint != "double quotes":
+            assert "quote" not in msg, (text, msg)

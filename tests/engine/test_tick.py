@@ -230,6 +230,28 @@ def test_ticked_bot_running_a_document_exits_like_the_backtest(clock, user_id) -
     assert reasons == ["stop_loss", "roi"]
 
 
+def test_a_real_stop_out_trips_the_stoploss_guard(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    """The stop of trade 1 (candle 7, a loss) is a stop-out the guard counts: with a limit of
+    one, the entry signal of candle 10 is held back and the bot paused."""
+    from app.store.models.strategies import StrategyDocument, StrategyVersion
+
+    with session_scope() as s:
+        doc = StrategyDocument(user_id=user_id, name="sma with exits", latest_version=1)
+        s.add(doc)
+        s.flush()
+        s.add(StrategyVersion(document_id=doc.id, version=1, body=EXIT_DOC))
+        guard = {"max_drawdown": None, "max_losing_streak": None, "daily_loss_limit": None,
+                 "stoploss_guard_trades": 1, "stoploss_guard_window_minutes": 60}  # fmt: skip
+        bot_id = make_bot(s, user_id, strategy="sma with exits", strategy_document_id=doc.id,
+                          strategy_version=1, protections=guard).id  # fmt: skip
+    results = {k: tick(bot_id, clock, k) for k in range(3, 11)}
+    assert results[7].action == "stop_loss"
+    assert results[10].signal == 1 and results[10].action == "held"
+    with session_scope() as s:
+        bot = s.get(Bot, bot_id)
+        assert (bot.status, bot.pause_reason) == ("paused", "protection:stoploss_guard")
+
+
 def _closed_trades(bot_id: int, pnls: list[str]) -> None:
     """Closed round trips in the bot's history (what sizing learns from)."""
     now = utcnow() - timedelta(days=2)

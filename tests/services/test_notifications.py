@@ -299,3 +299,51 @@ def test_private_and_plain_http_urls_are_refused(
     finally:
         use_settings(settings)
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "insecure_url"
+
+
+def test_key_rotation_reencrypts_channels_and_unreadable_ones_fail_softly(
+    app: Any, client: Any, make_user: Any, auth_headers: Any, stand_in: StandIn
+) -> None:
+    from cryptography.fernet import Fernet
+
+    user = make_user()
+    headers = auth_headers(user)
+    hook = _webhook(client, headers, stand_in, "gus")
+    base = get_settings()
+    old = base.effective_encryption_keys[0]
+    new = Fernet.generate_key().decode()
+    use_settings(base.model_copy(update={"encryption_key": f"{new},{old}"}))
+    rotated = app.test_cli_runner().invoke(args=["rotate-encryption-key"])
+    assert rotated.exit_code == 0, rotated.output
+    assert "re-encrypted 1 notification channel(s)" in rotated.output
+
+    use_settings(base.model_copy(update={"encryption_key": new}))  # the old key is gone
+    sent = client.post(f"/api/notifications/channels/{hook['id']}/test", headers=headers)
+    assert sent.get_json()["ok"] is True
+
+    use_settings(base.model_copy(update={"encryption_key": Fernet.generate_key().decode()}))
+    bot_id, order_id = _bot_with_exit_order(user.id)
+    _trade_closed(user.id, bot_id, order_id)
+    assert deliver_due("w") == 0  # no key opens the channel: a failed try, not a crash
+    [row] = _outbox()
+    assert row.state == "pending" and "cannot be decrypted" in (row.last_error or "")
+    use_settings(base)
+
+
+def test_old_finished_notifications_and_log_entries_are_pruned_pending_ones_kept(
+    client: Any, make_user: Any, auth_headers: Any, stand_in: StandIn
+) -> None:
+    from app.jobs import cleanup
+
+    user = make_user()
+    hook = _webhook(client, auth_headers(user), stand_in, "hal")
+    bot_id, order_id = _bot_with_exit_order(user.id)
+    _trade_closed(user.id, bot_id, order_id)
+    assert deliver_due("w") == 1
+    _trade_closed(user.id, bot_id, order_id)  # still pending when the clean-up runs
+    later = utcnow() + timedelta(days=31)
+    assert cleanup.run_once(later)["notifications"] == 2  # the sent row and its log entry
+    assert [r.state for r in _outbox()] == ["pending"]
+    log = client.get(f"/api/notifications/channels/{hook['id']}/deliveries",
+                     headers=auth_headers(user))  # fmt: skip
+    assert log.get_json()["total"] == 0
