@@ -126,6 +126,7 @@ class Settings(BaseSettings):
     notification_retry_seconds: float = Field(default=10.0, ge=0)
     notification_disable_after: int = Field(default=10, ge=1)
     notification_batch_size: int = Field(default=50, ge=1)
+    notification_retention_days: int = Field(default=30, ge=1)
 
     scheduler_enabled: bool = True
     trading_enabled: bool = True

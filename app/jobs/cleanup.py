@@ -1,5 +1,5 @@
-"""Periodic clean-up: analysis results, bot tick records and realtime events past their
-retention, expired token revocations.
+"""Periodic clean-up: analysis results, bot tick records, realtime events and finished
+notifications past their retention, expired token revocations.
 
 Runs in every worker (every 600 s); deletes are idempotent, so overlapping runs only repeat
 work that is already done. Deletion goes in bounded batches to keep transactions short.
@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.services.events import prune_events
+from app.services.notifications import prune_notifications
 from app.services.revocation import prune_expired_revocations
 from app.store.base import utcnow
 from app.store.db import session_scope
@@ -62,6 +63,7 @@ def run_once(now: datetime | None = None) -> dict[str, int]:
         ),
     }
     removed["events"] = prune_events(now)
+    removed["notifications"] = prune_notifications(now)
     with session_scope() as session:
         removed["revocations"] = int(prune_expired_revocations(session, now) or 0)
     if any(removed.values()):

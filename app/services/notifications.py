@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -574,3 +574,28 @@ def deliver_due(owner: str, *, limit: int | None = None, budget_seconds: float =
             sent += result.ok
         if len(batch) < limit or time.monotonic() >= deadline:
             return sent
+
+
+def prune_notifications(now: datetime, *, batch: int = 5000, max_batches: int = 20) -> int:
+    """Delete delivery-log entries and finished outbox rows (sent, failed, dropped) older
+    than NOTIFICATION_RETENTION_DAYS, in bounded batches; pending rows are never touched."""
+    cutoff = now - timedelta(days=get_settings().notification_retention_days)
+    removed = 0
+    for model, where in (
+        (NotificationAttempt, NotificationAttempt.created_at < cutoff),
+        (
+            NotificationDelivery,
+            and_(NotificationDelivery.created_at < cutoff, NotificationDelivery.state != "pending"),
+        ),
+    ):
+        for _ in range(max_batches):
+            with session_scope() as session:
+                ids = select(model.id).where(where).limit(batch).scalar_subquery()
+                n = session.execute(
+                    delete(model).where(model.id.in_(ids)),
+                    execution_options={"synchronize_session": False},
+                ).rowcount  # type: ignore[attr-defined]
+            removed += int(n)
+            if n < batch:
+                break
+    return removed

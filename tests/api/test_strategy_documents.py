@@ -95,8 +95,11 @@ def test_an_invalid_document_names_the_path(client, owner) -> None:  # type: ign
 
 
 _JUNK = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.text(max_size=6)
-    | st.floats(allow_nan=False, allow_infinity=False),  # JSON has no NaN or Infinity
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)  # JSON has no Infinity: that is a 400
+    | st.text(max_size=6),
     lambda kids: st.lists(kids, max_size=3)
     | st.dictionaries(st.sampled_from(["op", "args", "ta", "ref", "param", "n", "series",
                                        "informative", "expr", "params", "x"]), kids, max_size=3),

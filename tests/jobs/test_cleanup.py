@@ -38,13 +38,15 @@ def test_results_past_retention_are_deleted(make_user: Callable[..., Any]) -> No
                     data={},
                 )
             )
-    removed = {"analysis_results": 2, "bot_ticks": 0, "events": 0, "revocations": 0}
+    removed = {"analysis_results": 2, "bot_ticks": 0, "events": 0, "notifications": 0,
+               "revocations": 0}  # fmt: skip
     assert cleanup.run_once(now) == removed
     with session_scope() as s:
         left = sorted(s.scalars(select(AnalysisResult.ticker)))
         assert left == ["FRESH/BTC", "RECENT/BTC"]
         assert s.get(Job, job_id) is not None  # jobs are not results
-    removed = {"analysis_results": 0, "bot_ticks": 0, "events": 0, "revocations": 0}
+    removed = {"analysis_results": 0, "bot_ticks": 0, "events": 0, "notifications": 0,
+               "revocations": 0}  # fmt: skip
     assert cleanup.run_once(now) == removed
 
 

@@ -328,3 +328,22 @@ def test_key_rotation_reencrypts_channels_and_unreadable_ones_fail_softly(
     [row] = _outbox()
     assert row.state == "pending" and "cannot be decrypted" in (row.last_error or "")
     use_settings(base)
+
+
+def test_old_finished_notifications_and_log_entries_are_pruned_pending_ones_kept(
+    client: Any, make_user: Any, auth_headers: Any, stand_in: StandIn
+) -> None:
+    from app.jobs import cleanup
+
+    user = make_user()
+    hook = _webhook(client, auth_headers(user), stand_in, "hal")
+    bot_id, order_id = _bot_with_exit_order(user.id)
+    _trade_closed(user.id, bot_id, order_id)
+    assert deliver_due("w") == 1
+    _trade_closed(user.id, bot_id, order_id)  # still pending when the clean-up runs
+    later = utcnow() + timedelta(days=31)
+    assert cleanup.run_once(later)["notifications"] == 2  # the sent row and its log entry
+    assert [r.state for r in _outbox()] == ["pending"]
+    log = client.get(f"/api/notifications/channels/{hook['id']}/deliveries",
+                     headers=auth_headers(user))  # fmt: skip
+    assert log.get_json()["total"] == 0
