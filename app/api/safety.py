@@ -55,6 +55,7 @@ class GateReasonOut(BaseModel):
         "no_exchange_credentials",
         "drawdown_too_high",
         "too_few_closed_trades",
+        "market_never_live",
     ]
     message: str
 

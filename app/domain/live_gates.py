@@ -16,6 +16,7 @@ PAPER_DAYS_INSUFFICIENT = "paper_days_insufficient"
 NO_EXCHANGE_CREDENTIALS = "no_exchange_credentials"
 DRAWDOWN_TOO_HIGH = "drawdown_too_high"
 TOO_FEW_CLOSED_TRADES = "too_few_closed_trades"
+MARKET_NEVER_LIVE = "market_never_live"
 
 GATE_CODES = (
     LIVE_TRADING_DISABLED,
@@ -24,6 +25,7 @@ GATE_CODES = (
     NO_EXCHANGE_CREDENTIALS,
     DRAWDOWN_TOO_HIGH,
     TOO_FEW_CLOSED_TRADES,
+    MARKET_NEVER_LIVE,
 )
 
 
@@ -45,6 +47,7 @@ class GateFacts:
     has_credentials: bool
     max_drawdown: Decimal  # worst peak-to-trough fall of paper equity, 0..1
     closed_trades: int
+    market_trades_live: bool = True  # False for the replay market: recorded candles only
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,15 @@ def evaluate_gates(facts: GateFacts, limits: GateLimits) -> list[GateReason]:
                 f"{days:.1f} days of paper trading; {limits.min_paper_days:g} required",
             )
         )
-    if not facts.has_credentials:
+    if not facts.market_trades_live:
+        reasons.append(
+            GateReason(
+                MARKET_NEVER_LIVE,
+                "the bot's market replays recorded candles and can never trade live; a bot on "
+                "a real exchange can",
+            )
+        )
+    elif not facts.has_credentials:  # (credentials for a replay market do not exist)
         reasons.append(
             GateReason(NO_EXCHANGE_CREDENTIALS, "no exchange credentials for the bot's exchange")
         )

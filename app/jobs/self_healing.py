@@ -464,7 +464,7 @@ def _heal_stuck_one(session: Session, row: Any, now: datetime, config: HealingCo
         f"bot {name!r} (#{bot_id}) had stopped ticking ({why}); rescheduled",
         user_id=user_id,
         bot_id=bot_id,
-        details={"last_tick_at": raw_last and str(raw_last), "next_tick_at": str(raw_next)},
+        details={"last_tick_at": iso(last_tick_at), "next_tick_at": iso(next_tick_at)},
     )
 
 

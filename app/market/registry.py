@@ -17,6 +17,8 @@ from app.market.base import MarketSource
 from app.market.factory import build_market_source
 from config import get_settings
 
+REPLAY_EXCHANGE = "replay"  # recorded candles, paper fills only: never a live market
+
 _lock = threading.Lock()
 _sources: dict[str, MarketSource] = {}
 _accounts: dict[str, Any] = {}

@@ -153,7 +153,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Decimal):
-        return str(value)
+        return decimal_text(value) if value.is_finite() else None
     return value
 
 
@@ -243,8 +243,8 @@ def run_analysis_job(ctx: JobContext) -> dict[str, Any]:
         "pattern": p.get("pattern"),
         "pattern_version": pattern.digest[:12] if pattern is not None else None,
         "max_per_ticker": p["max_per_ticker"],
-        "allocated": str(allocated),
-        "cash": str(capital - allocated),
+        "allocated": decimal_text(allocated),
+        "cash": decimal_text(capital - allocated),
         "analysed": len(done),
         "errors": len(outcomes) - len(done),
         "tickers": summary,

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.live_gates import GateFacts, GateLimits, evaluate_gates, max_drawdown
 from app.errors import Conflict
+from app.market.registry import REPLAY_EXCHANGE
 from app.store.base import as_utc, utcnow
 from app.store.emergency_flag import emergency_stop_active
 from app.store.models import Bot
@@ -94,6 +95,7 @@ def gate_facts(session: Session, bot: Bot, settings: Settings, now: datetime) ->
         has_credentials=_has_credentials(session, bot),
         max_drawdown=paper_drawdown(session, bot.id),
         closed_trades=closed_trade_count(session, bot.id),
+        market_trades_live=bot.exchange.lower() != REPLAY_EXCHANGE,
     )
 
 

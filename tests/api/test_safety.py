@@ -68,8 +68,9 @@ def test_live_eligibility_of_own_bot_only(client, user, make_user, auth_headers)
     assert codes[:3] == [
         "live_trading_disabled",
         "paper_days_insufficient",
-        "no_exchange_credentials",
+        "market_never_live",  # a replay bot: not "no credentials", which it could never add
     ]
+    assert "no_exchange_credentials" not in codes
     assert all(r["message"] for r in answer.json["reasons"])
     other = client.get(f"/api/bots/{bot_id}/live-eligibility", headers=auth_headers(make_user()))
     assert other.status_code == 404 and other.json["error"]["code"] == "bot_not_found"

@@ -37,6 +37,8 @@ def test_a_bot_that_earned_it_passes_every_gate() -> None:
         ({"has_credentials": False}, "no_exchange_credentials"),
         ({"max_drawdown": Decimal("0.1501")}, "drawdown_too_high"),
         ({"closed_trades": 9}, "too_few_closed_trades"),
+        ({"market_trades_live": False}, "market_never_live"),
+        ({"market_trades_live": False, "has_credentials": False}, "market_never_live"),
     ],
 )
 def test_each_gate_fails_alone_with_its_code(changes, code) -> None:
@@ -65,3 +67,12 @@ def test_max_drawdown_is_the_worst_fall_from_a_running_peak() -> None:
     assert max_drawdown(curve) == Decimal("0.25")
     assert max_drawdown([]) == 0
     assert max_drawdown([Decimal(1), Decimal(2)]) == 0
+
+
+def test_the_api_documents_every_gate_code() -> None:
+    from typing import get_args
+
+    from app.api.safety import GateReasonOut
+    from app.domain.live_gates import GATE_CODES
+
+    assert set(get_args(GateReasonOut.model_fields["code"].annotation)) == set(GATE_CODES)

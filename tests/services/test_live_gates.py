@@ -83,6 +83,15 @@ def test_credentials_must_be_for_the_bots_exchange(earned, live_settings, make_u
     assert codes(earned, live_settings) == ["no_exchange_credentials"]
 
 
+def test_a_replay_bot_can_never_go_live_and_says_so(earned, live_settings) -> None:
+    set_bot(earned, exchange="replay")
+    assert codes(earned, live_settings) == ["market_never_live"]
+    with session_scope() as db, pytest.raises(Conflict) as refused:
+        assert_live_allowed(db, db.get(Bot, earned), live_settings, NOW)
+    assert [d["code"] for d in refused.value.details] == ["market_never_live"]
+    assert "never trade live" in refused.value.message
+
+
 def test_drawdown_over_the_limit_is_configurable(earned, live_settings) -> None:
     add_equity(earned, NOW - timedelta(hours=1), "1.0")  # 1.2 -> 1.0: 16.7%
     assert codes(earned, live_settings) == ["drawdown_too_high"]
