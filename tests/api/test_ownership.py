@@ -243,6 +243,8 @@ RESOURCES: dict[str, Resource] = {
             "performance",
             "positions",
             "resume",
+            "signal-token",
+            "signals",
             "start",
             "stop",
             "trades",
