@@ -305,7 +305,7 @@ def run_tick(
     if bot.exit_requested_at is not None:
         writes()
         _requested_exit(session, ctx, result)
-    elif signal == EXIT and held > 0:
+    elif signal == EXIT and held > 0 and rules.use_exit_signal:
         writes()
         _sell(session, ctx, result, "exit_signal", action="sell")
     elif signal == ENTER and held == 0:
