@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     notification_disable_after: int = Field(default=10, ge=1)
     notification_batch_size: int = Field(default=50, ge=1)
     notification_retention_days: int = Field(default=30, ge=1)
+    signal_replay_seconds: float = Field(default=300.0, gt=0)
+    signal_rate_limit: str = "30 per minute"
 
     scheduler_enabled: bool = True
     trading_enabled: bool = True

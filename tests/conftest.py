@@ -62,10 +62,12 @@ def _app(settings: Settings) -> Flask:
 @pytest.fixture
 def app(_app: Flask, settings: Settings, database_url: str) -> Iterator[Flask]:
     """The app over an empty database (every table emptied before the test)."""
+    from app.engine.strategy_source import clear_document_cache
     from config import use_settings
 
     use_settings(settings)
     truncate_all(database_url)
+    clear_document_cache()  # compiled strategy documents are cached by (id, version)
     yield _app
 
 

@@ -26,6 +26,7 @@ FEATURE_MODULES = (
     "app.api.analysis",
     "app.api.downloads",
     "app.api.notifications",
+    "app.api.signals",
     "app.api.safety",
     "app.api.realtime",
     "app.api.metrics",

@@ -57,7 +57,7 @@ class BacktestOut(BaseModel):
     error: str | None
     payload: dict[str, Any]
     result: dict[str, Any] | None = Field(
-        None, description="summary, metrics, trades, skipped_entries, equity_curve"
+        None, description="summary, metrics, report, trades, skipped_entries, equity_curve"
     )
     created_at: datetime
     started_at: datetime | None

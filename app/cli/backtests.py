@@ -157,6 +157,7 @@ def backtest_command(
     # the table needs only the summary and the metrics: no per-trade dicts, no equity curve
     out = {"summary": service.summary_dict(spec, data, result), "metrics": result.metrics.to_dict()}
     _print_summary(out, result, show_trades)
+    _print_report(service.report_dict(spec, data, result, max_round_trips=0))
 
 
 def _params(strategy: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -212,3 +213,43 @@ def _print_summary(out: dict[str, Any], result: Any, show_trades: bool) -> None:
                 f"{d['exit_price']:>14}{d['amount']:>14}"
                 f"{float(t.profit_ratio) * 100:>9.3f}%  {t.exit_reason}"
             )
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    days, rest = divmod(seconds, 86_400)
+    clock = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    """The report's totals and its exit-reason and monthly tables (docs/backtesting.md)."""
+    t = report["totals"]
+    dd = t["max_drawdown"]
+    best, worst = t["best_trade"], t["worst_trade"]
+    rows = [
+        ("wins / draws / losses", f"{t['wins']} / {t['draws']} / {t['losses']}"),
+        ("total profit", f"{t['profit_total_abs']} ({_fmt(t['profit_total'], pct=True)})"),
+        ("average profit", _fmt(t["profit_mean"], pct=True)),
+        ("CAGR", _fmt(t["cagr"], pct=True)),
+        ("calmar", _fmt(t["calmar"])),
+        ("SQN", _fmt(t["sqn"])),
+        ("expectancy", f"{t['expectancy'] or '-'} (ratio {_fmt(t['expectancy_ratio'])})"),
+        ("best / worst trade", f"{_fmt(best and best['profit_ratio'], pct=True)} / "
+                               f"{_fmt(worst and worst['profit_ratio'], pct=True)}"),
+        ("avg duration win / loss", f"{_duration(t['winner_duration_mean_s'])} / "
+                                    f"{_duration(t['loser_duration_mean_s'])}"),
+        ("drawdown", f"{dd['abs']:.8g} from {dd['start'] or '-'} to {dd['trough'] or '-'}, "
+                     f"recovered {dd['recovery'] or 'never' if dd['start'] else '-'}"),
+        ("market change", _fmt(t["market_change"], pct=True)),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+    for name in ("exit_reason", "month"):
+        click.echo(f"\nby {name.replace('_', ' ')}")
+        click.echo(f"{'':<16}{'trades':>7}{'win %':>8}{'avg %':>9}{'profit':>22}")
+        for row in report["tables"][name]:
+            click.echo(f"{row['key']:<16}{row['trades']:>7}{row['win_rate'] * 100:>8.1f}"
+                       f"{row['profit_mean'] * 100:>9.3f}{row['profit_abs']:>22}")  # fmt: skip

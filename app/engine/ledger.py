@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 
 import numpy as np
 from sqlalchemy import select
@@ -265,9 +265,9 @@ def ledger_view(session: Session, bot: Bot, price: Decimal | None = None) -> Led
     equity = book.equity(price) if price is not None else None
     unrealised = None
     if price is not None:
-        unrealised = (book.position * price - book.cost_basis).quantize(
-            Decimal("1E-18"), rounding=ROUND_FLOOR
-        )
+        with localcontext() as ctx:
+            ctx.prec = 80  # a product of two 38-digit numbers, never rounded before the grid
+            unrealised = quantize(book.position * price - book.cost_basis, ROUND_FLOOR)
     return LedgerView(
         symbol=position.symbol,
         base=position.base,

@@ -65,7 +65,7 @@ from app.market.errors import (
 )
 from app.market.registry import get_account_source
 from app.store.after_commit import on_commit
-from app.store.base import as_utc, utcnow
+from app.store.base import as_utc, quantize, utcnow
 from app.store.crypto import decrypt_credential
 from app.store.db import session_scope
 from app.store.emergency_flag import TradingHalted, assert_trading_allowed
@@ -461,7 +461,7 @@ def _fees(bot: Bot, remote: dict[str, Any], market: MarketInfo, notional: Decima
     cost, currency = fee.get("cost"), fee.get("currency")
     if cost is None or currency != market.quote or notional <= 0:
         return FeeSchedule(maker=own.maker, taker=own.taker)
-    rate = (cost / notional).quantize(Decimal("1E-18"), rounding=ROUND_FLOOR)
+    rate = quantize(Decimal(str(cost)) / notional, ROUND_FLOOR)
     return FeeSchedule(maker=rate, taker=rate)
 
 

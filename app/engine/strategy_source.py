@@ -19,6 +19,7 @@ from config import get_settings
 
 __all__ = [
     "bot_strategy",
+    "clear_document_cache",
     "compiled_document",
     "document_limits",
     "document_strategy",
@@ -74,6 +75,11 @@ def compiled_document(
     if version is None:
         return None
     return _cache.get((document_id, version, timeframe))
+
+
+def clear_document_cache() -> None:
+    """Forget compiled versions (tests empty the database, so ids come round again)."""
+    _cache.clear()
 
 
 def bot_strategy(session: Session, bot: Bot) -> Strategy[Any]:

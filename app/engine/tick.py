@@ -30,6 +30,7 @@ from app.domain.candles import Candles
 from app.domain.sizing import size_position, validate_sizing_config
 from app.domain.strategies import ENTER, EXIT, Strategy, get_strategy
 from app.domain.strategies.exits import ExitRules
+from app.domain.strategies.signal import SIGNAL
 from app.domain.tick_grid import TickGrid
 from app.domain.times import from_ms, to_ms
 from app.engine.broker import bot_decimal, bot_fees, fill_at, load_book
@@ -38,6 +39,7 @@ from app.engine.fill_model import PaperOrderRejected
 from app.engine.hooks import TickHooks
 from app.engine.ledger import closed_trade_pnls, record_equity_snapshot
 from app.engine.live_broker import broker_for
+from app.engine.signals import next_signal, settle
 from app.engine.strategy_source import bot_strategy, compiled_document
 from app.market.base import MarketInfo, MarketSource, timeframe_seconds, to_decimal
 from app.market.cache import cached_candles
@@ -295,16 +297,23 @@ def run_tick(
                                                            bot.timeframe))  # fmt: skip
         result.last_candle_ts = last_ts
     result.signal = signal
+    queued = None
+    if strategy.name == SIGNAL and bot.exit_requested_at is None:
+        queued = next_signal(session, bot.id)  # a signal bot trades on what it was sent
+        signal = 0 if queued is None else ENTER if queued.action == "buy" else EXIT
 
     if bot.exit_requested_at is not None:
         writes()
         _requested_exit(session, ctx, result)
-    elif signal == EXIT and held > 0:
+    elif signal == EXIT and held > 0 and rules.use_exit_signal:
         writes()
         _sell(session, ctx, result, "exit_signal", action="sell")
     elif signal == ENTER and held == 0:
         writes()
         _buy(session, ctx, result)
+    if queued is not None:
+        writes()
+        settle(queued, result.action, result.details, held=held > 0, now=now)
     if new_candle and (held > 0 or result.events or bot.last_candle_ts is None):
         # while flat and idle equity cannot change: the curve is forward-filled in between
         _snapshot(session, bot, price, from_ms(last_ts + tf_ms), held, cash, result, writes,

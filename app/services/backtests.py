@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
 from app.domain.numbers import decimal_text
+from app.domain.report import RoundTrip, build_report
 from app.domain.sizing import SizingConfig, validate_sizing_config
 from app.domain.strategies import Strategy, get_strategy
 from app.domain.strategies.doc_model import parse_document
@@ -430,11 +431,41 @@ def summary_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str,
     }
 
 
+def round_trips(result: Any, symbol: str | None = None) -> list[RoundTrip]:
+    """The engine's trades as the report's round trips."""
+    return [
+        RoundTrip(
+            entry_ts=t.entry_ts,
+            exit_ts=t.exit_ts,
+            entry_price=t.entry_price,
+            exit_price=t.exit_price,
+            amount=t.amount,
+            cost_basis=t.entry_cost + t.entry_fee,
+            pnl=t.pnl,
+            exit_reason=t.exit_reason,
+            entry_tag=getattr(t, "entry_tag", None),
+            symbol=symbol,
+        )  # fmt: skip
+        for t in result.trades
+    ]
+
+
+def report_dict(
+    spec: BacktestSpec, data: CandleData, result: Any, max_round_trips: int | None = None
+) -> dict[str, Any]:
+    """The report (app/domain/report.py) of a finished backtest."""
+    return build_report(
+        round_trips(result), result.ts, result.equity, capital=spec.capital,
+        closes=data.candles.close, metrics=result.metrics, max_round_trips=max_round_trips,
+    )  # fmt: skip
+
+
 def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
-    """The job's stored result: summary, metrics, trades, the equity curve."""
+    """The job's stored result: summary, metrics, report, trades, the equity curve."""
     return {
         "summary": summary_dict(spec, data, result),
         "metrics": result.metrics.to_dict(),
+        "report": report_dict(spec, data, result, MAX_TRADES_IN_RESULT),
         "trades": [t.to_dict() for t in result.trades[:MAX_TRADES_IN_RESULT]],
         "skipped_entries": [
             {"time": iso_ms(s.ts), "reason": s.reason} for s in result.skipped[:100]

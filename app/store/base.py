@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator, func
@@ -55,11 +55,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 MONEY_QUANTUM = Decimal("1E-18")
 
 
-def quantize(value: Decimal) -> Decimal:
-    """`value` on the 18-decimal money grid (half-even), with room for 38 digits."""
+def quantize(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """`value` on the 18-decimal money grid (half-even unless told), with room for 38
+    digits (the default context's 28 would refuse a large amount)."""
     with localcontext() as ctx:
         ctx.prec = 60
-        result = value.quantize(MONEY_QUANTUM)
+        result = value.quantize(MONEY_QUANTUM, rounding=rounding)
     return result if result else Decimal(0).quantize(MONEY_QUANTUM)  # no "-0"
 
 

@@ -73,6 +73,13 @@ def test_a_backtest_job_gives_the_hand_computed_trades(client, owner, fixture_da
     curve = result["equity_curve"]
     assert len(curve["ts"]) == 15 and curve["ts"][0] == iso_ms(T0)
     assert curve["equity"][-1] == pytest.approx(1005.63599)
+    report = result["report"]  # stored with the job, computed by app/domain/report.py
+    totals = report["totals"]
+    assert (totals["trades"], totals["wins"], totals["losses"]) == (2, 1, 1)
+    assert totals["profit_total_abs"] == "5.63599"  # -15.568608 + 21.204598
+    assert totals["profit_factor"] == pytest.approx(21.204598 / 15.568608)
+    assert [t["profit_abs"] for t in report["round_trips"]] == ["-15.568608", "21.204598"]
+    assert [r["key"] for r in report["tables"]["exit_reason"]] == ["exit_signal"]
 
 
 def test_range_and_listing(client, owner, fixture_data) -> None:  # type: ignore[no-untyped-def]

@@ -238,6 +238,8 @@ RESOURCES: dict[str, Resource] = {
             "performance",
             "positions",
             "resume",
+            "signal-token",
+            "signals",
             "start",
             "stop",
             "trades",

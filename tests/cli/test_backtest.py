@@ -34,6 +34,7 @@ def test_json_output_has_the_hand_computed_trades(app: Any, fixture_file: Path) 
     assert [t["pnl"] for t in out["trades"]] == ["-15.568608", "21.204598"]
     assert out["summary"]["final_equity"] == "1005.63599"
     assert out["summary"]["symbol"] == "AAA/BBB" and out["summary"]["timeframe"] == "1h"
+    assert out["report"]["totals"]["profit_total_abs"] == "5.63599"
 
 
 def test_summary_table_and_trade_list(app: Any, fixture_file: Path) -> None:
@@ -46,6 +47,8 @@ def test_summary_table_and_trade_list(app: Any, fixture_file: Path) -> None:
     assert any("total return" in line and "0.56 %" in line for line in lines)
     assert any("-15.554%" in line and "exit_signal" in line for line in lines)  # trade 1
     assert "backtest" in r.stderr  # the progress bar goes to stderr
+    assert any(line.startswith("wins / draws / losses") and "1 / 0 / 1" in line for line in lines)
+    assert "by exit reason" in lines and "by month" in lines
 
 
 def test_range_options_cut_the_candles(app: Any, fixture_file: Path) -> None:

@@ -3,7 +3,7 @@ trades and the performance metrics fed from them."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 
 import pytest
 
@@ -84,3 +84,18 @@ def test_equity_snapshots_and_performance_come_from_the_ledger(session, make_use
     assert perf.gross_profit == sell.cost - buy.cost - buy.fee - sell.fee
     assert perf.total_return == pytest.approx(float(last.equity) - 1.0)
     assert perf.start_ts is not None and perf.end_ts > perf.start_ts
+
+
+def test_a_large_book_is_valued_without_losing_the_money_grid(session, make_user) -> None:
+    # 1e12 of capital: products carry more than the default context's 28 digits
+    bot_id = create_bot(make_user().id, capital=D("2000000000000"))
+    bot = session.get(Bot, bot_id)
+    place_order(session, bot, side="buy", order_type="market", client_order_id="big",
+                quote_amount=D("1000000000000"), now=at(1), market=ETH_BTC,
+                reference_price=D("0.08"))  # fmt: skip
+    (buy,) = process_fills(session, bot, candles([(0.08, 0.08, 0.08, 0.08)]), at(6), market=ETH_BTC)
+    view = ledger_view(session, bot, D("0.100000000000000001"))
+    with localcontext() as ctx:
+        ctx.prec = 80
+        exact = buy.amount * D("0.100000000000000001") - view.cost_basis
+    assert view.unrealised_pnl == exact.quantize(D("1E-18"), rounding=ROUND_FLOOR, context=ctx)

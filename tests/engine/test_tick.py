@@ -230,6 +230,24 @@ def test_ticked_bot_running_a_document_exits_like_the_backtest(clock, user_id) -
     assert reasons == ["stop_loss", "roi"]
 
 
+def test_a_document_without_exit_signals_holds_through_them(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    """`use_exit_signal: false`: the exit signal of candle 7 sells nothing (as in the
+    backtest, where the trade runs to the end of the data)."""
+    from app.store.models.strategies import StrategyDocument, StrategyVersion
+
+    body = {**EXIT_DOC, "exits": {"use_exit_signal": False}}
+    with session_scope() as s:
+        doc = StrategyDocument(user_id=user_id, name="hold", latest_version=1)
+        s.add(doc)
+        s.flush()
+        s.add(StrategyVersion(document_id=doc.id, version=1, body=body))
+        bot_id = make_bot(s, user_id, strategy="hold", strategy_document_id=doc.id,
+                          strategy_version=1).id  # fmt: skip
+    results = {k: tick(bot_id, clock, k) for k in range(3, len(FIXTURE_CLOSE))}
+    assert results[7].signal == -1 and results[7].action is None
+    assert [o.side for o in orders(bot_id)] == ["buy"]
+
+
 def test_a_real_stop_out_trips_the_stoploss_guard(clock, user_id) -> None:  # type: ignore[no-untyped-def]
     """The stop of trade 1 (candle 7, a loss) is a stop-out the guard counts: with a limit of
     one, the entry signal of candle 10 is held back and the bot paused."""

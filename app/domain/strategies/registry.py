@@ -15,12 +15,20 @@ from app.domain.strategies.bollinger_breakout import BollingerBreakout
 from app.domain.strategies.doc_strategy import DocumentStrategy
 from app.domain.strategies.macd_trend import MacdTrend
 from app.domain.strategies.rsi_mean_reversion import RsiMeanReversion
+from app.domain.strategies.signal import SignalStrategy
 from app.domain.strategies.sma_crossover import SmaCrossover
 from app.domain.strategies.templates import template_document, template_names
 from app.errors import ValidationFailed
 
 _STRATEGIES: dict[str, Strategy[Any]] = {
-    s.name: s for s in (SmaCrossover(), RsiMeanReversion(), BollingerBreakout(), MacdTrend())
+    s.name: s
+    for s in (
+        SmaCrossover(),
+        RsiMeanReversion(),
+        BollingerBreakout(),
+        MacdTrend(),
+        SignalStrategy(),
+    )
 }
 
 
