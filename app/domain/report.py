@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +27,7 @@ from app.domain.metrics import (
     compute_metrics,
 )
 from app.domain.numbers import decimal_text
-from app.domain.times import iso_ms
+from app.domain.times import from_ms, iso_ms
 
 __all__ = ["RoundTrip", "Drawdown", "build_report", "drawdown_detail", "PERIODS"]
 
@@ -132,7 +132,7 @@ def drawdown_detail(ts: np.ndarray, eq: np.ndarray) -> Drawdown:
 
 def _period_key(period: str) -> Callable[[int], str]:
     def key(ms: int) -> str:
-        day = datetime.fromtimestamp(ms // 1000, UTC).date()
+        day = from_ms(ms).date()
         if period == "day":
             return day.isoformat()
         if period == "week":  # labelled by its Monday
