@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from flask import Flask
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
 from app.api.validation import DB_INT_MAX
@@ -35,12 +36,15 @@ FEATURE_MODULES = (
 
 
 class RowIdConverter(IntegerConverter):
-    """`<int:...>` in a path: an id beyond a 64-bit column matches no route (404), rather
-    than reaching the database."""
+    """`<int:...>` in a path: an id beyond a 64-bit column answers 404 for every method,
+    rather than reaching the database (a plain `max` would make werkzeug answer 405 when a
+    sibling rule with another method matched the same path first)."""
 
-    def __init__(self, map: object, *args: object, **kwargs: object) -> None:
-        kwargs.setdefault("max", DB_INT_MAX)
-        super().__init__(map, *args, **kwargs)  # type: ignore[arg-type]
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > DB_INT_MAX:
+            raise NotFound(f"no resource has the id {value[:30]}: ids go up to {DB_INT_MAX}")
+        return number
 
 
 def init_app(app: Flask) -> None:

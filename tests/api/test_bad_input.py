@@ -149,6 +149,13 @@ def test_ids_beyond_64_bits_are_404(client, headers, path) -> None:  # type: ign
     assert error(client.get(path, headers=headers), 404)["code"] == "not_found"
 
 
+@pytest.mark.parametrize("method", ["patch", "delete", "post"])
+def test_ids_beyond_64_bits_are_404_whatever_the_method(client, headers, method) -> None:  # type: ignore[no-untyped-def]
+    path = "/api/bots/9223372036854775808" + ("/start" if method == "post" else "")
+    err = error(getattr(client, method)(path, json={"name": "x"}, headers=headers), 404)
+    assert "9223372036854775807" in err["message"]
+
+
 def test_largest_id_is_just_not_found(client, headers) -> None:  # type: ignore[no-untyped-def]
     err = error(client.get("/api/bots/9223372036854775807", headers=headers), 404)
     assert err["code"] == "bot_not_found"
