@@ -8,23 +8,36 @@ the signal row in the same transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.store.models.signals import BotSignal
+from config import get_settings
 
 
-def next_signal(session: Session, bot_id: int) -> BotSignal | None:
-    """The oldest queued signal of the (row-locked) bot."""
-    return session.scalar(
+def next_signal(
+    session: Session, bot_id: int, now: datetime, before_write: Callable[[], None]
+) -> BotSignal | None:
+    """The oldest queued signal of the (row-locked) bot still inside the replay window;
+    older ones (queued while the bot was paused, say) are refused as expired, not run late."""
+    max_age = timedelta(seconds=get_settings().signal_replay_seconds)
+    queued = session.scalars(
         select(BotSignal)
         .where(BotSignal.bot_id == bot_id, BotSignal.state == "queued")
         .order_by(BotSignal.id)
-        .limit(1)
+        .limit(50)
     )
+    for row in queued:
+        if now - row.created_at <= max_age:
+            return row
+        before_write()
+        row.state, row.processed_at = "refused", now
+        row.outcome = f"expired: not run within {int(max_age.total_seconds())} s"
+    return None
 
 
 def settle(row: BotSignal, action: str | None, details: dict[str, Any], *, held: bool,

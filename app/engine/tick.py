@@ -299,7 +299,7 @@ def run_tick(
     result.signal = signal
     queued = None
     if strategy.name == SIGNAL and bot.exit_requested_at is None:
-        queued = next_signal(session, bot.id)  # a signal bot trades on what it was sent
+        queued = next_signal(session, bot.id, now, writes)  # it trades on what it was sent
         signal = 0 if queued is None else ENTER if queued.action == "buy" else EXIT
 
     if bot.exit_requested_at is not None:

@@ -168,3 +168,18 @@ def test_signals_are_rate_limited_per_bot(client: Any, signal_bot: dict[str, Any
     finally:
         use_settings(previous)
     assert codes == [202, 202, 202, 429]
+
+
+def test_a_signal_not_run_within_the_window_expires_instead_of_running_late(
+    client: Any, clock: Clock, signal_bot: dict[str, Any]
+) -> None:
+    from app.store.models.signals import BotSignal
+
+    assert _send(client, signal_bot["token"], action="buy", symbol="AAA/BBB").status_code == 202
+    with session_scope() as s:  # queued while the bot was paused for an hour, say
+        for row in s.scalars(select(BotSignal)):
+            row.created_at = utcnow() - timedelta(hours=1)
+    tick(signal_bot["id"], clock, 2)
+    [row] = _signals(client, signal_bot)
+    assert row["state"] == "refused" and row["outcome"].startswith("expired")
+    assert _orders(signal_bot["id"]) == []
