@@ -9,15 +9,16 @@ from typing import Any
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.bots import BotOut
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
 from app.services import jobs as jobs_service
+from app.services.searches import bot_from_search, submit_search
 from app.services.searches import get_search as get_job
 from app.services.searches import list_searches as list_jobs
-from app.services.searches import submit_search
 
 bp = Blueprint("searches", __name__)
 
@@ -149,6 +150,22 @@ def cancel_search(search_id: int) -> Any:
     return SearchOut.model_validate(job).model_dump(
         mode="json"
     ), 200 if outcome == "cancelled" else 202
+
+
+class BotFromSearch(RequestModel):
+    name: str | None = Field(None, min_length=1, max_length=100, description="the bot's name")
+
+
+@bp.post("/api/searches/<int:search_id>/bot")
+@answers(409)
+@auth_required
+@body(BotFromSearch)
+@response(BotOut, 201)
+def create_bot(search_id: int, body: BotFromSearch) -> Any:
+    """A paper bot (created, not started) with the search's best parameters, on its market,
+    capital, sizing and fees; 409 while the search has not succeeded."""
+    bot = bot_from_search(db_session(), current_user().id, search_id, body.name)
+    return BotOut.model_validate(bot)
 
 
 def init_app(app: Flask) -> None:

@@ -37,10 +37,10 @@ from app.domain.sizing import validate_sizing_config
 from app.domain.times import iso_ms
 from app.engine.backtest import run_backtest
 from app.engine.fill_model import FeeSchedule
-from app.errors import NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS
 from app.market.errors import ExchangeUnavailable
-from app.services import backtests
+from app.services import backtests, bots
 from app.services.events import publish_event
 from app.services.jobs import submit
 from app.store.job_contract import JobCancelled, TransientJobError
@@ -421,6 +421,41 @@ def get_search(session: Session, user_id: int, job_id: int) -> Job:
     if job is None:
         raise NotFound(f"search {job_id} not found", code="search_not_found")
     return job
+
+
+def best_params(job: Job) -> dict[str, Any]:
+    """The parameters a finished search found: its best trial's, or for a walk-forward the
+    last fold's (fitted on the most recent data). 409 when there are none."""
+    result = job.result or {}
+    if job.state != "succeeded":
+        raise Conflict(f"search {job.id} has not succeeded ({job.state})", code="search_not_done")
+    folds = [f for f in result.get("folds") or [] if f.get("params")]
+    if folds:
+        return dict(folds[-1]["params"])
+    best = result.get("best")
+    if not best:
+        raise Conflict(f"search {job.id} found no scored parameters", code="search_no_best")
+    return dict(best["params"])
+
+
+def bot_from_search(session: Session, user_id: int, job_id: int, name: str | None) -> Any:
+    """A paper bot (state `created`) running the searched strategy with the found parameters,
+    on the search's market, capital, sizing and fees."""
+    job = get_search(session, user_id, job_id)
+    params = best_params(job)
+    p = job.payload["backtest"]
+    data = {
+        "name": name or f"{p['strategy']} from search {job.id}"[:100],
+        "exchange": p.get("exchange") or "replay", "symbol": p["symbol"],
+        "timeframe": p["timeframe"], "strategy": p["strategy"], "strategy_params": params,
+        "capital": p["capital"], "sizing": p.get("sizing"),
+        "maker_fee": p.get("maker_fee", "0.001"), "taker_fee": p.get("taker_fee", "0.001"),
+        "slippage_bps": p.get("slippage_bps", "0"),
+    }  # fmt: skip
+    if p.get("strategy_document_id") is not None:
+        data |= {"strategy_document_id": p["strategy_document_id"],
+                 "strategy_version": p["strategy_version"]}  # fmt: skip
+    return bots.create_bot(session, user_id, data)
 
 
 def list_searches(

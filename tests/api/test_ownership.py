@@ -260,6 +260,9 @@ RESOURCES: dict[str, Resource] = {
     "/api/searches/<int:search_id>": Resource(
         create=_create_job("search", "search_id"), exists=_search_queued
     ),
+    "/api/searches/<int:search_id>/bot": Resource(
+        create=_create_job("search", "search_id"), exists=_search_queued
+    ),
     "/api/portfolio/snapshots/<int:snapshot_id>": Resource(
         create=_create_snapshot, exists=_snapshot_kept
     ),

@@ -122,3 +122,20 @@ def test_a_queued_search_is_cancelled_and_never_runs(client, owner, fixture_data
     assert after["state"] == "cancelled" and after["result"] is None
     again = client.delete(f"/api/searches/{job['id']}", headers=owner)
     assert again.status_code == 409
+
+
+def test_a_finished_search_becomes_a_paper_bot(client, owner, fixture_data) -> None:  # type: ignore[no-untyped-def]
+    job = client.post("/api/searches", json=SEARCH, headers=owner).get_json()
+    early = client.post(f"/api/searches/{job['id']}/bot", json={}, headers=owner)
+    assert early.status_code == 409 and early.get_json()["error"]["code"] == "search_not_done"
+    run_once()
+    best = client.get(f"/api/searches/{job['id']}", headers=owner).get_json()["result"]["best"]
+    r = client.post(f"/api/searches/{job['id']}/bot", json={"name": "found"}, headers=owner)
+    assert r.status_code == 201, r.get_json()
+    bot = r.get_json()
+    assert bot["name"] == "found" and bot["status"] == "created" and bot["mode"] == "paper"
+    assert bot["strategy"] == "sma_crossover" and bot["strategy_params"] == best["params"]
+    assert (bot["symbol"], bot["timeframe"]) == ("AAA/BBB", "1h")
+    assert Decimal(bot["capital"]) == 1000 and bot["sizing"]["mode"] == "fixed"
+    listed = client.get("/api/bots", headers=owner).get_json()
+    assert [b["id"] for b in listed["items"]] == [bot["id"]]
