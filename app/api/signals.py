@@ -15,6 +15,7 @@ from app.api.paging import OffsetQuery, offset_page
 from app.api.rate_limit import hashed, limiter
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.services import signals
 from config import get_settings
 
@@ -80,6 +81,7 @@ class SignalPage(BaseModel):
 
 
 @bp.post("/api/signals/<token>")
+@answers(200, 401, 429)
 @limiter.limit(signal_limit, key_func=_token_key, error_message="too many signals for this bot")
 @body(SignalBody)
 @response(ReceivedOut, 202)
@@ -103,6 +105,7 @@ def receive(token: str, body: SignalBody) -> Any:
 
 
 @bp.post("/api/bots/<int:bot_id>/signal-token")
+@answers(422)
 @auth_required
 @response(TokenOut, 201)
 def rotate_token(bot_id: int) -> Any:
