@@ -23,6 +23,7 @@ FEATURE_MODULES = (
     "app.api.strategies",
     "app.api.bots",
     "app.api.backtests",
+    "app.api.searches",
     "app.api.analysis",
     "app.api.downloads",
     "app.api.notifications",

@@ -29,6 +29,7 @@ COMMANDS = {
     "download-candles": "app.cli.markets:download_candles_command",
     "reconcile": "app.cli.markets:reconcile_command",
     "backtest": "app.cli.backtests:backtest_command",
+    "search": "app.cli.searches:search_command",
 }
 
 

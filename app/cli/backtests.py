@@ -92,53 +92,11 @@ def backtest_command(
 ) -> None:
     """Backtest a strategy over recorded candles with the live bot's code."""
 
-    if (path is None) == (symbol is None):
-        raise click.UsageError("give exactly one of --file or --symbol")
-    sizing_data = _json_option(sizing, "--sizing")
-    if stake is not None:
-        sizing_data = {**(sizing_data or {}), "mode": "fixed", "stake": str(stake)}
-    start_at, end_at = _when(start, "--start"), _when(end, "--end")
     try:
-        if path is not None:
-            data = service.candle_file_data(path, timeframe)
-            symbol, timeframe = data.market.symbol, data.timeframe
-        tf = timeframe or "5m"
-        document = None
-        if strategy_file is not None:
-            checked = check_document(Path(strategy_file).read_text(encoding="utf-8"), tf)
-            document = checked.doc.model_dump(mode="json", exclude_none=True)
-            strategy = checked.doc.name
-            values = checked.validate_params(_json_option(params, "--params") or {})
-            strategy_params = values.model_dump(mode="json")
-        else:
-            strategy_params = _params(strategy, _json_option(params, "--params"))
-        spec = service.BacktestSpec.from_payload(
-            {
-                "strategy": strategy,
-                "strategy_params": strategy_params,
-                "strategy_document": document,
-                "symbol": symbol,
-                "timeframe": tf,
-                "capital": str(capital),
-                "sizing": _sizing(sizing_data),
-                "maker_fee": str(fee),
-                "taker_fee": str(fee),
-                "slippage_bps": str(slippage_bps),
-                "start_ms": None if start_at is None else to_ms(start_at),
-                "end_ms": None if end_at is None else to_ms(end_at),
-            }
-        )
-        if path is None:
-            data = service.load_candles(spec)
-        else:
-            data = service.CandleData(
-                service._clip(data.candles, spec.start_ms, spec.end_ms),
-                data.market,
-                data.timeframe,
-                data.source,
-            )
-        if len(data.candles) == 0:
-            raise click.ClickException("no candles in the requested range")
+        spec, data = spec_and_data(
+            path, symbol, timeframe, strategy, strategy_file, params, start, end, capital,
+            stake, sizing, fee, slippage_bps,
+        )  # fmt: skip
         with click.progressbar(length=1000, label="backtest", file=sys.stderr) as bar:
             done = [0]
 
@@ -158,6 +116,72 @@ def backtest_command(
     out = {"summary": service.summary_dict(spec, data, result), "metrics": result.metrics.to_dict()}
     _print_summary(out, result, show_trades)
     _print_report(service.report_dict(spec, data, result, max_round_trips=0))
+
+
+def spec_and_data(
+    path: str | None,
+    symbol: str | None,
+    timeframe: str | None,
+    strategy: str,
+    strategy_file: str | None,
+    params: str | None,
+    start: str | None,
+    end: str | None,
+    capital: Decimal,
+    stake: Decimal | None,
+    sizing: str | None,
+    fee: Decimal,
+    slippage_bps: Decimal,
+) -> tuple[service.BacktestSpec, service.CandleData]:
+    """The backtest the options describe, and its candles (shared with `flask search`);
+    AppError when the request is bad."""
+    if (path is None) == (symbol is None):
+        raise click.UsageError("give exactly one of --file or --symbol")
+    sizing_data = _json_option(sizing, "--sizing")
+    if stake is not None:
+        sizing_data = {**(sizing_data or {}), "mode": "fixed", "stake": str(stake)}
+    start_at, end_at = _when(start, "--start"), _when(end, "--end")
+    if path is not None:
+        data = service.candle_file_data(path, timeframe)
+        symbol, timeframe = data.market.symbol, data.timeframe
+    tf = timeframe or "5m"
+    document = None
+    if strategy_file is not None:
+        checked = check_document(Path(strategy_file).read_text(encoding="utf-8"), tf)
+        document = checked.doc.model_dump(mode="json", exclude_none=True)
+        strategy = checked.doc.name
+        values = checked.validate_params(_json_option(params, "--params") or {})
+        strategy_params = values.model_dump(mode="json")
+    else:
+        strategy_params = _params(strategy, _json_option(params, "--params"))
+    spec = service.BacktestSpec.from_payload(
+        {
+            "strategy": strategy,
+            "strategy_params": strategy_params,
+            "strategy_document": document,
+            "symbol": symbol,
+            "timeframe": tf,
+            "capital": str(capital),
+            "sizing": _sizing(sizing_data),
+            "maker_fee": str(fee),
+            "taker_fee": str(fee),
+            "slippage_bps": str(slippage_bps),
+            "start_ms": None if start_at is None else to_ms(start_at),
+            "end_ms": None if end_at is None else to_ms(end_at),
+        }
+    )
+    if path is None:
+        data = service.load_candles(spec)
+    else:
+        data = service.CandleData(
+            service._clip(data.candles, spec.start_ms, spec.end_ms),
+            data.market,
+            data.timeframe,
+            data.source,
+        )
+    if len(data.candles) == 0:
+        raise click.ClickException("no candles in the requested range")
+    return spec, data
 
 
 def _params(strategy: str, params: dict[str, Any] | None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from app.domain.metrics import (
 from app.domain.numbers import decimal_text
 from app.domain.times import from_ms, iso_ms
 
-__all__ = ["RoundTrip", "Drawdown", "build_report", "drawdown_detail", "PERIODS"]
+__all__ = ["RoundTrip", "Drawdown", "build_report", "calmar", "drawdown_detail", "PERIODS"]
 
 DAY_MS = 86_400_000
 PERIODS = ("day", "week", "month")
@@ -222,6 +222,12 @@ def _calmar(m: PerformanceMetrics, cagr: float | None, unavailable: dict[str, st
         unavailable["calmar"] = "no drawdown: nothing to divide by"
         return None
     return cagr / m.max_drawdown
+
+
+def calmar(m: PerformanceMetrics) -> float | None:
+    """The report's Calmar ratio of a run's metrics (None when it has none)."""
+    unavailable: dict[str, str] = {}
+    return _calmar(m, _cagr(m, unavailable), unavailable)
 
 
 def _expectancy(

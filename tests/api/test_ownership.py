@@ -124,6 +124,11 @@ def _owner_gets(template: str) -> Callable[[Ctx, dict[str, int]], bool]:
     return exists
 
 
+def _search_queued(ctx: Ctx, args: dict[str, int]) -> bool:
+    response = ctx.client.get(f"/api/searches/{args['search_id']}", headers=ctx.owner_headers)
+    return response.status_code == 200 and response.get_json()["state"] == "queued"
+
+
 def _create_snapshot(ctx: Ctx) -> dict[str, int]:
     from app.store.models.ledger import PricingSnapshot
 
@@ -251,6 +256,9 @@ RESOURCES: dict[str, Resource] = {
     "/api/backtests/<int:backtest_id>": Resource(
         create=_create_job("backtest", "backtest_id"),
         exists=_owner_gets("/api/backtests/{backtest_id}"),
+    ),
+    "/api/searches/<int:search_id>": Resource(
+        create=_create_job("search", "search_id"), exists=_search_queued
     ),
     "/api/portfolio/snapshots/<int:snapshot_id>": Resource(
         create=_create_snapshot, exists=_snapshot_kept

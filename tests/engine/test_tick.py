@@ -230,6 +230,51 @@ def test_ticked_bot_running_a_document_exits_like_the_backtest(clock, user_id) -
     assert reasons == ["stop_loss", "roi"]
 
 
+TRAILING_DOC = {**EXIT_DOC, "exits": {
+    "stoploss": -0.2, "trailing": {"positive": 0.05, "offset": 0.1, "only_offset_is_reached": True},
+    "max_hold_minutes": 600}}  # fmt: skip
+
+
+def test_ticked_trailing_stops_fill_like_the_backtest(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    """Both trades reach the 10 % offset on their entry candle and fall back through the
+    trailing stop there (freqtrade's entry-candle price); the same document's fills through
+    the ticked ledger equal the backtest's."""
+    from app.domain.sizing import SizingConfig
+    from app.domain.strategies.doc_model import parse_document
+    from app.domain.strategies.doc_strategy import DocumentStrategy
+    from app.engine.backtest import run_backtest
+    from app.engine.fill_model import FeeSchedule
+    from app.market.registry import get_market_source
+    from app.store.models.strategies import StrategyDocument, StrategyVersion
+
+    with session_scope() as s:
+        doc = StrategyDocument(user_id=user_id, name="trailing", latest_version=1)
+        s.add(doc)
+        s.flush()
+        s.add(StrategyVersion(document_id=doc.id, version=1, body=TRAILING_DOC))
+        bot_id = make_bot(s, user_id, strategy="trailing", strategy_document_id=doc.id,
+                          strategy_version=1).id  # fmt: skip
+    for k in range(3, len(FIXTURE_CLOSE)):
+        tick(bot_id, clock, k)
+    source = get_market_source("replay")
+    strategy = DocumentStrategy(parse_document(TRAILING_DOC), timeframe="1h")
+    backtest = run_backtest(
+        source.candles("AAA/BBB", "1h", since_ms=T0), strategy, strategy.default_params(),
+        capital=D("1000"), market=source.market("AAA/BBB"), fees=FeeSchedule(D("0.001"),
+        D("0.001")), sizing=SizingConfig(mode="fixed", stake=D("100")), timeframe_seconds=3600,
+    )  # fmt: skip
+    assert [(t.exit_reason, t.exit_index) for t in backtest.trades] == [
+        ("trailing_stop", 5), ("trailing_stop", 11)]  # fmt: skip
+    with session_scope() as s:
+        fills = s.scalars(select(Fill).where(Fill.bot_id == bot_id).order_by(Fill.id)).all()
+        live = [(f.side, f.price, f.amount, f.fee, to_ms(f.candle_ts)) for f in fills]
+    expected = []
+    for t in backtest.trades:
+        expected += [("buy", t.entry_price, t.amount, t.entry_fee, t.entry_ts),
+                     ("sell", t.exit_price, t.amount, t.exit_fee, t.exit_ts)]  # fmt: skip
+    assert live == expected
+
+
 def test_a_document_without_exit_signals_holds_through_them(clock, user_id) -> None:  # type: ignore[no-untyped-def]
     """`use_exit_signal: false`: the exit signal of candle 7 sells nothing (as in the
     backtest, where the trade runs to the end of the data)."""

@@ -1,0 +1,148 @@
+"""Parameter searches: validated up front (422), queued as a job (202), cancellable."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, Flask, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.jwt import auth_required, current_user
+from app.api.paging import OffsetQuery, offset_page
+from app.api.request_context import db_session
+from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
+from app.services import jobs as jobs_service
+from app.services.searches import get_search as get_job
+from app.services.searches import list_searches as list_jobs
+from app.services.searches import submit_search
+
+bp = Blueprint("searches", __name__)
+
+
+class SearchRequest(RequestModel):
+    strategy: str | None = Field(
+        None, min_length=1, max_length=50, examples=["sma_crossover"],
+        description="a template name (GET /api/strategies); or give strategy_document_id",
+    )  # fmt: skip
+    strategy_document_id: int | None = Field(None, ge=1, description="one of your documents")
+    strategy_version: int | None = Field(None, ge=1, description="default: its latest version")
+    strategy_params: dict[str, Any] = Field(
+        default_factory=dict, description="values of the parameters not searched"
+    )
+    ranges: dict[str, dict[str, Any]] = Field(
+        description='per parameter {"low": 5, "high": 30} or {"choices": [..]}, within the '
+        "strategy's declared range",
+        examples=[{"fast": {"low": 5, "high": 30}, "slow": {"low": 20, "high": 100}}],
+    )
+    objective: str = Field(
+        "sharpe", description="profit, sharpe, sortino, calmar or profit_dd (docs/backtesting.md)"
+    )
+    trials: int = Field(100, description="trial budget, 1..10000")
+    timeout_seconds: float = Field(600, description="time budget in seconds, > 0")
+    seed: int | None = Field(None, description="seed of the sampler, for a repeatable search")
+    exchange: str = Field("replay", min_length=1, max_length=50)
+    symbol: str = Field(min_length=1, max_length=40, examples=["ETH/BTC"])
+    timeframe: str = Field(min_length=1, max_length=8, examples=["5m"])
+    start: datetime | None = Field(None, description="first candle (inclusive), UTC")
+    end: datetime | None = Field(None, description="end of the range (exclusive), UTC")
+    capital: Decimal = Field(gt=0, le=Decimal("1e15"))
+    sizing: dict[str, Any] | None = Field(None, description='e.g. {"mode": "fixed", "stake": 0.1}')
+    maker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=Decimal("0.1"))
+    taker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=Decimal("0.1"))
+    slippage_bps: Decimal = Field(Decimal("0"), ge=0, le=1000)
+
+
+class SearchListQuery(OffsetQuery):
+    pass
+
+
+class SearchOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    state: str
+    progress: float
+    error: str | None
+    payload: dict[str, Any]
+    result: dict[str, Any] | None = Field(
+        None, description="summary, objective, trials_done, stopped_by, best, trials"
+    )
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class SearchSummaryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    state: str
+    progress: float
+    error: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class SearchPage(BaseModel):
+    items: list[SearchSummaryOut]
+    total: int
+    limit: int
+    offset: int
+
+
+@bp.post("/api/searches")
+@answers(409)
+@auth_required
+@body(SearchRequest)
+@response(SearchOut, 202)
+def submit(body: SearchRequest) -> Any:
+    """Queue a parameter search (202); poll GET /api/searches/{id}. `Idempotency-Key` is
+    honoured."""
+    submission = submit_search(
+        db_session(),
+        current_user().id,
+        body.model_dump(exclude_none=True, mode="python"),
+        request.headers.get("Idempotency-Key"),
+    )
+    headers = {"Location": f"/api/searches/{submission.job.id}"}
+    if not submission.created:
+        headers["Idempotent-Replayed"] = "true"
+    return SearchOut.model_validate(submission.job).model_dump(mode="json"), 202, headers
+
+
+@bp.get("/api/searches")
+@auth_required
+@query(SearchListQuery)
+@response(SearchPage)
+def list_searches(query: SearchListQuery) -> Any:
+    jobs, total = list_jobs(db_session(), current_user().id, limit=query.limit, offset=query.offset)
+    return offset_page([SearchSummaryOut.model_validate(j) for j in jobs], total, query)
+
+
+@bp.get("/api/searches/<int:search_id>")
+@auth_required
+@response(SearchOut)
+def get_search(search_id: int) -> Any:
+    return SearchOut.model_validate(get_job(db_session(), current_user().id, search_id))
+
+
+@bp.delete("/api/searches/<int:search_id>")
+@answers(202, 409)
+@auth_required
+@response(SearchOut)
+def cancel_search(search_id: int) -> Any:
+    """Cancel: a queued search at once (200), a running one after its current trial (202)."""
+    session = db_session()
+    get_job(session, current_user().id, search_id)
+    job, outcome = jobs_service.cancel_job(session, current_user().id, search_id)
+    return SearchOut.model_validate(job).model_dump(
+        mode="json"
+    ), 200 if outcome == "cancelled" else 202
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
