@@ -43,6 +43,11 @@ class SearchRequest(RequestModel):
     trials: int = Field(100, description="trial budget, 1..10000")
     timeout_seconds: float = Field(600, description="time budget in seconds, > 0")
     seed: int | None = Field(None, description="seed of the sampler, for a repeatable search")
+    walk_forward: dict[str, Any] | None = Field(
+        None,
+        description='{"folds": 2..20, "in_sample": 0.5..0.9}: search each fold\'s first share, '
+        "check the best parameters on the rest",
+    )
     exchange: str = Field("replay", min_length=1, max_length=50)
     symbol: str = Field(min_length=1, max_length=40, examples=["ETH/BTC"])
     timeframe: str = Field(min_length=1, max_length=8, examples=["5m"])
@@ -68,7 +73,9 @@ class SearchOut(BaseModel):
     error: str | None
     payload: dict[str, Any]
     result: dict[str, Any] | None = Field(
-        None, description="summary, objective, trials_done, stopped_by, best, trials"
+        None,
+        description="summary, objective, trials_done, stopped_by, best, trials (walk-forward: "
+        "folds, walk_forward)",
     )
     created_at: datetime
     started_at: datetime | None

@@ -88,7 +88,7 @@ class SignalPage(BaseModel):
 def receive(token: str, body: SignalBody) -> Any:
     """Take a signal (no login: the token is the credential). 202 with the recorded signal,
     queued for the bot's next tick or refused with the reason; the same alert `id` again
-    answers 200 with the first record (`duplicate: true`) and runs nothing."""
+    answers the first record (`duplicate: true`) and runs nothing. 401: a wrong token."""
     got = signals.receive(
         db_session(),
         token,
@@ -101,7 +101,7 @@ def receive(token: str, body: SignalBody) -> Any:
         sent_at=body.timestamp,
     )
     out = ReceivedOut(signal=SignalOut(**signals.signal_view(got.signal)), duplicate=got.duplicate)
-    return out.model_dump(mode="json"), 200 if got.duplicate else 202
+    return out.model_dump(mode="json"), 202
 
 
 @bp.post("/api/bots/<int:bot_id>/signal-token")

@@ -32,6 +32,9 @@ from app.services import searches as service
 @click.option("--timeout", "timeout_seconds", type=float, default=600, show_default=True,
               help="time budget in seconds")  # fmt: skip
 @click.option("--seed", type=int, help="seed of the sampler (repeatable searches)")
+@click.option("--folds", type=int, help="walk-forward: this many folds (2..20)")
+@click.option("--in-sample", "in_sample", type=float, default=0.75, show_default=True,
+              help="walk-forward: each fold's share fitted on")  # fmt: skip
 @click.option("--start", help="first candle, ISO-8601 UTC")
 @click.option("--end", help="end of the range (exclusive), ISO-8601 UTC")
 @click.option("--capital", type=Decimal, default=Decimal("1"), show_default=True)
@@ -52,6 +55,8 @@ def search_command(
     trials: int,
     timeout_seconds: float,
     seed: int | None,
+    folds: int | None,
+    in_sample: float,
     start: str | None,
     end: str | None,
     capital: Decimal,
@@ -74,20 +79,26 @@ def search_command(
         search = service.check_search(spec, {
             "ranges": wanted, "objective": objective, "trials": trials,
             "timeout_seconds": timeout_seconds, "seed": seed,
+            "walk_forward": None if folds is None else {"folds": folds, "in_sample": in_sample},
         })  # fmt: skip
-        with click.progressbar(length=trials, label="search", file=sys.stderr) as bar:
+        total = trials * (folds or 1)
+        with click.progressbar(length=total, label="search", file=sys.stderr) as bar:
             done = [0]
 
             def on_trial(n: int, best: Any) -> None:
                 bar.update(n - done[0])
                 done[0] = n
 
-            result = service.run_search(search, data, on_trial=on_trial)
+            run = service.run_walk_forward if folds is not None else service.run_search
+            result = run(search, data, on_trial=on_trial)
     except AppError as exc:
         raise click.ClickException(said_once(exc)) from None
     result = {"summary": service.summary(search, data), **result}
     if as_json:
         click.echo(json.dumps(result, indent=2))
+        return
+    if folds is not None:
+        _print_folds(result)
         return
     best = result["best"]
     click.echo(f"trials    {result['trials_done']} of {trials} ({result['stopped_by']} budget), "
@@ -98,3 +109,18 @@ def search_command(
         return
     click.echo(f"best      {best['value']:.6g} at trial {best['trial']}: "
                f"{json.dumps(best['params'])}")  # fmt: skip
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f} %"
+
+
+def _print_folds(result: dict[str, Any]) -> None:
+    click.echo(f"{'fold':<5}{'in-sample':<24}{'IS return':>11}{'OOS return':>12}"
+               f"{'efficiency':>12}  params")  # fmt: skip
+    for row in result["folds"]:
+        eff = "-" if row["efficiency"] is None else f"{row['efficiency']:.2f}"
+        click.echo(f"{row['fold']:<5}{row['in_sample']['start']:<24}"
+                   f"{_pct(row['in_sample_return']):>11}{_pct(row['out_of_sample_return']):>12}"
+                   f"{eff:>12}  {json.dumps(row['params'])}")  # fmt: skip
+    click.echo(result["walk_forward"]["verdict"])

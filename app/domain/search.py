@@ -124,3 +124,49 @@ def objective_value(objective: str, m: PerformanceMetrics) -> float | None:
     if objective == "profit_dd":
         return None if m.total_return is None else m.total_return - m.max_drawdown
     raise ValueError(f"unknown objective {objective!r}")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Candle index windows [is_lo, is_hi) fitted on and [oos_lo, oos_hi) checked on."""
+
+    is_lo: int
+    is_hi: int
+    oos_lo: int
+    oos_hi: int
+
+
+def walk_forward_folds(n: int, folds: int, in_sample: float) -> list[Fold]:
+    """`folds` consecutive, non-overlapping windows of equal length (the last takes the
+    remainder), each split into its first `in_sample` share (fit) and the rest (check)."""
+    size = n // folds
+    out = []
+    for k in range(folds):
+        lo = k * size
+        hi = n if k == folds - 1 else lo + size
+        cut = lo + int((hi - lo) * in_sample)
+        out.append(Fold(lo, cut, cut, hi))
+    return out
+
+
+def efficiency(is_return: float | None, is_days: float, oos_return: float | None,
+               oos_days: float) -> float | None:  # fmt: skip
+    """Walk-forward efficiency: out-of-sample return per day over in-sample return per day;
+    None when the in-sample window made no profit to compare with."""
+    if is_return is None or oos_return is None or is_return <= 0 or is_days <= 0 or oos_days <= 0:
+        return None
+    return (oos_return / oos_days) / (is_return / is_days)
+
+
+def stability(values: list[Any]) -> dict[str, Any]:
+    """How much a parameter's chosen value moved across folds: its values, and for numbers
+    the coefficient of variation (population std / |mean|; 0 = the same every fold)."""
+    out: dict[str, Any] = {"values": values}
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) == len(values) and values:
+        mean = sum(numbers) / len(numbers)
+        std = (sum((x - mean) ** 2 for x in numbers) / len(numbers)) ** 0.5
+        out["cv"] = std / abs(mean) if mean else None
+    else:
+        out["distinct"] = len({str(v) for v in values})
+    return out

@@ -23,7 +23,16 @@ import optuna
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.domain.search import OBJECTIVES, ParamRange, RangeError, objective_value, parse_ranges
+from app.domain.search import (
+    OBJECTIVES,
+    ParamRange,
+    RangeError,
+    efficiency,
+    objective_value,
+    parse_ranges,
+    stability,
+    walk_forward_folds,
+)
 from app.domain.sizing import validate_sizing_config
 from app.domain.times import iso_ms
 from app.engine.backtest import run_backtest
@@ -45,6 +54,8 @@ MAX_TRIALS = 10_000
 MAX_SECONDS = 24 * 3600
 MAX_TRIALS_IN_RESULT = 1_000
 EVENT_EVERY_SECONDS = 1.0
+MAX_FOLDS = 20
+MIN_FOLD_CANDLES = 10  # a window shorter than this cannot say anything
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -62,9 +73,12 @@ class SearchSpec:
     trials: int
     timeout_seconds: float
     seed: int | None = None
+    walk_forward: dict[str, Any] | None = None  # {"folds": k, "in_sample": share}
 
     def payload(self) -> dict[str, Any]:
+        extra = {"walk_forward": self.walk_forward} if self.walk_forward else {}
         return {
+            **extra,
             "backtest": self.backtest.payload(),
             "ranges": {r.name: r.to_dict() for r in self.ranges},
             "objective": self.objective,
@@ -78,7 +92,7 @@ class SearchSpec:
         spec = backtests.BacktestSpec.from_payload(p["backtest"])
         schema = backtests.spec_strategy(spec).params_json_schema()
         return cls(spec, parse_ranges(p["ranges"], schema), p["objective"], int(p["trials"]),
-                   float(p["timeout_seconds"]), p.get("seed"))  # fmt: skip
+                   float(p["timeout_seconds"]), p.get("seed"), p.get("walk_forward"))  # fmt: skip
 
 
 def check_search(spec: backtests.BacktestSpec, data: dict[str, Any]) -> SearchSpec:
@@ -105,7 +119,22 @@ def check_search(spec: backtests.BacktestSpec, data: dict[str, Any]) -> SearchSp
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _invalid("seed", "seed must be a whole number")
-    return SearchSpec(spec, ranges, objective, trials, float(timeout), seed)
+    walk = _walk_forward(data.get("walk_forward"))
+    return SearchSpec(spec, ranges, objective, trials, float(timeout), seed, walk)
+
+
+def _walk_forward(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"folds", "in_sample"}:
+        raise _invalid("walk_forward", 'walk_forward is {"folds": 2..20, "in_sample": 0.5..0.9}')
+    folds = value.get("folds", 4)
+    share = value.get("in_sample", 0.75)
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= MAX_FOLDS:
+        raise _invalid("walk_forward.folds", f"folds must be a whole number in 2..{MAX_FOLDS}")
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0.5 <= share <= 0.9:
+        raise _invalid("walk_forward.in_sample", "in_sample must be a share in [0.5, 0.9]")
+    return {"folds": folds, "in_sample": float(share)}
 
 
 def build_search(session: Session, user_id: int, data: dict[str, Any]) -> SearchSpec:
@@ -261,8 +290,114 @@ def run_search_job(ctx: Any) -> dict[str, Any]:
                 "best_params": None if best is None else best.params,
             })  # fmt: skip
 
-    result = run_search(spec, data, on_trial=on_trial, should_stop=ctx.cancelled)
+    if spec.walk_forward:
+        result = run_walk_forward(spec, data, on_trial=on_trial, should_stop=ctx.cancelled)
+    else:
+        result = run_search(spec, data, on_trial=on_trial, should_stop=ctx.cancelled)
     return {"summary": summary(spec, data), **result}
+
+
+def _window(data: backtests.CandleData, lo: int, hi: int) -> backtests.CandleData:
+    return backtests.CandleData(data.candles.slice(lo, hi), data.market, data.timeframe,
+                                data.source)  # fmt: skip
+
+
+def run_walk_forward(
+    spec: SearchSpec,
+    data: backtests.CandleData,
+    *,
+    on_trial: OnTrial | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Search each fold's in-sample window, then backtest its best parameters on the
+    out-of-sample window that follows; compare the two per fold and across folds."""
+    wf = spec.walk_forward or {}
+    folds = walk_forward_folds(len(data.candles), wf["folds"], wf["in_sample"])
+    short = [f for f in folds if min(f.is_hi - f.is_lo, f.oos_hi - f.oos_lo) < MIN_FOLD_CANDLES]
+    if short:
+        raise ValidationFailed(
+            f"{len(data.candles)} candles are too few for {wf['folds']} folds: every window "
+            f"needs at least {MIN_FOLD_CANDLES}", code="too_few_candles",
+        )  # fmt: skip
+    bt = spec.backtest
+    strategy = backtests.spec_strategy(bt)
+    sizing = validate_sizing_config(bt.sizing)
+    fees = FeeSchedule(maker=bt.maker_fee, taker=bt.taker_fee, slippage_bps=bt.slippage_bps)
+    tf_seconds = TIMEFRAME_SECONDS[data.timeframe]
+    day = 86_400 / tf_seconds  # candles per day
+    done_before = [0]
+
+    def fold_progress(done: int, best: Trial | None) -> None:
+        if on_trial is not None:
+            on_trial(done_before[0] + done, best)
+
+    rows: list[dict[str, Any]] = []
+    for k, fold in enumerate(folds):
+        inner = SearchSpec(bt, spec.ranges, spec.objective, spec.trials, spec.timeout_seconds,
+                           None if spec.seed is None else spec.seed + k)  # fmt: skip
+        fitted = run_search(inner, _window(data, fold.is_lo, fold.is_hi),
+                            on_trial=fold_progress, should_stop=should_stop)  # fmt: skip
+        done_before[0] += fitted["trials_done"]
+        best = fitted["best"]
+        row: dict[str, Any] = {
+            "fold": k,
+            "in_sample": _span(data, fold.is_lo, fold.is_hi),
+            "out_of_sample": _span(data, fold.oos_lo, fold.oos_hi),
+            "trials_done": fitted["trials_done"],
+            "params": None if best is None else best["params"],
+        }
+        if best is None:
+            rows.append({**row, "in_sample_value": None, "out_of_sample_value": None,
+                         "in_sample_return": None, "out_of_sample_return": None,
+                         "efficiency": None})  # fmt: skip
+            continue
+        checked = _window(data, fold.oos_lo, fold.oos_hi)
+        oos = _evaluate(k, best["params"], best["params"], spec, strategy, checked, fees, sizing,
+                        tf_seconds)  # fmt: skip
+        is_return = best["metrics"]["total_return"]
+        oos_return = None if oos.metrics is None else oos.metrics["total_return"]
+        rows.append({
+            **row,
+            "in_sample_value": best["value"], "out_of_sample_value": oos.value,
+            "in_sample_return": is_return, "out_of_sample_return": oos_return,
+            "efficiency": efficiency(is_return, (fold.is_hi - fold.is_lo) / day, oos_return,
+                                     (fold.oos_hi - fold.oos_lo) / day),
+        })  # fmt: skip
+    return {"objective": spec.objective, "trials_per_fold": spec.trials,
+            "trials_done": done_before[0], "folds": rows,
+            "walk_forward": _verdict(rows, spec.ranges)}  # fmt: skip
+
+
+def _span(data: backtests.CandleData, lo: int, hi: int) -> dict[str, Any]:
+    ts = data.candles.ts
+    return {"start": iso_ms(int(ts[lo])), "end": iso_ms(int(ts[hi - 1])), "candles": hi - lo}
+
+
+def _verdict(rows: list[dict[str, Any]], ranges: list[ParamRange]) -> dict[str, Any]:
+    """Across folds: mean efficiency, compounded out-of-sample return, parameter stability,
+    and a plain sentence saying whether the out-of-sample results hold up."""
+    effs = [r["efficiency"] for r in rows if r["efficiency"] is not None]
+    oos = [r["out_of_sample_return"] for r in rows if r["out_of_sample_return"] is not None]
+    compounded = math.prod(1 + x for x in oos) - 1 if oos else None
+    mean_eff = sum(effs) / len(effs) if effs else None
+    params = [r["params"] for r in rows if r["params"] is not None]
+    stable = {p.name: stability([ps.get(p.name) for ps in params]) for p in ranges}
+    if compounded is None:
+        holds, said = False, "no fold produced a scored result: nothing to judge"
+    elif compounded <= 0:
+        holds = False
+        said = (f"falls apart out of sample: the chosen parameters lost "
+                f"{-compounded:.2%} on data they were not fitted on")  # fmt: skip
+    elif mean_eff is None or mean_eff < 0.5:
+        holds = False
+        said = ("falls apart out of sample: it earned less than half its in-sample rate "
+                "on data it was not fitted on")  # fmt: skip
+    else:
+        holds = True
+        said = (f"holds out of sample: {compounded:.2%} on unseen data, at {mean_eff:.0%} of "
+                "the in-sample rate")  # fmt: skip
+    return {"efficiency": mean_eff, "out_of_sample_return": compounded,
+            "parameter_stability": stable, "holds": holds, "verdict": said}  # fmt: skip
 
 
 def summary(spec: SearchSpec, data: backtests.CandleData) -> dict[str, Any]:

@@ -91,6 +91,9 @@ def test_a_search_runs_its_trials_as_backtests(client, owner, fixture_data) -> N
         ({"trials": 0}, "trials", "validation_error"),
         ({"timeout_seconds": 0}, "timeout_seconds", "validation_error"),
         ({"objective": "luck"}, "objective", "unknown_objective"),
+        ({"walk_forward": {"folds": 1}}, "walk_forward.folds", "validation_error"),
+        ({"walk_forward": {"folds": 3, "in_sample": 0.99}}, "walk_forward.in_sample",
+         "validation_error"),
         ({"strategy": "moon"}, "strategy", "unknown_strategy"),
     ],
 )
