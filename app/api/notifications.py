@@ -14,6 +14,7 @@ from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.services import notifications
 from app.services.notification_outbox import EVENT_KINDS
 
@@ -103,6 +104,7 @@ def event_kinds() -> EventKindsOut:
 
 
 @bp.post("/api/notifications/channels")
+@answers(409)
 @auth_required
 @body(ChannelBody)
 @response(CreatedChannelOut, 201)

@@ -15,6 +15,7 @@ from app.api.paging import OffsetQuery, offset_page
 from app.api.rate_limit import hashed, limiter
 from app.api.request_context import db_session
 from app.api.validation import RequestModel, body, query, response
+from app.openapi import answers
 from app.services import signals
 from config import get_settings
 
@@ -80,13 +81,14 @@ class SignalPage(BaseModel):
 
 
 @bp.post("/api/signals/<token>")
+@answers(200, 401, 429)
 @limiter.limit(signal_limit, key_func=_token_key, error_message="too many signals for this bot")
 @body(SignalBody)
 @response(ReceivedOut, 202)
 def receive(token: str, body: SignalBody) -> Any:
     """Take a signal (no login: the token is the credential). 202 with the recorded signal,
     queued for the bot's next tick or refused with the reason; the same alert `id` again
-    answers 200 with the first record (`duplicate: true`) and runs nothing."""
+    answers the first record (`duplicate: true`) and runs nothing. 401: a wrong token."""
     got = signals.receive(
         db_session(),
         token,
@@ -99,10 +101,11 @@ def receive(token: str, body: SignalBody) -> Any:
         sent_at=body.timestamp,
     )
     out = ReceivedOut(signal=SignalOut(**signals.signal_view(got.signal)), duplicate=got.duplicate)
-    return out.model_dump(mode="json"), 200 if got.duplicate else 202
+    return out.model_dump(mode="json"), 202
 
 
 @bp.post("/api/bots/<int:bot_id>/signal-token")
+@answers(422)
 @auth_required
 @response(TokenOut, 201)
 def rotate_token(bot_id: int) -> Any:

@@ -84,7 +84,7 @@ def test_a_signal_is_queued_then_executed_by_the_next_tick(
     assert row["state"] == "executed" and order.client_order_id in row["outcome"]
 
     again = _send(client, signal_bot["token"], id="tv-1", action="buy", symbol="AAA/BBB")
-    assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    assert again.status_code == 202 and again.get_json()["duplicate"] is True
     tick(signal_bot["id"], clock, 3)
     assert len(_orders(signal_bot["id"])) == 1  # the duplicate ran nothing
 
