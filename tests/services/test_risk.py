@@ -168,7 +168,8 @@ def test_a_live_bot_whose_gates_fail_is_paused_with_the_codes(owner) -> None:
     set_bot(bot_id, mode="live", paper_started_at=NOW - timedelta(days=30))
     reason = check(bot_id)
     assert reason is not None and reason.startswith("live_gates:")
-    assert "live_trading_disabled" in reason and "no_exchange_credentials" in reason
+    # a replay bot can never trade live: that, not missing credentials, is its gate
+    assert "live_trading_disabled" in reason and "market_never_live" in reason
     bot = get_bot(bot_id)
     assert bot.status == "paused" and bot.pause_reason == reason
     assert [a.code for a in alerts_for(bot_id)] == ["live_gates_failed"]
