@@ -166,3 +166,13 @@ def test_a_document_is_searched_within_its_declared_ranges(client, owner, fixtur
     done = client.get(f"/api/searches/{r.get_json()['id']}", headers=owner).get_json()
     assert done["state"] == "succeeded" and done["result"]["trials_done"] == 3
     assert all(2 <= t["params"]["period"] <= 4 for t in done["result"]["trials"])
+
+
+def test_a_walk_forward_search_runs_as_a_job(client, owner, fixture_data) -> None:  # type: ignore[no-untyped-def]
+    wf = {**SEARCH, "trials": 2, "walk_forward": {"folds": 2, "in_sample": 0.5}}
+    r = client.post("/api/searches", json=wf, headers=owner)
+    assert r.status_code == 202, r.get_json()
+    run_once()
+    done = client.get(f"/api/searches/{r.get_json()['id']}", headers=owner).get_json()
+    # 15 candles: two folds of 7 and 8 are shorter than the 10 a window needs
+    assert done["state"] == "failed" and "too few" in done["error"]
