@@ -24,6 +24,7 @@ FEATURE_MODULES = (
     "app.api.bots",
     "app.api.backtests",
     "app.api.searches",
+    "app.api.bot_reports",
     "app.api.analysis",
     "app.api.downloads",
     "app.api.notifications",

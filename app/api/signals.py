@@ -81,7 +81,7 @@ class SignalPage(BaseModel):
 
 
 @bp.post("/api/signals/<token>")
-@answers(200, 401, 429)
+@answers(401, 429)
 @limiter.limit(signal_limit, key_func=_token_key, error_message="too many signals for this bot")
 @body(SignalBody)
 @response(ReceivedOut, 202)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -37,6 +38,17 @@ def next_signal(
         before_write()
         row.state, row.processed_at = "refused", now
         row.outcome = f"expired: not run within {int(max_age.total_seconds())} s"
+    return None
+
+
+def signal_stake(row: BotSignal, *, price: Decimal, cash: Decimal) -> Decimal | None:
+    """The quote stake a buy signal asks for: `amount` in base units at the reference price,
+    or `percentage` of the bot's free cash; capped at that cash. None when the signal names no
+    size, so the bot's own sizing applies."""
+    if row.amount is not None:
+        return min(row.amount * price, cash)
+    if row.percentage is not None:
+        return cash * row.percentage / 100
     return None
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app.domain.candles import Candles
+from app.domain.numbers import decimal_text
 from app.domain.sizing import size_position, validate_sizing_config
 from app.domain.strategies import ENTER, EXIT, Strategy, get_strategy
 from app.domain.strategies.exits import ExitRules
@@ -39,7 +40,7 @@ from app.engine.fill_model import PaperOrderRejected
 from app.engine.hooks import TickHooks
 from app.engine.ledger import closed_trade_pnls, record_equity_snapshot
 from app.engine.live_broker import broker_for
-from app.engine.signals import next_signal, settle
+from app.engine.signals import next_signal, settle, signal_stake
 from app.engine.strategy_source import bot_strategy, compiled_document
 from app.market.base import MarketInfo, MarketSource, timeframe_seconds, to_decimal
 from app.market.cache import cached_candles
@@ -48,6 +49,7 @@ from app.market.replay_clock import parse_anchor
 from app.store.emergency_flag import TradingHalted
 from app.store.models import Bot
 from app.store.models.ledger import Balance, EquitySnapshot, Fill, Order, Position
+from app.store.models.signals import BotSignal
 from config import get_settings
 
 log = logging.getLogger("tradewind.tick")
@@ -310,7 +312,7 @@ def run_tick(
         _sell(session, ctx, result, "exit_signal", action="sell")
     elif signal == ENTER and held == 0:
         writes()
-        _buy(session, ctx, result)
+        _buy(session, ctx, result, sent=queued)
     if queued is not None:
         writes()
         settle(queued, result.action, result.details, held=held > 0, now=now)
@@ -404,7 +406,10 @@ def _sell(
         result.action = action
 
 
-def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
+def _buy(
+    session: Session, ctx: _OrderContext, result: TickResult, *, sent: BotSignal | None = None
+) -> None:
+    """An entry sized by the bot's sizing rules, or by the size a signal sent (`sent`)."""
     bot = ctx.bot
     book = load_book(session, bot.id)
     if book.quote_locked > 0:
@@ -419,28 +424,35 @@ def _buy(session: Session, ctx: _OrderContext, result: TickResult) -> None:
                                                  "pause_reason": bot.pause_reason}))  # fmt: skip
         log.info("bot %s: entry held back: %s", bot.id, blocked)
         return
-    capital = bot_decimal(bot, bot.capital)
-    config = validate_sizing_config(bot.sizing or {})
-    decision = size_position(
-        closed_trade_pnls(session, bot.id),
-        equity=book.equity(ctx.price),
-        capital=capital,
-        cash=book.quote_free,
-        config=config,
-    )
-    result.details["sizing"] = decision.to_dict()
-    if decision.stake <= 0:
+    asked = signal_stake(sent, price=ctx.price, cash=book.quote_free) if sent else None
+    if asked is not None:
+        stake, bootstrap, why = asked, False, "the size sent with the signal"
+        result.details["sizing"] = {"mode": "signal", "stake": decimal_text(stake), "reason": why}
+    else:
+        capital = bot_decimal(bot, bot.capital)
+        config = validate_sizing_config(bot.sizing or {})
+        decision = size_position(
+            closed_trade_pnls(session, bot.id),
+            equity=book.equity(ctx.price),
+            capital=capital,
+            cash=book.quote_free,
+            config=config,
+        )
+        result.details["sizing"] = decision.to_dict()
+        stake, bootstrap, why = decision.stake, decision.bootstrap, decision.reason
+        if stake <= 0:
+            log.info(
+                "bot %s: no entry, stake 0 (%s): trades=%s win_rate=%s payoff=%s kelly=%s",
+                bot.id, decision.reason, decision.trades, decision.win_rate,
+                decision.payoff_ratio, decision.kelly_fraction,
+            )  # fmt: skip
+    if stake <= 0:
         result.action = "no_stake"
-        log.info(
-            "bot %s: no entry, stake 0 (%s): trades=%s win_rate=%s payoff=%s kelly=%s",
-            bot.id, decision.reason, decision.trades, decision.win_rate,
-            decision.payoff_ratio, decision.kelly_fraction,
-        )  # fmt: skip
         return
-    budget = entry_budget(decision.stake, bot_decimal(bot, bot.taker_fee), book.quote_free)
+    budget = entry_budget(stake, bot_decimal(bot, bot.taker_fee), book.quote_free)
     if _place(session, ctx, result, side="buy", client_order_id=ctx.client_order_id(0),
-              quote_amount=budget, bootstrap=decision.bootstrap,
-              reason=f"entry signal; {decision.reason}") is not None:  # fmt: skip
+              quote_amount=budget, bootstrap=bootstrap,
+              reason=f"entry signal; {why}") is not None:  # fmt: skip
         result.action = "buy"
 
 

@@ -55,6 +55,7 @@ MAX_SECONDS = 24 * 3600
 MAX_TRIALS_IN_RESULT = 1_000
 EVENT_EVERY_SECONDS = 1.0
 MAX_FOLDS = 20
+CANCEL_CHECK_SECONDS = 0.5
 MIN_FOLD_CANDLES = 10  # a window shorter than this cannot say anything
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -277,24 +278,39 @@ def run_search_job(ctx: Any) -> dict[str, Any]:
     if len(data.candles) == 0:
         raise ValidationFailed("no candles in the requested range", code="no_candles")
     last = [0.0]
+    total = spec.trials * (spec.walk_forward or {}).get("folds", 1)
 
     def on_trial(done: int, best: Trial | None) -> None:
-        ctx.report_progress(done / spec.trials)
+        ctx.report_progress(done / total)
         now = time.monotonic()
-        if now - last[0] >= EVENT_EVERY_SECONDS or done == spec.trials:
+        if now - last[0] >= EVENT_EVERY_SECONDS or done == total:
             last[0] = now
             publish_event(ctx.user_id, "job_progress", {
                 "job_id": ctx.job_id, "kind": KIND, "state": "running",
-                "progress": round(done / spec.trials, 4), "trials_done": done,
+                "progress": round(done / total, 4), "trials_done": done,
                 "best_value": None if best is None else best.value,
                 "best_params": None if best is None else best.params,
             })  # fmt: skip
 
+    stop = _throttled(ctx.cancelled, CANCEL_CHECK_SECONDS)
     if spec.walk_forward:
-        result = run_walk_forward(spec, data, on_trial=on_trial, should_stop=ctx.cancelled)
+        result = run_walk_forward(spec, data, on_trial=on_trial, should_stop=stop)
     else:
-        result = run_search(spec, data, on_trial=on_trial, should_stop=ctx.cancelled)
+        result = run_search(spec, data, on_trial=on_trial, should_stop=stop)
     return {"summary": summary(spec, data), **result}
+
+
+def _throttled(check: Callable[[], bool], every: float) -> Callable[[], bool]:
+    """`check`, asked at most once per `every` seconds (a cancel check reads the database)."""
+    last = [-math.inf, False]
+
+    def ask() -> bool:
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0], last[1] = now, check()
+        return bool(last[1])
+
+    return ask
 
 
 def _window(data: backtests.CandleData, lo: int, hi: int) -> backtests.CandleData:
@@ -325,6 +341,7 @@ def run_walk_forward(
     fees = FeeSchedule(maker=bt.maker_fee, taker=bt.taker_fee, slippage_bps=bt.slippage_bps)
     tf_seconds = TIMEFRAME_SECONDS[data.timeframe]
     day = 86_400 / tf_seconds  # candles per day
+    deadline = time.monotonic() + spec.timeout_seconds
     done_before = [0]
 
     def fold_progress(done: int, best: Trial | None) -> None:
@@ -332,12 +349,15 @@ def run_walk_forward(
             on_trial(done_before[0] + done, best)
 
     rows: list[dict[str, Any]] = []
+    timed_out = False
     for k, fold in enumerate(folds):
-        inner = SearchSpec(bt, spec.ranges, spec.objective, spec.trials, spec.timeout_seconds,
+        left = deadline - time.monotonic()  # the time budget is the whole search's
+        inner = SearchSpec(bt, spec.ranges, spec.objective, spec.trials, left,
                            None if spec.seed is None else spec.seed + k)  # fmt: skip
         fitted = run_search(inner, _window(data, fold.is_lo, fold.is_hi),
                             on_trial=fold_progress, should_stop=should_stop)  # fmt: skip
         done_before[0] += fitted["trials_done"]
+        timed_out = timed_out or fitted["stopped_by"] == "time"
         best = fitted["best"]
         row: dict[str, Any] = {
             "fold": k,
@@ -364,7 +384,8 @@ def run_walk_forward(
                                      (fold.oos_hi - fold.oos_lo) / day),
         })  # fmt: skip
     return {"objective": spec.objective, "trials_per_fold": spec.trials,
-            "trials_done": done_before[0], "folds": rows,
+            "trials_done": done_before[0], "stopped_by": "time" if timed_out else "trials",
+            "folds": rows,
             "walk_forward": _verdict(rows, spec.ranges)}  # fmt: skip
 
 

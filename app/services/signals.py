@@ -117,6 +117,12 @@ def receive(
         raise _invalid("symbol", f"this bot trades {bot.symbol}, not {symbol!r}", "wrong_symbol")
     if amount is not None and percentage is not None:
         raise _invalid("amount", "give amount or percentage, not both")
+    if verb == "sell" and (amount is not None or percentage is not None):
+        raise _invalid(
+            "amount" if amount is not None else "percentage",
+            "an exit signal sells the whole position; partial exits are not supported",
+            "partial_exit_unsupported",
+        )
     window = timedelta(seconds=get_settings().signal_replay_seconds)
     sent = as_utc(sent_at)
     if sent is not None and abs(now - sent) > window:

@@ -238,6 +238,16 @@ def test_ledger_views_and_exit(client, owner, fixture_market) -> None:  # type: 
     assert m["gross_profit"] == "0" and m["profit_factor"] == 0.0  # a loss, no win
     assert m["sharpe"] is None and m["unavailable"]["sharpe"].startswith("needs at least 14")
     assert m["start_ts"].endswith("Z") and m["max_drawdown_trough_ts"].endswith("Z")
+    report = client.get(f"/api/bots/{bot_id}/report", headers=owner).get_json()
+    # the backtest's report over the bot's own fills: the same first trade as the backtest
+    (trip,) = report["round_trips"]
+    assert (trip["entry_price"], trip["exit_price"], trip["amount"]) == ("13", "11", "7.692")
+    assert trip["profit_abs"] == "-15.568608" and trip["exit_reason"] == "exit_signal"
+    assert trip["duration_s"] == 3 * 3600
+    totals = report["totals"]
+    assert (totals["trades"], totals["losses"], totals["profit_total_abs"]) == (1, 1, "-15.568608")
+    assert totals["max_drawdown"]["recovered"] is False and totals["profit_factor"] == 0.0
+    assert [r["key"] for r in report["tables"]["exit_reason"]] == ["exit_signal"]
     assert position["balances"]["BBB"]["locked"] != "0E-18"
     for row in [*orders["items"], *trades["items"], position, *equity]:
         for key, value in row.items():

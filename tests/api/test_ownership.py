@@ -242,6 +242,7 @@ RESOURCES: dict[str, Resource] = {
             "pause",
             "performance",
             "positions",
+            "report",
             "resume",
             "signal-token",
             "signals",

@@ -139,3 +139,30 @@ def test_a_finished_search_becomes_a_paper_bot(client, owner, fixture_data) -> N
     assert Decimal(bot["capital"]) == 1000 and bot["sizing"]["mode"] == "fixed"
     listed = client.get("/api/bots", headers=owner).get_json()
     assert [b["id"] for b in listed["items"]] == [bot["id"]]
+
+
+DOC = {
+    "name": "rsi dip",
+    "parameters": {"period": {"type": "int", "default": 14, "min": 2, "max": 50}},
+    "indicators": {"rsi": {"ta": "RSI", "params": {"timeperiod": {"param": "period"}}}},
+    "entry": {"op": "crosses_above", "args": [{"ref": "rsi"}, 30]},
+    "exit": {"op": "crosses_above", "args": [{"ref": "rsi"}, 70]},
+}
+
+
+def test_a_document_is_searched_within_its_declared_ranges(client, owner, fixture_data) -> None:  # type: ignore[no-untyped-def]
+    doc = client.post("/api/strategies", json={"document": DOC}, headers=owner).get_json()
+    request = {k: v for k, v in SEARCH.items() if k not in ("strategy", "ranges")}
+    wide = {**request, "strategy_document_id": doc["id"],
+            "ranges": {"period": {"low": 2, "high": 51}}}  # fmt: skip
+    r = client.post("/api/searches", json=wide, headers=owner)
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "invalid_range"
+    assert "[2, 50]" in r.get_json()["error"]["message"]
+    ok = {**wide, "ranges": {"period": {"low": 2, "high": 4}}, "trials": 3}
+    r = client.post("/api/searches", json=ok, headers=owner)
+    assert r.status_code == 202, r.get_json()
+    assert r.get_json()["payload"]["backtest"]["strategy_version"] == 1
+    run_once()
+    done = client.get(f"/api/searches/{r.get_json()['id']}", headers=owner).get_json()
+    assert done["state"] == "succeeded" and done["result"]["trials_done"] == 3
+    assert all(2 <= t["params"]["period"] <= 4 for t in done["result"]["trials"])

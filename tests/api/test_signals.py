@@ -89,6 +89,24 @@ def test_a_signal_is_queued_then_executed_by_the_next_tick(
     assert len(_orders(signal_bot["id"])) == 1  # the duplicate ran nothing
 
 
+@pytest.mark.parametrize("size", [{"percentage": 25}, {"amount": "0.5"}])
+def test_a_size_sent_with_the_signal_replaces_the_bots_sizing(
+    client: Any, clock: Clock, signal_bot: dict[str, Any], size: dict[str, Any]
+) -> None:
+    r = _send(client, signal_bot["token"], action="buy", symbol="AAA/BBB", **size)
+    assert r.status_code == 202, r.get_json()
+    result = tick(signal_bot["id"], clock, 2)
+    assert result.action == "buy" and result.details["sizing"]["mode"] == "signal"
+    stake = Decimal(result.details["sizing"]["stake"])
+    [order] = _orders(signal_bot["id"])
+    assert order.quote_amount == stake * Decimal("1.001")  # the stake plus the entry fee
+    if "percentage" in size:
+        assert stake == Decimal("250")  # 25 % of the bot's free 1000
+    else:  # 0.5 units at the tick's reference price, one of the fixture's prices
+        prices = {Decimal(str(p)) for p in (*FIXTURE_OPEN, *FIXTURE_CLOSE)}
+        assert stake / Decimal("0.5") in prices and stake != Decimal("100")
+
+
 def test_refusals_are_recorded_with_the_reason(
     client: Any, clock: Clock, signal_bot: dict[str, Any]
 ) -> None:
@@ -124,6 +142,7 @@ def test_a_signal_during_an_emergency_stop_is_refused_and_places_no_order(
          "stale_signal"),
         ({"action": "buy", "symbol": "AAA/BBB", "amount": 1, "percentage": 5},
          "validation_error"),
+        ({"action": "sell", "symbol": "AAA/BBB", "percentage": 50}, "partial_exit_unsupported"),
     ],
 )  # fmt: skip
 def test_bad_signals_answer_422_and_record_nothing(

@@ -92,3 +92,13 @@ def test_efficiency_and_too_few_candles(setup) -> None:  # type: ignore[no-untyp
     with pytest.raises(backtests.ValidationFailed) as err:
         searches.run_walk_forward(search, tiny)
     assert err.value.code == "too_few_candles"
+
+
+def test_the_time_budget_is_the_whole_searchs(setup) -> None:  # type: ignore[no-untyped-def]
+    data, _, search, result = setup
+    assert result["stopped_by"] == "trials"
+    spent = searches.run_walk_forward(replace(search, timeout_seconds=1e-9), data)
+    assert spent["stopped_by"] == "time" and spent["trials_done"] == 0
+    assert all(r["params"] is None for r in spent["folds"])
+    assert spent["walk_forward"]["holds"] is False
+    assert spent["walk_forward"]["verdict"].startswith("no fold produced")
