@@ -26,7 +26,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from tests.engine.helpers import uninstall_replay
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
 # the event stream answers with a stream that stays open: tested in test_realtime
 SKIPPED = {("GET", "/api/realtime/events")}
 # the admin fuzzes what only an admin reaches; the user fuzzes everything (admin routes: 403)
