@@ -21,6 +21,7 @@ from jwt.exceptions import PyJWTError
 from app.errors import AppError
 from app.services import backtests as backtest_service
 from app.services import bots as bot_service
+from app.services import searches as search_service
 from app.store.db import session_scope
 from app.store.models import User
 
@@ -172,6 +173,22 @@ def backtest(user: User, backtest_id: int) -> Any:
     with session_scope() as session:
         found = backtest_service.get_backtest(session, user.id, backtest_id)  # others': 404
         return render_template("web/backtest.html", user=user, backtest_id=found.id)
+
+
+@bp.get("/searches")
+@page()
+def searches(user: User) -> Any:
+    """Start a parameter search (optionally walk-forward); the user's searches."""
+    return render_template("web/searches.html", user=user)
+
+
+@bp.get("/searches/<int:search_id>")
+@page()
+def search(user: User, search_id: int) -> Any:
+    """One search: progress, the best parameters, the trials and the walk-forward folds."""
+    with session_scope() as session:
+        found = search_service.get_search(session, user.id, search_id)  # others': 404
+        return render_template("web/search.html", user=user, search_id=found.id)
 
 
 @bp.get("/analysis")

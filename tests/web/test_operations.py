@@ -41,6 +41,8 @@ def test_run_a_backtest_and_read_its_report(open_page: Any, server: Server) -> N
     assert "sma_crossover" in summary and "ETH/BTC" in summary
     assert page.locator("#trades tbody tr").count() > 1
     assert page.locator("#equity-chart canvas").count() > 0
+    assert page.locator("#table-exit_reason tbody tr").count() >= 1  # the report's tables
+    assert page.locator("#table-month tbody tr").count() >= 1
     assert axe_violations(page) == []
     screenshot(page, "backtest-report")
 

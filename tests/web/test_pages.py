@@ -12,10 +12,12 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.services.passwords import hash_password
+from app.store.db import session_scope
+from app.store.models import Job
 from app.web import pages
 
 PASSWORD = "a-long-password-1"
-PAGES = ["/bots", "/bots/new", "/backtests", "/strategies", "/analysis", "/portfolio"]
+PAGES = ["/bots", "/bots/new", "/backtests", "/searches", "/strategies", "/analysis", "/portfolio"]
 STATIC = Path(pages.__file__).parent / "static"
 TEMPLATES = Path(pages.__file__).parent / "templates"
 
@@ -31,7 +33,7 @@ def _csrf(client: FlaskClient) -> dict[str, str]:
     return {"X-CSRF-TOKEN": client.get_cookie("csrf_access_token").value}
 
 
-@pytest.mark.parametrize("path", ["/", *PAGES, "/admin", "/bots/1"])
+@pytest.mark.parametrize("path", ["/", *PAGES, "/admin", "/bots/1", "/searches/1"])
 def test_pages_send_strangers_to_sign_in(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 302
@@ -117,3 +119,18 @@ def test_no_asset_comes_from_another_origin() -> None:
         assert not re.search(r"src=\"https?://|<link[^>]*href=\"https?://", text), path
         assert "cdn" not in text.lower(), path
         assert "localStorage" not in text and "sessionStorage" not in text, path
+
+
+def test_another_users_search_page_is_not_found(
+    client: FlaskClient, make_user: Callable[..., Any]
+) -> None:
+    owner = _signed_in(client, make_user)
+    with session_scope() as db:
+        job = Job(user_id=owner.id, kind="search", payload={}, payload_hash="0" * 64)
+        db.add(job)
+        db.flush()
+        search_id = job.id
+    assert client.get(f"/searches/{search_id}").status_code == 200
+    client.delete("/api/auth/session", headers=_csrf(client))
+    _signed_in(client, make_user)
+    assert client.get(f"/searches/{search_id}").status_code == 404

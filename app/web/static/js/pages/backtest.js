@@ -50,10 +50,32 @@ function report(result) {
     el("td", { class: `num ${Number(t.pnl) >= 0 ? "up" : "down"}` }, t.pnl),
     el("td", { class: "num" }, t.profit_ratio), el("td", {}, t.exit_reason)))
     : [el("tr", {}, el("td", { colspan: 7 }, "No trade in this range."))]));
+  reportTables(result.report);
   $("#skipped").replaceChildren(...(result.skipped_entries.length
     ? result.skipped_entries.map((s) => el("li", {}, `${s.time}: ${s.reason}`))
     : [el("li", {}, "None.")]));
   $("#report").hidden = false;
+}
+
+const TABLES = [["exit_reason", "By exit reason"], ["month", "By month"]];
+
+// The report's tables (docs/backtesting.md): one row per exit reason and per month.
+function reportTables(rep) {
+  const box = $("#report-tables");
+  if (!rep || !rep.tables) return;
+  box.replaceChildren(...TABLES.filter(([key]) => rep.tables[key]).flatMap(([key, title]) => [
+    el("h2", {}, title),
+    el("div", { class: "table-wrap" }, el("table", { class: "data", id: `table-${key}` },
+      el("caption", { class: "visually-hidden" }, `Trades of the backtest ${title.toLowerCase()}`),
+      el("thead", {}, el("tr", {}, ...["", "Trades", "Wins", "Losses", "Win rate", "Profit"]
+        .map((h, i) => el("th", { scope: "col", class: i > 0 ? "num" : null }, h)))),
+      el("tbody", {}, ...(rep.tables[key].length ? rep.tables[key].map((r) => el("tr", {},
+        el("td", {}, r.key), el("td", { class: "num" }, String(r.trades)),
+        el("td", { class: "num" }, String(r.wins)), el("td", { class: "num" }, String(r.losses)),
+        el("td", { class: "num" }, fmtPct(r.win_rate * 100)),
+        el("td", { class: `num ${Number(r.profit_abs) >= 0 ? "up" : "down"}` }, r.profit_abs)))
+        : [el("tr", {}, el("td", { colspan: 6 }, "No trade."))])))),
+  ]));
 }
 
 async function poll() {

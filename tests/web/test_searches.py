@@ -1,0 +1,59 @@
+"""A parameter search from the dashboard: the form, progress, the best parameters, the trials,
+the walk-forward folds with their verdict, and a paper bot made from the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.web.conftest import Server, axe_violations, screenshot, sign_in
+
+
+def test_run_a_walk_forward_search_and_make_a_bot(open_page: Any, server: Server) -> None:
+    email, _ = server.register()
+    page = open_page()
+    sign_in(page, email, then="/bots")
+    page.goto("/searches")
+    page.wait_for_selector("body[data-loaded=true]")
+    page.select_option("#strategy", "sma_crossover")
+    page.fill("#range-fast-low", "5")
+    page.fill("#range-fast-high", "8")
+    page.fill("#range-slow-low", "20")
+    page.fill("#range-slow-high", "24")
+    page.select_option("#symbol", "ETH/BTC")
+    page.select_option("#objective", "profit")  # Sharpe needs 14 days; short folds have fewer
+    page.fill("#trials", "4")
+    page.fill("#folds", "2")
+    page.click("#search-form button[type=submit]")
+    page.wait_for_url("**/searches/*")
+    page.locator("#result").wait_for(state="visible", timeout=120_000)
+    assert page.locator("#state").inner_text() == "succeeded"
+    best = page.locator("#best").inner_text()
+    assert "fast" in best and "slow" in best
+    assert page.locator("#folds tbody tr").count() == 2
+    assert "out of sample" in page.locator("#verdict").inner_text()
+    assert axe_violations(page) == []
+    screenshot(page, "search-walk-forward")
+
+    page.click("#make-bot")
+    page.locator("dialog.confirm button[value=yes]").click()
+    page.wait_for_url("**/bots/*")
+    page.goto("/searches")
+    page.wait_for_selector("body[data-loaded=true]")
+    assert page.locator("#searches tbody tr").first.locator(".badge").inner_text() == "succeeded"
+
+
+def test_a_bad_range_is_shown_next_to_the_form(open_page: Any, server: Server) -> None:
+    email, token = server.register()
+    page = open_page(width=390, height=844)
+    sign_in(page, email, then="/bots")
+    page.goto("/searches")
+    page.wait_for_selector("body[data-loaded=true]")
+    page.select_option("#strategy", "sma_crossover")
+    page.fill("#range-fast-low", "30")
+    page.fill("#range-fast-high", "5")  # low above high
+    page.click("#search-form button[type=submit]")
+    problem = page.locator("#search-form .form-error, #search-form .field-error:not([hidden])")
+    problem.first.wait_for(state="visible")
+    assert page.url == server.base + "/searches"  # nothing was started
+    assert server.api("GET", "/api/searches", token).json()["total"] == 0
+    assert axe_violations(page) == []
