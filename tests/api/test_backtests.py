@@ -44,8 +44,10 @@ def fixture_data(app: Any, settings: Any, tmp_path: Path) -> Iterator[Path]:
     write_candles(directory, "TEST_AAA-BBB_1h.csv", rows_from(FIXTURE_OPEN, FIXTURE_CLOSE))
     dirs = {"candles_dir": str(directory), "candles_import_dir": str(tmp_path / "none")}
     use_settings(settings.model_copy(update=dirs))
+    uninstall_replay()  # a replay feed built before would not see these candles
     yield directory
     use_settings(settings)
+    uninstall_replay()  # nor should the next test's feed see only them
 
 
 @pytest.fixture
