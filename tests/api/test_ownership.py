@@ -280,6 +280,9 @@ RESOURCES: dict[str, Resource] = {
         create=_create_job("backtest", "backtest_id"),
         exists=_owner_gets("/api/backtests/{backtest_id}"),
     ),
+    "/searches/<int:search_id>": Resource(
+        create=_create_job("search", "search_id"), exists=_search_queued
+    ),
 }
 
 
