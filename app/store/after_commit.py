@@ -46,7 +46,9 @@ def _fire(session: Session) -> None:
             log.exception("after-commit callback failed")
 
 
-def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
+def within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
+    """Whether `ended` rolling back undoes what was done in `transaction` (itself or an
+    enclosing transaction; None means the outermost)."""
     if transaction is None:
         return not ended.nested
     while transaction is not None:
@@ -60,5 +62,5 @@ def _drop(session: Session, previous_transaction: SessionTransaction) -> None:
     entries = session.info.get(_ENTRIES)
     if not entries:
         return
-    for key in [k for k, (tx, _cb) in entries.items() if _within(tx, previous_transaction)]:
+    for key in [k for k, (tx, _cb) in entries.items() if within(tx, previous_transaction)]:
         del entries[key]

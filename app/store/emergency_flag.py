@@ -13,10 +13,11 @@ serialises writers, which gives the same order of events on the embedded default
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, event, exists, func, or_, select, text, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.errors import Conflict
+from app.store.after_commit import within
 from app.store.models import SystemState
 
 # pg_advisory_xact_lock key of the gate (self-healing uses its own key)
@@ -39,8 +40,26 @@ def take_gate(session: Session, *, exclusive: bool) -> None:
 
 def holds_gate(session: Session) -> bool:
     """Whether this session's transaction has passed the gate (and so holds it)."""
+    checked = session.info.get(_CHECKED)
     transaction = session.get_transaction()
-    return transaction is not None and session.info.get(_CHECKED) is transaction
+    return checked is not None and transaction is not None and checked[0] is transaction
+
+
+def _mark_gate_passed(session: Session) -> None:
+    """Remember that the gate is held, and where: a savepoint that rolls back releases the
+    advisory lock taken inside it (a failed tick after its order was refused or rolled
+    back), so the mark is dropped with it and the next order asks the gate again."""
+    root = session.get_transaction()
+    innermost = session.get_nested_transaction() or root
+    session.info[_CHECKED] = (root, innermost)
+    if not event.contains(session, "after_soft_rollback", _forget_gate):
+        event.listen(session, "after_soft_rollback", _forget_gate)
+
+
+def _forget_gate(session: Session, previous_transaction: SessionTransaction) -> None:
+    checked = session.info.get(_CHECKED)
+    if checked is not None and within(checked[1], previous_transaction):
+        del session.info[_CHECKED]
 
 
 def stop_waiting(session: Session) -> bool:
@@ -87,7 +106,6 @@ def assert_trading_allowed(session: Session) -> None:
     of the same transaction (a tick batch) pass without asking again."""
     if holds_gate(session):
         return
-    transaction = session.get_transaction()
     if emergency_stop_active(session, lock=True):
         raise TradingHalted("emergency stop is active: no orders are placed")
-    session.info[_CHECKED] = transaction
+    _mark_gate_passed(session)
