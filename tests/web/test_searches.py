@@ -9,7 +9,7 @@ from tests.web.conftest import Server, axe_violations, screenshot, sign_in
 
 
 def test_run_a_walk_forward_search_and_make_a_bot(open_page: Any, server: Server) -> None:
-    email, _ = server.register()
+    email, token = server.register()
     page = open_page()
     sign_in(page, email, then="/bots")
     page.goto("/searches")
@@ -30,7 +30,14 @@ def test_run_a_walk_forward_search_and_make_a_bot(open_page: Any, server: Server
     best = page.locator("#best").inner_text()
     assert "fast" in best and "slow" in best
     assert page.locator("#folds tbody tr").count() == 2
-    assert "out of sample" in page.locator("#verdict").inner_text()
+    verdict = page.locator("#verdict")
+    search_id = page.url.rsplit("/", 1)[-1]
+    wf = server.api("GET", f"/api/searches/{search_id}", token).json()["result"]["walk_forward"]
+    assert verdict.inner_text().lower() == wf["verdict"]  # the sentence, said once
+    assert verdict.inner_text().count("out of sample") == 1
+    assert ("holds" if wf["holds"] else "fails") in verdict.get_attribute("class")
+    for value in page.locator("#trials tbody td.num, #best dd").all_inner_texts():
+        assert not value.startswith("-0.0000"), value
     assert axe_violations(page) == []
     screenshot(page, "search-walk-forward")
 

@@ -1,14 +1,8 @@
-import { api, boot, el, $, on, show, errorText, fmtPct } from "../app.js";
+import { boot, el, $, fmtPct } from "../app.js";
+import { cards, fixed, followJob } from "../jobs.js";
 
 boot();
 const id = document.body.dataset.backtestId;
-const problem = $(".form-error");
-let done = false;
-
-function cards(target, entries) {
-  $(target).replaceChildren(...entries.map(([label, value]) =>
-    el("div", {}, el("dt", {}, label), el("dd", {}, value ?? "–"))));
-}
 
 function report(result) {
   const s = result.summary;
@@ -21,8 +15,8 @@ function report(result) {
   cards("#metrics", [
     ["Total return", m.total_return === null ? null : fmtPct(m.total_return * 100)],
     ["Max drawdown", fmtPct(m.max_drawdown * 100)],
-    ["Sharpe", m.sharpe === null ? null : Number(m.sharpe).toFixed(2)],
-    ["Sortino", m.sortino === null ? null : Number(m.sortino).toFixed(2)],
+    ["Sharpe", fixed(m.sharpe, 2)],
+    ["Sortino", fixed(m.sortino, 2)],
     ["Win rate", m.win_rate === null ? null : fmtPct(m.win_rate * 100)],
     ["Profit factor", m.profit_factor === null ? null : String(m.profit_factor)],
     ["Exposure", m.exposure === null ? null : fmtPct(m.exposure * 100)],
@@ -78,34 +72,4 @@ function reportTables(rep) {
   ]));
 }
 
-async function poll() {
-  if (done) return;
-  try {
-    const job = await api(`/api/backtests/${id}`);
-    $("#state").textContent = job.state;
-    $("#state").className = `badge ${job.state}`;
-    $("#progress").value = job.progress;
-    $("#progress-text").textContent = `${Math.round(job.progress * 100)} %`;
-    if (job.state === "succeeded" && job.result) {
-      done = true;
-      $("#progress-box").hidden = true;
-      report(job.result);
-      document.body.dataset.loaded = "true";
-    } else if (job.state === "failed" || job.state === "cancelled") {
-      done = true;
-      show(problem, job.error || `the backtest ${job.state}`);
-      document.body.dataset.loaded = "true";
-    } else {
-      setTimeout(poll, 1000);
-    }
-  } catch (err) {
-    show(problem, errorText(err));
-  }
-}
-
-on("job_progress", (data) => {
-  if (String(data.job_id) !== id || done) return;
-  $("#progress").value = data.progress;
-  $("#progress-text").textContent = `${Math.round(data.progress * 100)} %`;
-});
-poll();
+followJob(`/api/backtests/${id}`, id, "backtest", (job) => report(job.result));

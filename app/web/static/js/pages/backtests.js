@@ -1,4 +1,5 @@
-import { api, boot, el, $, show, showFormError, clearFormError, errorText } from "../app.js";
+import { api, boot, $, show, showFormError, clearFormError, errorText } from "../app.js";
+import { jobBody, listJobs, loadChoices } from "../jobs.js";
 import { renderParams, collectParams } from "../params.js";
 
 boot();
@@ -12,28 +13,12 @@ function showParams() {
   renderParams($("#params"), s);
 }
 
-async function list() {
-  const page = await api("/api/backtests?limit=50");
-  const body = $("#backtests tbody");
-  if (!page.items.length) {
-    body.replaceChildren(el("tr", {}, el("td", { colspan: 6 }, "No backtest yet.")));
-    return;
-  }
-  body.replaceChildren(...page.items.map((b) => el("tr", {},
-    el("td", {}, el("a", { href: `/backtests/${b.id}` }, `#${b.id}`)),
-    el("td", {}, el("span", { class: `badge ${b.state}` }, b.state)),
-    el("td", {}, b.payload.strategy), el("td", {}, b.payload.symbol),
-    el("td", {}, b.payload.timeframe), el("td", {}, b.created_at))));
-}
-
 async function load() {
   try {
-    const [strats, markets] = await Promise.all([api("/api/strategies"), api("/api/markets")]);
-    strategies = strats.items;
-    strategySelect.replaceChildren(...strategies.map((s) => el("option", { value: s.name }, s.name)));
-    $("#symbol").replaceChildren(...markets.items.map((m) => el("option", { value: m.symbol }, m.symbol)));
+    strategies = await loadChoices(strategySelect, $("#symbol"));
     showParams();
-    await list();
+    await listJobs("/api/backtests", "#backtests tbody", "/backtests", "backtest",
+      (b) => [b.payload.strategy, b.payload.symbol, b.payload.timeframe, b.created_at]);
     document.body.dataset.loaded = "true";
   } catch (err) {
     show(form.querySelector(".form-error"), errorText(err));
@@ -45,15 +30,10 @@ form.addEventListener("submit", async (e) => {
   e.preventDefault();
   clearFormError(form);
   const body = {
-    strategy: strategySelect.value,
+    ...jobBody(),
     strategy_params: collectParams($("#params")),
-    symbol: $("#symbol").value,
-    timeframe: $("#timeframe").value,
-    capital: $("#capital").value.trim(),
     sizing: { mode: "percent", percent: $("#sizing-percent").value.trim() },
   };
-  if ($("#start").value) body.start = `${$("#start").value}T00:00:00Z`;
-  if ($("#end").value) body.end = `${$("#end").value}T00:00:00Z`;
   try {
     const job = await api("/api/backtests", { method: "POST", body });
     location.assign(`/backtests/${job.id}`);

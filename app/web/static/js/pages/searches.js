@@ -1,4 +1,5 @@
 import { api, boot, el, $, show, showFormError, clearFormError, errorText } from "../app.js";
+import { jobBody, listJobs, loadChoices } from "../jobs.js";
 
 boot();
 const form = $("#search-form");
@@ -36,28 +37,13 @@ function collectRanges() {
   return ranges;
 }
 
-async function list() {
-  const page = await api("/api/searches?limit=50");
-  const body = $("#searches tbody");
-  if (!page.items.length) {
-    body.replaceChildren(el("tr", {}, el("td", { colspan: 6 }, "No search yet.")));
-    return;
-  }
-  body.replaceChildren(...page.items.map((j) => el("tr", {},
-    el("td", {}, el("a", { href: `/searches/${j.id}` }, `#${j.id}`)),
-    el("td", {}, el("span", { class: `badge ${j.state}` }, j.state)),
-    el("td", {}, j.payload.backtest.strategy), el("td", {}, j.payload.backtest.symbol),
-    el("td", {}, j.payload.objective), el("td", {}, j.created_at))));
-}
-
 async function load() {
   try {
-    const [strats, markets] = await Promise.all([api("/api/strategies"), api("/api/markets")]);
-    strategies = strats.items.filter((s) => Object.keys(s.params_schema.properties || {}).length);
-    strategySelect.replaceChildren(...strategies.map((s) => el("option", { value: s.name }, s.name)));
-    $("#symbol").replaceChildren(...markets.items.map((m) => el("option", { value: m.symbol }, m.symbol)));
+    strategies = await loadChoices(strategySelect, $("#symbol"),
+      (s) => Object.keys(s.params_schema.properties || {}).length);
     showRanges();
-    await list();
+    await listJobs("/api/searches", "#searches tbody", "/searches", "search",
+      (j) => [j.payload.backtest?.strategy, j.payload.backtest?.symbol, j.payload.objective, j.created_at]);
     document.body.dataset.loaded = "true";
   } catch (err) {
     show(form.querySelector(".form-error"), errorText(err));
@@ -69,11 +55,8 @@ form.addEventListener("submit", async (e) => {
   e.preventDefault();
   clearFormError(form);
   const body = {
-    strategy: strategySelect.value,
+    ...jobBody(),
     ranges: collectRanges(),
-    symbol: $("#symbol").value,
-    timeframe: $("#timeframe").value,
-    capital: $("#capital").value.trim(),
     objective: $("#objective").value,
     trials: Number($("#trials").value),
     timeout_seconds: Number($("#timeout").value),
