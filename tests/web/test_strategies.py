@@ -1,6 +1,7 @@
 """The strategies page in a real browser: copy a template into a document, see a fault with
 its JSON path while typing (nothing saved), fix it and see the warm-up and parameters, save
-version 1 then 2, delete behind a confirmation; by keyboard and at phone width."""
+version 1 then 2, reopen version 1 and save it as 3, delete behind a confirmation; by keyboard
+and at phone width."""
 
 from __future__ import annotations
 
@@ -80,6 +81,18 @@ def test_write_check_save_and_delete_a_strategy_document(open_page: Any, server:
     page.wait_for_selector("body[data-loaded=true]")
     page.locator("#documents tbody button").first.click()
     expect(page.locator("#doc-text")).to_have_value(re.compile(r'"default": 12'))
+
+    # browse back to version 1 and save it again: it becomes version 3, version 2 stays
+    page.select_option("#doc-version", "1")
+    expect(page.locator("#doc-text")).to_have_value(re.compile(r'"default": 10'))
+    expect(page.locator("#version-hint")).to_contain_text("saving it makes version 3")
+    page.click("#save")
+    expect(page.locator("#documents tbody td.num").first).to_have_text("3")
+    latest = server.api("GET", f"/api/strategies/{saved[0]['id']}", token).json()
+    assert latest["version"] == 3 and latest["document"]["parameters"]["fast"]["default"] == 10
+    second = server.api("GET", f"/api/strategies/{saved[0]['id']}/versions/2", token).json()
+    assert second["document"]["parameters"]["fast"]["default"] == 12
+    assert page.locator("#doc-version").input_value() == "3"
     page.click("#delete")
     page.click("dialog.confirm button[value=no]")
     assert page.locator("#documents tbody tr").count() == 1

@@ -35,8 +35,31 @@ async function loadDocuments() {
   show($("#no-documents"), page.items.length ? "" : "No documents yet: copy a template to start one.");
 }
 
+// Every saved version can be opened; saving any of them makes a new latest version.
+function showVersions(doc) {
+  $("#versions").hidden = !doc;
+  if (!doc) return;
+  const numbers = Array.from({ length: doc.latest_version }, (_, i) => doc.latest_version - i);
+  $("#doc-version").replaceChildren(...numbers.map((n) =>
+    el("option", { value: String(n), selected: n === doc.version },
+      n === doc.latest_version ? `${n} (latest)` : String(n))));
+  $("#version-hint").textContent = doc.version === doc.latest_version ? ""
+    : `an older version: saving it makes version ${doc.latest_version + 1}`;
+}
+
+async function openVersion() {
+  if (!current) return;
+  try {
+    const doc = await api(`/api/strategies/${current.id}/versions/${$("#doc-version").value}`);
+    openEditor(JSON.stringify(doc.document, null, 2), doc, `(${doc.name}, version ${doc.version})`);
+  } catch (err) {
+    show($(".form-error"), errorText(err));
+  }
+}
+
 function openEditor(text, doc, label) {
   current = doc;
+  showVersions(doc);
   $("#editor").hidden = false;
   $("#doc-text").value = text;
   $("#doc-label").textContent = label;
@@ -117,6 +140,7 @@ async function save() {
       ? await api(`/api/strategies/${current.id}`, { method: "PUT", body })
       : await api("/api/strategies", { method: "POST", body });
     current = doc;
+    showVersions(doc);
     $("#delete").hidden = false;
     $("#doc-label").textContent = `(${doc.name}, version ${doc.version})`;
     $("#save-status").textContent = `Saved ${doc.name} as version ${doc.version}.`;
@@ -180,5 +204,6 @@ $("#doc-text").addEventListener("input", () => {
   validateSoon();
 });
 $("#save").addEventListener("click", save);
+$("#doc-version").addEventListener("change", openVersion);
 $("#delete").addEventListener("click", remove);
 load();
