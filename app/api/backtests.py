@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, Flask, request
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +33,16 @@ class BacktestRequest(RequestModel):
     strategy_version: int | None = Field(None, ge=1, description="default: its latest version")
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     exchange: str = Field("replay", min_length=1, max_length=50)
-    symbol: str = Field(min_length=1, max_length=40, examples=["ETH/BTC"])
+    symbol: str | None = Field(None, min_length=1, max_length=40, examples=["ETH/BTC"],
+                               description="one pair; or give symbols")  # fmt: skip
+    symbols: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
+        None, min_length=1, max_length=50, examples=[["ETH/BTC", "LTC/BTC"]],
+        description="several pairs sharing one wallet (one quote currency), walked in time "
+        "order and, at one timestamp, in this order",
+    )
+    max_open_trades: int | None = Field(
+        None, ge=1, le=1000, description="with symbols: trades open at once (default: one per pair)"
+    )
     timeframe: str = Field(min_length=1, max_length=8, examples=["5m"])
     start: datetime | None = Field(None, description="first candle (inclusive), UTC")
     end: datetime | None = Field(None, description="end of the range (exclusive), UTC")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import click
 
 from app.cli import said_once
+from app.domain.report import NO_TAG
 from app.domain.times import to_ms
 from app.errors import AppError
 from app.services import backtests as service
@@ -49,6 +52,13 @@ def _when(value: str | None, name: str) -> datetime | None:
     help="candle CSV named <EXCHANGE>_<BASE>-<QUOTE>_<TF>.csv",
 )
 @click.option("--symbol", help="symbol of the replay data (instead of --file), e.g. ETH/BTC")
+@click.option(
+    "--symbols",
+    help="several pairs of the replay data sharing one wallet, comma-separated, e.g. "
+    "ETH/BTC,LTC/BTC (instead of --symbol)",
+)
+@click.option("--max-open-trades", type=click.IntRange(min=1),
+              help="with --symbols: trades open at once (default: one per pair)")  # fmt: skip
 @click.option("--timeframe", help="timeframe (default: the file's)")
 @click.option("--strategy", default="sma_crossover", show_default=True)
 @click.option(
@@ -76,6 +86,8 @@ def _when(value: str | None, name: str) -> datetime | None:
 def backtest_command(
     path: str | None,
     symbol: str | None,
+    symbols: str | None,
+    max_open_trades: int | None,
     timeframe: str | None,
     strategy: str,
     strategy_file: str | None,
@@ -92,20 +104,22 @@ def backtest_command(
 ) -> None:
     """Backtest a strategy over recorded candles with the live bot's code."""
 
+    if symbols is not None:
+        if path is not None or symbol is not None:
+            raise click.UsageError("give one of --file, --symbol or --symbols")
+        listed = [s.strip() for s in symbols.split(",") if s.strip()]
+        if len(listed) > 1:
+            _pairs_backtest(listed, max_open_trades, timeframe, strategy, strategy_file, params,
+                            start, end, capital, stake, sizing, fee, slippage_bps, show_trades,
+                            as_json)  # fmt: skip
+            return
+        symbol = listed[0] if listed else ""
     try:
         spec, data = spec_and_data(
             path, symbol, timeframe, strategy, strategy_file, params, start, end, capital,
             stake, sizing, fee, slippage_bps,
         )  # fmt: skip
-        with click.progressbar(length=1000, label="backtest", file=sys.stderr) as bar:
-            done = [0]
-
-            def progress(fraction: float) -> None:
-                target = int(fraction * 1000)
-                if target > done[0]:
-                    bar.update(target - done[0])
-                    done[0] = target
-
+        with _progress_bar() as progress:
             result = service.execute(spec, data, progress)
     except AppError as exc:
         raise click.ClickException(said_once(exc)) from None
@@ -116,6 +130,105 @@ def backtest_command(
     out = {"summary": service.summary_dict(spec, data, result), "metrics": result.metrics.to_dict()}
     _print_summary(out, result, show_trades)
     _print_report(service.report_dict(spec, data, result, max_round_trips=0))
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[float], None]]:
+    with click.progressbar(length=1000, label="backtest", file=sys.stderr) as bar:
+        done = [0]
+
+        def progress(fraction: float) -> None:
+            target = int(fraction * 1000)
+            if target > done[0]:
+                bar.update(target - done[0])
+                done[0] = target
+
+        yield progress
+
+
+def _pairs_backtest(
+    symbols: list[str],
+    max_open_trades: int | None,
+    timeframe: str | None,
+    strategy: str,
+    strategy_file: str | None,
+    params: str | None,
+    start: str | None,
+    end: str | None,
+    capital: Decimal,
+    stake: Decimal | None,
+    sizing: str | None,
+    fee: Decimal,
+    slippage_bps: Decimal,
+    show_trades: bool,
+    as_json: bool,
+) -> None:
+    """`--symbols`: one wallet over several pairs of the replay data (docs/backtesting.md)."""
+    try:
+        service.requested_symbols({"symbols": symbols})
+        payload = _payload(symbols[0], timeframe or "5m", strategy, strategy_file, params, start,
+                           end, capital, stake, sizing, fee, slippage_bps)  # fmt: skip
+        payload |= {"symbols": symbols, "max_open_trades": max_open_trades or len(symbols)}
+        spec = service.BacktestSpec.from_payload(payload)
+        datas = service.load_pairs(spec)
+        for name, data in zip(symbols, datas, strict=True):
+            if len(data.candles) == 0:
+                raise click.ClickException(f"no candles of {name} in the requested range")
+        with _progress_bar() as progress:
+            result = service.execute_pairs(spec, datas, progress)
+    except AppError as exc:
+        raise click.ClickException(said_once(exc)) from None
+    if as_json:
+        click.echo(json.dumps(service.pairs_result_dict(spec, datas, result), indent=2))
+        return
+    out = {"summary": service.pairs_summary_dict(spec, result),
+           "metrics": result.metrics.to_dict()}  # fmt: skip
+    _print_summary(out, result, show_trades)
+    _print_report(service.pairs_report_dict(spec, datas, result, max_round_trips=0))
+
+
+def _payload(
+    symbol: str | None,
+    tf: str,
+    strategy: str,
+    strategy_file: str | None,
+    params: str | None,
+    start: str | None,
+    end: str | None,
+    capital: Decimal,
+    stake: Decimal | None,
+    sizing: str | None,
+    fee: Decimal,
+    slippage_bps: Decimal,
+) -> dict[str, Any]:
+    """The job payload the options describe (strategy checked, range parsed)."""
+    sizing_data = _json_option(sizing, "--sizing")
+    if stake is not None:
+        sizing_data = {**(sizing_data or {}), "mode": "fixed", "stake": str(stake)}
+    start_at, end_at = _when(start, "--start"), _when(end, "--end")
+    document = None
+    if strategy_file is not None:
+        checked = check_document(Path(strategy_file).read_text(encoding="utf-8"), tf)
+        document = checked.doc.model_dump(mode="json", exclude_none=True)
+        strategy = checked.doc.name
+        values = checked.validate_params(_json_option(params, "--params") or {})
+        strategy_params = values.model_dump(mode="json")
+    else:
+        strategy_params = _params(strategy, _json_option(params, "--params"))
+    return {
+        "strategy": strategy,
+        "strategy_params": strategy_params,
+        "strategy_document": document,
+        "symbol": symbol,
+        "timeframe": tf,
+        "capital": str(capital),
+        "sizing": _sizing(sizing_data),
+        "maker_fee": str(fee),
+        "taker_fee": str(fee),
+        "slippage_bps": str(slippage_bps),
+        "start_ms": None if start_at is None else to_ms(start_at),
+        "end_ms": None if end_at is None else to_ms(end_at),
+    }
 
 
 def spec_and_data(
@@ -137,39 +250,13 @@ def spec_and_data(
     AppError when the request is bad."""
     if (path is None) == (symbol is None):
         raise click.UsageError("give exactly one of --file or --symbol")
-    sizing_data = _json_option(sizing, "--sizing")
-    if stake is not None:
-        sizing_data = {**(sizing_data or {}), "mode": "fixed", "stake": str(stake)}
-    start_at, end_at = _when(start, "--start"), _when(end, "--end")
     if path is not None:
         data = service.candle_file_data(path, timeframe)
         symbol, timeframe = data.market.symbol, data.timeframe
-    tf = timeframe or "5m"
-    document = None
-    if strategy_file is not None:
-        checked = check_document(Path(strategy_file).read_text(encoding="utf-8"), tf)
-        document = checked.doc.model_dump(mode="json", exclude_none=True)
-        strategy = checked.doc.name
-        values = checked.validate_params(_json_option(params, "--params") or {})
-        strategy_params = values.model_dump(mode="json")
-    else:
-        strategy_params = _params(strategy, _json_option(params, "--params"))
-    spec = service.BacktestSpec.from_payload(
-        {
-            "strategy": strategy,
-            "strategy_params": strategy_params,
-            "strategy_document": document,
-            "symbol": symbol,
-            "timeframe": tf,
-            "capital": str(capital),
-            "sizing": _sizing(sizing_data),
-            "maker_fee": str(fee),
-            "taker_fee": str(fee),
-            "slippage_bps": str(slippage_bps),
-            "start_ms": None if start_at is None else to_ms(start_at),
-            "end_ms": None if end_at is None else to_ms(end_at),
-        }
-    )
+    spec = service.BacktestSpec.from_payload(_payload(
+        symbol, timeframe or "5m", strategy, strategy_file, params, start, end, capital, stake,
+        sizing, fee, slippage_bps,
+    ))  # fmt: skip
     if path is None:
         data = service.load_candles(spec)
     else:
@@ -204,7 +291,8 @@ def _print_summary(out: dict[str, Any], result: Any, show_trades: bool) -> None:
     s, m = out["summary"], out["metrics"]
     rows = [
         ("strategy", f"{s['strategy']} {json.dumps(s['strategy_params'])}"),
-        ("market", f"{s['symbol']} {s['timeframe']}"),
+        ("market", f"{', '.join(s.get('symbols') or [s['symbol']])} {s['timeframe']}"
+                   + (f" (max {s['max_open_trades']} open)" if s.get("symbols") else "")),
         ("range", f"{s['start']} .. {s['end']}"),
         ("candles", str(s["candles"])),
         (
@@ -271,9 +359,17 @@ def _print_report(report: dict[str, Any]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
-    for name in ("exit_reason", "month"):
-        click.echo(f"\nby {name.replace('_', ' ')}")
-        click.echo(f"{'':<16}{'trades':>7}{'win %':>8}{'avg %':>9}{'profit':>22}")
-        for row in report["tables"][name]:
-            click.echo(f"{row['key']:<16}{row['trades']:>7}{row['win_rate'] * 100:>8.1f}"
-                       f"{row['profit_mean'] * 100:>9.3f}{row['profit_abs']:>22}")  # fmt: skip
+    names = ("symbol", "entry_tag", "exit_reason", "month")
+    for name in [n for n in names if n in report["tables"]]:
+        rows = report["tables"][name]
+        if name == "entry_tag" and all(r["key"] == NO_TAG for r in rows):
+            continue  # a strategy without tagged entries: nothing to tell apart
+        click.echo(f"\nby {'pair' if name == 'symbol' else name.replace('_', ' ')}")
+        click.echo(f"{'':<16}{'trades':>7}{'w/d/l':>10}{'avg %':>9}{'profit':>22}"
+                   f"{'avg duration':>14}")  # fmt: skip
+        for row in rows:
+            wdl = f"{row['wins']}/{row['draws']}/{row['losses']}"
+            avg = "-" if row["profit_mean"] is None else f"{row['profit_mean'] * 100:.3f}"
+            held = _duration(row["duration_mean_s"])
+            click.echo(f"{row['key']:<16}{row['trades']:>7}{wdl:>10}{avg:>9}"
+                       f"{row['profit_abs']:>22}{held:>14}")  # fmt: skip

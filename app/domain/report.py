@@ -29,7 +29,9 @@ from app.domain.metrics import (
 from app.domain.numbers import decimal_text
 from app.domain.times import from_ms, iso_ms
 
-__all__ = ["RoundTrip", "Drawdown", "build_report", "calmar", "drawdown_detail", "PERIODS"]
+__all__ = [
+    "RoundTrip", "Drawdown", "build_report", "calmar", "drawdown_detail", "pair_table", "PERIODS",
+]  # fmt: skip
 
 DAY_MS = 86_400_000
 PERIODS = ("day", "week", "month")
@@ -181,6 +183,35 @@ def table(
     return [_row(k, groups[k], capital) for k in sorted(groups)]
 
 
+def pair_table(
+    trips: Sequence[RoundTrip], symbols: Sequence[str], capital: Decimal
+) -> list[dict[str, Any]]:
+    """One row per pair in `symbols` order, the pairs that never traded included (zero
+    trades, means None), like freqtrade's per-pair table."""
+    groups: dict[str, list[RoundTrip]] = {s: [] for s in symbols}
+    for t in trips:
+        groups.setdefault(t.symbol or "", []).append(t)
+    return [
+        _row(key, rows, capital) if rows else {
+            "key": key, "trades": 0, "wins": 0, "draws": 0, "losses": 0, "win_rate": None,
+            "profit_abs": "0", "profit_mean": None, "profit_total": 0.0 if capital else None,
+            "duration_mean_s": None,
+        }  # fmt: skip
+        for key, rows in groups.items()
+    ]
+
+
+def _market_change(closes: Sequence[np.ndarray]) -> float | None:
+    """The mean over the series of last close / first close - 1 (freqtrade's market change
+    over several pairs); None when no series has a price."""
+    changes = []
+    for series in closes:
+        c = np.asarray(series, dtype=np.float64)
+        if c.size and c[0]:
+            changes.append(float(c[-1] / c[0] - 1.0))
+    return sum(changes) / len(changes) if changes else None
+
+
 def _mean_duration(trips: Sequence[RoundTrip]) -> int | None:
     return sum(t.duration_s for t in trips) // len(trips) if trips else None
 
@@ -264,11 +295,15 @@ def build_report(
     closes: np.ndarray,
     metrics: PerformanceMetrics | None = None,
     max_round_trips: int | None = None,
+    symbols: Sequence[str] | None = None,
+    market_closes: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The whole report as JSON-ready data: `round_trips`, `totals` and `tables`.
 
     `ts`/`equity` is the run's curve (ascending), `closes` the market's closes over the same
-    range (for the buy-and-hold change); `metrics` is reused when the caller has it.
+    range (for the buy-and-hold change); `metrics` is reused when the caller has it. A run
+    over several pairs gives `symbols` (the table by pair lists each, in that order) and
+    `market_closes` (each pair's closes: the market change is their mean).
     """
     if metrics is None:
         metrics = compute_metrics(
@@ -285,8 +320,7 @@ def build_report(
     if not trips:
         for name in ("profit_mean", "best_trade", "worst_trade", "duration_mean_s"):
             unavailable[name] = "no closed trade yet"
-    c = np.asarray(closes, dtype=np.float64)
-    market_change = float(c[-1] / c[0] - 1.0) if c.size and c[0] else None
+    market_change = _market_change(market_closes if market_closes is not None else [closes])
     if market_change is None:
         unavailable["market_change"] = "no candles"
     totals = {
@@ -322,7 +356,9 @@ def build_report(
         "exit_reason": table(trips, lambda t: t.exit_reason, capital),
         "entry_tag": table(trips, lambda t: t.entry_tag or NO_TAG, capital),
     }
-    if any(t.symbol is not None for t in trips):
+    if symbols is not None:
+        tables["symbol"] = pair_table(trips, symbols, capital)
+    elif any(t.symbol is not None for t in trips):
         tables["symbol"] = table(trips, lambda t: t.symbol or "", capital)
     for period in PERIODS:
         tables[period] = table(trips, _by_exit_period(period), capital)

@@ -81,6 +81,8 @@ class BacktestTrade:
     exit_reason: str
     bootstrap: bool
     sizing_reason: str
+    entry_tag: str | None
+    symbol: str | None
 
     def __init__(
         self,
@@ -99,6 +101,8 @@ class BacktestTrade:
         exit_reason: str,
         bootstrap: bool,
         sizing_reason: str,
+        entry_tag: str | None = None,
+        symbol: str | None = None,
     ) -> None:
         # one write of the whole __dict__, not fifteen frozen setattrs (one trade per round trip)
         object.__setattr__(self, "__dict__", {
@@ -107,6 +111,7 @@ class BacktestTrade:
             "exit_index": exit_index, "exit_ts": exit_ts, "exit_price": exit_price,
             "exit_proceeds": exit_proceeds, "exit_fee": exit_fee, "pnl": pnl,
             "exit_reason": exit_reason, "bootstrap": bootstrap, "sizing_reason": sizing_reason,
+            "entry_tag": entry_tag, "symbol": symbol,
         })  # fmt: skip
 
     @property
@@ -115,7 +120,8 @@ class BacktestTrade:
         return self.pnl / (self.entry_cost + self.entry_fee)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {} if self.symbol is None else {"symbol": self.symbol}
+        return out | {
             "entry_time": iso_ms(self.entry_ts),
             "entry_price": _plain(self.entry_price),
             "amount": _plain(self.amount),
@@ -127,6 +133,7 @@ class BacktestTrade:
             "exit_fee": _plain(self.exit_fee),
             "pnl": _plain(self.pnl),
             "profit_ratio": _plain(self.profit_ratio.quantize(_RATIO)),
+            "entry_tag": self.entry_tag,
             "exit_reason": self.exit_reason,
             "bootstrap": self.bootstrap,
         }
@@ -139,6 +146,7 @@ class SkippedEntry:
     index: int
     ts: int
     reason: str
+    symbol: str | None = None
 
 
 @dataclass

@@ -38,6 +38,7 @@ from app.domain.strategies.doc_strategy import DocumentStrategy
 from app.domain.times import iso_ms, to_ms
 from app.engine.backtest import run_backtest
 from app.engine.fill_model import FeeSchedule
+from app.engine.pairs import PairData, PairsResult, run_pairs_backtest
 from app.engine.strategy_source import document_limits
 from app.errors import NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS, MarketInfo
@@ -182,6 +183,11 @@ def load_candles(spec: BacktestSpec) -> CandleData:
     return CandleData(clipped, data.market, data.timeframe, data.source)
 
 
+def load_pairs(spec: BacktestSpec) -> list[CandleData]:
+    """The candles of every pair of a several-pair spec, in the order of `symbols`."""
+    return [load_candles(replace(spec, symbol=s, symbols=())) for s in spec.symbols]
+
+
 # -- the request -----------------------------------------------------------------------
 
 
@@ -206,9 +212,18 @@ class BacktestSpec:
     strategy_document_id: int | None = None
     strategy_version: int | None = None
     strategy_document: dict[str, Any] | None = None
+    # several pairs (one wallet): every symbol, `symbol` being the first; () for one pair
+    symbols: tuple[str, ...] = ()
+    max_open_trades: int | None = None
+
+    @property
+    def multi(self) -> bool:
+        return len(self.symbols) > 1
 
     def payload(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"calendar": self.calendar} if self.calendar != "recorded" else {}
+        if self.multi:
+            extra |= {"symbols": list(self.symbols), "max_open_trades": self.max_open_trades}
         if self.strategy_document is not None:
             extra |= {"strategy_document_id": self.strategy_document_id,
                       "strategy_version": self.strategy_version,
@@ -248,6 +263,8 @@ class BacktestSpec:
             strategy_document_id=p.get("strategy_document_id"),
             strategy_version=p.get("strategy_version"),
             strategy_document=p.get("strategy_document"),
+            symbols=tuple(p.get("symbols") or ()),
+            max_open_trades=p.get("max_open_trades"),
         )
 
 
@@ -264,11 +281,43 @@ def _ms(value: datetime | None) -> int | None:
     return None if value is None else to_ms(value)
 
 
+def requested_symbols(data: dict[str, Any]) -> tuple[str, ...]:
+    """The pairs of a request: `symbols` (a list) or `symbol` (one pair), not both; 422 for
+    neither, both, a repeated symbol, or pairs that do not share their quote currency."""
+    symbols, symbol = data.get("symbols"), data.get("symbol")
+    if (symbols is None) == (symbol is None):
+        raise _invalid("symbols", "give exactly one of symbol (one pair) or symbols (a list)")
+    if symbols is None:
+        return (symbol,)
+    if not symbols:
+        raise _invalid("symbols", "symbols must list at least one pair")
+    for k, s in enumerate(symbols):
+        if s in symbols[:k]:
+            where = [{"loc": ["body", "symbols", k], "msg": "repeated"}]
+            raise ValidationFailed(f"symbol {s!r} is listed twice", details=where)
+    quotes = {s: _quote(s) for s in symbols}
+    if len(set(quotes.values())) > 1:
+        listed = ", ".join(f"{s} ({q})" for s, q in quotes.items())
+        raise _invalid("symbols", "all pairs of one backtest share one wallet, so they must "
+                                  f"share their quote currency; got {listed}",
+                       "mixed_quote_currencies")  # fmt: skip
+    return tuple(symbols)
+
+
+def _quote(symbol: str) -> str:
+    """The quote currency of `BASE/QUOTE` (or a derivative's `BASE/QUOTE:SETTLE`)."""
+    return symbol.split("/", 1)[-1].split(":", 1)[0]
+
+
 def build_spec(session: Session, user_id: int, data: dict[str, Any]) -> BacktestSpec:
     """Validate a request (422 naming the field) into a spec; checks the candles exist."""
     start, end = data.get("start"), data.get("end")
     if start is not None and end is not None and end <= start:
         raise _invalid("end", "end must be after start")
+    symbols = requested_symbols(data)
+    max_open = data.get("max_open_trades")
+    if max_open is not None and len(symbols) > 1 and max_open < 1:
+        raise _invalid("max_open_trades", "max_open_trades must be at least 1")
     choice = resolve_strategy(
         session, user_id, name=data.get("strategy"),
         document_id=data.get("strategy_document_id"), version=data.get("strategy_version"),
@@ -284,7 +333,9 @@ def build_spec(session: Session, user_id: int, data: dict[str, Any]) -> Backtest
         strategy_version=choice.version,
         strategy_document=document,
         exchange=check_exchange(data.get("exchange") or "replay"),
-        symbol=data["symbol"],
+        symbol=symbols[0],
+        symbols=symbols if len(symbols) > 1 else (),
+        max_open_trades=(max_open or len(symbols)) if len(symbols) > 1 else None,
         timeframe=data["timeframe"],
         start_ms=_ms(start),
         end_ms=_ms(end),
@@ -295,10 +346,17 @@ def build_spec(session: Session, user_id: int, data: dict[str, Any]) -> Backtest
         slippage_bps=Decimal(data.get("slippage_bps", Decimal("0"))),
     )
     check_stake(spec.sizing, spec.capital)
+    if spec.multi:
+        return _pairs_checked(spec)
     if spec.exchange == "replay":
         replay_data_check(spec.symbol, spec.timeframe)
         return in_replay_calendar(spec)
     check_market(spec.exchange, spec.symbol, spec.timeframe)
+    _not_in_future(spec)
+    return spec
+
+
+def _not_in_future(spec: BacktestSpec) -> None:
     if spec.start_ms is not None and spec.start_ms >= to_ms(utcnow()):
         raise _invalid(
             "start",
@@ -306,7 +364,47 @@ def build_spec(session: Session, user_id: int, data: dict[str, Any]) -> Backtest
             "future",
             "no_candles",
         )
-    return spec
+
+
+def _for_pair(k: int, check: Callable[[], Any]) -> Any:
+    """Run one pair's check; its 422 names the pair's place in `symbols`."""
+    try:
+        return check()
+    except ValidationFailed as exc:
+        for d in exc.details:
+            if d.get("loc") == ["body", "symbol"]:
+                d["loc"] = ["body", "symbols", k]
+        raise
+
+
+def _pairs_checked(spec: BacktestSpec) -> BacktestSpec:
+    """Every pair of a several-pair spec exists and has candles in the range (in one
+    calendar, the first pair's), before anything is queued."""
+    if spec.exchange != "replay":
+        for k, symbol in enumerate(spec.symbols):
+            _for_pair(k, lambda s=symbol: check_market(spec.exchange, s, spec.timeframe))
+        _not_in_future(spec)
+        return spec
+    for k, symbol in enumerate(spec.symbols):
+        _for_pair(k, lambda s=symbol: replay_data_check(s, spec.timeframe))
+    resolved = in_replay_calendar(spec)
+    for k, symbol in enumerate(spec.symbols):
+        own = _for_pair(k, lambda s=symbol: in_replay_calendar(replace(spec, symbol=s)))
+        if own.calendar != resolved.calendar:
+            raise ValidationFailed(
+                f"{symbol} has no recorded candles in {_range_text(spec.start_ms, spec.end_ms)} "
+                f"while {spec.symbol} has: the pairs' ranges are in different calendars",
+                code="no_candles", details=[{"loc": ["body", "symbols", k], "msg": "no candles"}],
+            )  # fmt: skip
+        if own.calendar == "recorded":
+            candles = _clip(replay_data(symbol, spec.timeframe).candles, spec.start_ms, spec.end_ms)
+            if len(candles) == 0:
+                raise ValidationFailed(
+                    f"no candles of {symbol} {spec.timeframe} in "
+                    f"{_range_text(spec.start_ms, spec.end_ms)}", code="no_candles",
+                    details=[{"loc": ["body", "symbols", k], "msg": "no candles"}],
+                )  # fmt: skip
+    return resolved
 
 
 def _range_text(start_ms: int | None, end_ms: int | None) -> str:
@@ -401,6 +499,23 @@ def execute(
     )
 
 
+def execute_pairs(
+    spec: BacktestSpec,
+    datas: list[CandleData],
+    progress: Callable[[float], None] | None = None,
+) -> PairsResult:
+    """Run the several-pair backtest of `spec` over each pair's candles (one wallet)."""
+    strategy = spec_strategy(spec)
+    params = strategy.validate_params(spec.strategy_params)
+    fees = FeeSchedule(maker=spec.maker_fee, taker=spec.taker_fee, slippage_bps=spec.slippage_bps)
+    return run_pairs_backtest(
+        [PairData(d.candles, d.market) for d in datas], strategy, params,
+        capital=spec.capital, fees=fees, sizing=validate_sizing_config(spec.sizing),
+        timeframe_seconds=TIMEFRAME_SECONDS[spec.timeframe],
+        max_open_trades=spec.max_open_trades or len(datas), progress=progress,
+    )  # fmt: skip
+
+
 def downsample(ts: np.ndarray, values: np.ndarray, limit: int = MAX_EQUITY_POINTS) -> dict:
     """At most `limit` evenly spaced points, always with the first and the last."""
     n = int(ts.size)
@@ -443,8 +558,8 @@ def round_trips(result: Any, symbol: str | None = None) -> list[RoundTrip]:
             cost_basis=t.entry_cost + t.entry_fee,
             pnl=t.pnl,
             exit_reason=t.exit_reason,
-            entry_tag=getattr(t, "entry_tag", None),
-            symbol=symbol,
+            entry_tag=t.entry_tag,
+            symbol=symbol if symbol is not None else t.symbol,
         )  # fmt: skip
         for t in result.trades
     ]
@@ -458,6 +573,58 @@ def report_dict(
         round_trips(result), result.ts, result.equity, capital=spec.capital,
         closes=data.candles.close, metrics=result.metrics, max_round_trips=max_round_trips,
     )  # fmt: skip
+
+
+def pairs_summary_dict(spec: BacktestSpec, result: PairsResult) -> dict[str, Any]:
+    """What a several-pair backtest ran and how it ended; `candles` counts the timestamps
+    walked, each pair's own count is in `pairs`."""
+    trades = result.trades
+    ts = result.ts
+    return {
+        "strategy": spec.strategy,
+        "strategy_params": spec.strategy_params,
+        "symbol": spec.symbol,
+        "symbols": list(spec.symbols),
+        "max_open_trades": result.max_open_trades,
+        "timeframe": spec.timeframe,
+        "candles": result.candles,
+        "start": iso_ms(int(ts[0])) if ts.size else None,
+        "end": iso_ms(int(ts[-1])) if ts.size else None,
+        "capital": decimal_text(spec.capital),
+        "final_equity": decimal_text(result.final_equity),
+        "trades": len(trades),
+        "bootstrap_trades": sum(1 for t in trades if t.bootstrap),
+        "skipped_entries": len(result.skipped),
+        "signals": result.signals,
+        "pairs": [{"symbol": p.symbol, "candles": p.candles, "signals": p.signals}
+                  for p in result.pairs],  # fmt: skip
+    }
+
+
+def pairs_report_dict(spec: BacktestSpec, datas: list[CandleData], result: PairsResult,
+                      max_round_trips: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The report of a several-pair backtest: with its table by pair (every pair listed)."""
+    return build_report(
+        round_trips(result), result.ts, result.equity, capital=spec.capital,
+        closes=datas[0].candles.close, metrics=result.metrics, max_round_trips=max_round_trips,
+        symbols=list(spec.symbols), market_closes=[d.candles.close for d in datas],
+    )  # fmt: skip
+
+
+def pairs_result_dict(spec: BacktestSpec, datas: list[CandleData], result: PairsResult
+                      ) -> dict[str, Any]:  # fmt: skip
+    """The stored result of a several-pair backtest (the keys of `result_dict`)."""
+    return {
+        "summary": pairs_summary_dict(spec, result),
+        "metrics": result.metrics.to_dict(),
+        "report": pairs_report_dict(spec, datas, result, MAX_TRADES_IN_RESULT),
+        "trades": [t.to_dict() for t in result.trades[:MAX_TRADES_IN_RESULT]],
+        "skipped_entries": [
+            {"time": iso_ms(s.ts), "symbol": s.symbol, "reason": s.reason}
+            for s in result.skipped[:100]
+        ],
+        "equity_curve": downsample(result.ts, result.equity),
+    }
 
 
 def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
@@ -477,6 +644,8 @@ def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, 
 def run_backtest_job(ctx: Any) -> dict[str, Any]:
     """Handler of job kind "backtest"."""
     spec = BacktestSpec.from_payload(ctx.payload)
+    if spec.multi:
+        return _run_pairs_job(ctx, spec)
     try:
         data = load_candles(spec)
     except ExchangeUnavailable as exc:
@@ -486,6 +655,20 @@ def run_backtest_job(ctx: Any) -> dict[str, Any]:
         raise ValidationFailed("no candles in the requested range", code="no_candles")
     result = execute(spec, data, lambda f: ctx.report_progress(0.1 + 0.85 * f))
     return result_dict(spec, data, result)
+
+
+def _run_pairs_job(ctx: Any, spec: BacktestSpec) -> dict[str, Any]:
+    try:
+        datas = load_pairs(spec)
+    except ExchangeUnavailable as exc:
+        raise TransientJobError(str(exc)) from exc
+    ctx.report_progress(0.1)
+    for symbol, data in zip(spec.symbols, datas, strict=True):
+        if len(data.candles) == 0:
+            raise ValidationFailed(f"no candles of {symbol} in the requested range",
+                                   code="no_candles")  # fmt: skip
+    result = execute_pairs(spec, datas, lambda f: ctx.report_progress(0.1 + 0.85 * f))
+    return pairs_result_dict(spec, datas, result)
 
 
 def submit_backtest(

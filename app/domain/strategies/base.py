@@ -113,6 +113,11 @@ class Strategy(ABC, Generic[P]):
         out[: min(self.warmup(params), n)] = NONE
         return out
 
+    def entry_tags(self, candles: Candles, params: P) -> list[str | None] | None:
+        """The tag of each candle's entry (None where it has none), or None when the
+        strategy names no entries: only documents with tagged entries do."""
+        return None
+
     @abstractmethod
     def _conditions(self, candles: Candles, params: P) -> tuple[np.ndarray, np.ndarray]:
         """Boolean (enter, exit) arrays; NaN comparisons are False, warm-up is zeroed after."""
