@@ -180,6 +180,7 @@ def test_real_subsystems_start_in_order_with_job_groups(real_lifecycle, settings
     assert scheduler_running()
     assert _job_ids() == {
         "background_jobs",
+        "search_trials",
         "cleanup",
         "bot_ticks",
         "notifications",
@@ -194,7 +195,7 @@ def test_flags_switch_the_job_groups_off(real_lifecycle, settings) -> None:
         update={"scheduler_enabled": True, "trading_enabled": False, "self_healing_enabled": False}
     )
     assert "trading" not in real_lifecycle.start(quiet)
-    assert _job_ids() == {"background_jobs", "cleanup", "notifications"}
+    assert _job_ids() == {"background_jobs", "search_trials", "cleanup", "notifications"}
     real_lifecycle.stop()
     web_only = settings.model_copy(update={"scheduler_enabled": False})
     assert real_lifecycle.start(web_only) == ["config", "database", "market"]

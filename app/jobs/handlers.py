@@ -7,7 +7,7 @@ The contract a handler implements (context, results writer, transient errors) li
 
 from __future__ import annotations
 
-from app.services import analysis, backtests, candle_downloads, searches
+from app.services import analysis, backtests, candle_downloads, search_workers, searches
 from app.store.job_contract import Registration
 
 JOB_HANDLERS: dict[str, Registration] = {
@@ -16,7 +16,7 @@ JOB_HANDLERS: dict[str, Registration] = {
     ),
     backtests.KIND: Registration(backtests.KIND, backtests.run_backtest_job),
     candle_downloads.KIND: Registration(candle_downloads.KIND, candle_downloads.run_download_job),
-    searches.KIND: Registration(searches.KIND, searches.run_search_job),
+    searches.KIND: Registration(searches.KIND, search_workers.run_search_job),
 }
 
 

@@ -91,6 +91,10 @@ class RunningJob:
         return self.job.payload
 
     @property
+    def owner(self) -> str:
+        return self.fence.owner
+
+    @property
     def lost(self) -> bool:
         return self._lost
 

@@ -1,13 +1,15 @@
-"""Parameter searches as background jobs (kind "search"), and the loop `flask search` shares.
+"""Parameter searches: the request, the trials, the result; `flask search` and jobs share it.
 
 A request is the backtest request (strategy, data range, symbol, capital, sizing, fees) plus
 the parameter ranges, an objective, a trial budget and a time budget. All of it is checked
 before anything is queued (422: ranges outside the strategy's declared ones, zero budgets,
-an unknown objective, a range without candles). The job loads the candles once; Optuna's
-TPE sampler proposes parameter sets, and each trial is one backtest with the live bot's code
-(`app.engine.backtest.run_backtest`), so a trial's figures are those of a backtest of the
-same parameters. A parameter set proposed twice is scored once. Progress (trials done, best
-so far) goes out as `job_progress` events; a cancelled search stops between two trials.
+an unknown objective, a range without candles). Optuna's TPE sampler proposes parameter sets
+(`Proposer`), and each trial is one backtest with the live bot's code
+(`app.engine.backtest.run_backtest`, through `TrialRunner`), so a trial's figures are those
+of a backtest of the same parameters; trials that differ only in exit parameters reuse the
+signals. A parameter set proposed twice is scored once. `run_search` runs the trials in this
+process; a background search (job kind "search") spreads them over every worker
+(`app.services.search_workers`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.search import (
     OBJECTIVES,
+    Fold,
     ParamRange,
     RangeError,
     efficiency,
@@ -34,16 +37,15 @@ from app.domain.search import (
     walk_forward_folds,
 )
 from app.domain.sizing import validate_sizing_config
+from app.domain.strategies.cached import CachedSignals
 from app.domain.times import iso_ms
 from app.engine.backtest import run_backtest
 from app.engine.fill_model import FeeSchedule
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS
-from app.market.errors import ExchangeUnavailable
 from app.services import backtests, bots
-from app.services.events import publish_event
 from app.services.jobs import submit
-from app.store.job_contract import JobCancelled, TransientJobError
+from app.store.job_contract import JobCancelled
 from app.store.models import Job
 from app.store.paging import fetch_page
 
@@ -53,9 +55,7 @@ KIND = "search"
 MAX_TRIALS = 10_000
 MAX_SECONDS = 24 * 3600
 MAX_TRIALS_IN_RESULT = 1_000
-EVENT_EVERY_SECONDS = 1.0
 MAX_FOLDS = 20
-CANCEL_CHECK_SECONDS = 0.5
 MIN_FOLD_CANDLES = 10  # a window shorter than this cannot say anything
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -172,69 +172,124 @@ class Trial:
 OnTrial = Callable[[int, "Trial | None"], None]
 
 
-def _suggest(trial: optuna.Trial, r: ParamRange) -> Any:
+def _distribution(r: ParamRange) -> optuna.distributions.BaseDistribution:
     if r.kind == "choice":
-        return trial.suggest_categorical(r.name, list(r.choices or ()))
+        return optuna.distributions.CategoricalDistribution(list(r.choices or ()))
     if r.kind == "int":
-        return trial.suggest_int(r.name, int(r.low or 0), int(r.high or 0))
-    return trial.suggest_float(r.name, float(r.low or 0), float(r.high or 0))
+        return optuna.distributions.IntDistribution(int(r.low or 0), int(r.high or 0))
+    return optuna.distributions.FloatDistribution(float(r.low or 0), float(r.high or 0))
 
 
-def run_search(
-    spec: SearchSpec,
-    data: backtests.CandleData,
-    *,
-    on_trial: OnTrial | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """Run the trials over `data` (candles loaded once) and return the search's result."""
-    bt = spec.backtest
-    strategy = backtests.spec_strategy(bt)
-    sizing = validate_sizing_config(bt.sizing)
-    fees = FeeSchedule(maker=bt.maker_fee, taker=bt.taker_fee, slippage_bps=bt.slippage_bps)
-    tf_seconds = TIMEFRAME_SECONDS[data.timeframe]
-    sampler = optuna.samplers.TPESampler(seed=spec.seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    scored: dict[tuple, Trial] = {}  # parameter set -> its trial (scored once)
-    trials: list[Trial] = []
-    best: Trial | None = None
-    started = time.monotonic()
-    stopped_by = "trials"
-    for number in range(spec.trials):
-        if should_stop is not None and should_stop():
-            raise JobCancelled()
-        if time.monotonic() - started > spec.timeout_seconds:
-            stopped_by = "time"
-            break
-        ot = study.ask()
-        proposed = {r.name: _suggest(ot, r) for r in spec.ranges}
-        key = tuple(sorted(proposed.items()))
-        trial = scored.get(key)
-        if trial is None:
-            trial = _evaluate(number, {**bt.strategy_params, **proposed}, proposed, spec,
-                              strategy, data, fees, sizing, tf_seconds)  # fmt: skip
-            scored[key] = trial
-        else:
-            trial = Trial(number, proposed, trial.value, trial.state, trial.metrics)
+def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
+
+
+class Proposer:
+    """Optuna's TPE over the trials recorded so far, whoever evaluated them.
+
+    Trials are added as they are recorded (`add`); `ask(number)` proposes trial `number` with
+    a sampler seeded from the search's seed and that number, so a proposal depends only on
+    the recorded trials, not on which worker asks. A parameter set already scored is known
+    (`known`): it is recorded again without a second evaluation."""
+
+    def __init__(self, ranges: list[ParamRange], seed: int | None) -> None:
+        self.distributions = {r.name: _distribution(r) for r in ranges}
+        self.seed = seed
+        self.study = optuna.create_study(direction="maximize")
+        self.scored: dict[tuple[tuple[str, Any], ...], Trial] = {}
+        self.best: Trial | None = None
+        self.recorded = 0
+
+    def ask(self, number: int) -> dict[str, Any]:
+        seed = None if self.seed is None else (self.seed * 1_000_003 + number) % 2**32
+        self.study.sampler = optuna.samplers.TPESampler(seed=seed)
+        asked = self.study.ask(self.distributions)
+        self.study.tell(asked, state=optuna.trial.TrialState.FAIL)  # a placeholder: see add
+        return dict(asked.params)
+
+    def known(self, number: int, proposed: dict[str, Any]) -> Trial | None:
+        seen = self.scored.get(_key(proposed))
+        return None if seen is None else Trial(number, proposed, seen.value, seen.state,
+                                               seen.metrics)  # fmt: skip
+
+    def add(self, trial: Trial) -> None:
+        state = optuna.trial.TrialState.COMPLETE
         if trial.value is None:
-            study.tell(ot, state=optuna.trial.TrialState.FAIL)
-        else:
-            study.tell(ot, trial.value)
-            if best is None or trial.value > (best.value or -math.inf):
-                best = trial
-        trials.append(trial)
-        if on_trial is not None:
-            on_trial(len(trials), best)
+            state = optuna.trial.TrialState.FAIL
+        self.study.add_trial(optuna.trial.create_trial(
+            params=trial.params, distributions=self.distributions, value=trial.value, state=state,
+        ))  # fmt: skip
+        self.scored.setdefault(_key(trial.params), trial)
+        self.recorded += 1
+        best = -math.inf if self.best is None or self.best.value is None else self.best.value
+        if trial.value is not None and trial.value > best:
+            self.best = trial
+
+
+@dataclass
+class TrialRunner:
+    """Evaluates trials over one window of candles: a backtest with the live bot's code,
+    through a strategy that computes its signals once per signal-moving parameter set
+    (`CachedSignals`), so trials differing only in exits reuse them."""
+
+    spec: SearchSpec
+    data: backtests.CandleData
+    strategy: CachedSignals
+    fees: FeeSchedule
+    sizing: Any
+    tf_seconds: int
+
+    @classmethod
+    def build(
+        cls, spec: SearchSpec, data: backtests.CandleData, strategy: CachedSignals | None = None
+    ) -> TrialRunner:
+        bt = spec.backtest
+        return cls(
+            spec, data, strategy or CachedSignals(backtests.spec_strategy(bt)),
+            FeeSchedule(maker=bt.maker_fee, taker=bt.taker_fee, slippage_bps=bt.slippage_bps),
+            validate_sizing_config(bt.sizing), TIMEFRAME_SECONDS[data.timeframe],
+        )  # fmt: skip
+
+    def window(self, lo: int, hi: int) -> TrialRunner:
+        """The same search over candles [lo, hi) (sharing the signal cache)."""
+        return replace(self, data=_window(self.data, lo, hi))
+
+    def evaluate(self, number: int, proposed: dict[str, Any]) -> Trial:
+        """Trial `number`: the backtest of the search's parameters with `proposed` over them."""
+        try:
+            params = self.strategy.validate_params({**self.spec.backtest.strategy_params,
+                                                    **proposed})  # fmt: skip
+        except ValidationFailed:
+            return Trial(number, proposed, None, "invalid")  # e.g. fast >= slow
+        result = run_backtest(self.data.candles, self.strategy, params,
+                              capital=self.spec.backtest.capital, market=self.data.market,
+                              fees=self.fees, sizing=self.sizing,
+                              timeframe_seconds=self.tf_seconds)  # fmt: skip
+        value = objective_value(self.spec.objective, result.metrics)
+        if value is not None and not math.isfinite(value):
+            value = None
+        state = "complete" if value is not None else "failed"
+        return Trial(number, proposed, value, state, result.metrics.to_dict())
+
+
+def search_result(
+    spec: SearchSpec, trials: list[Trial], stopped_by: str, seconds: float
+) -> dict[str, Any]:
+    """What a search found, from its recorded trials (by number)."""
+    best: Trial | None = None
+    for t in trials:  # the first of equal scores; a score of 0 is a score
+        if t.value is not None and (best is None or best.value is None or t.value > best.value):
+            best = t
     return {
         "objective": spec.objective,
         "trials_requested": spec.trials,
         "trials_done": len(trials),
         "stopped_by": stopped_by,
-        "seconds": round(time.monotonic() - started, 3),
+        "seconds": round(seconds, 3),
         "best": None
         if best is None
         else {
-            "params": {**bt.strategy_params, **best.params},
+            "params": {**spec.backtest.strategy_params, **best.params},
             "value": best.value,
             "metrics": best.metrics,
             "trial": best.number,
@@ -243,64 +298,38 @@ def run_search(
     }
 
 
-def _evaluate(
-    number: int,
-    values: dict[str, Any],
-    proposed: dict[str, Any],
+def run_search(
     spec: SearchSpec,
-    strategy: Any,
     data: backtests.CandleData,
-    fees: FeeSchedule,
-    sizing: Any,
-    tf_seconds: int,
-) -> Trial:
-    try:
-        params = strategy.validate_params(values)
-    except ValidationFailed:
-        return Trial(number, proposed, None, "invalid")  # e.g. fast >= slow
-    result = run_backtest(data.candles, strategy, params, capital=spec.backtest.capital,
-                          market=data.market, fees=fees, sizing=sizing,
-                          timeframe_seconds=tf_seconds)  # fmt: skip
-    value = objective_value(spec.objective, result.metrics)
-    if value is not None and not math.isfinite(value):
-        value = None
-    metrics = result.metrics.to_dict()
-    return Trial(number, proposed, value, "complete" if value is not None else "failed", metrics)
+    *,
+    on_trial: OnTrial | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    runner: TrialRunner | None = None,
+) -> dict[str, Any]:
+    """Run the trials over `data` in this process (candles loaded once) and return the
+    search's result; `flask search` and walk-forward folds use it. A background search runs
+    the same trials spread over workers (`app.services.search_workers`)."""
+    runner = runner or TrialRunner.build(spec, data)
+    proposer = Proposer(spec.ranges, spec.seed)
+    trials: list[Trial] = []
+    started = time.monotonic()
+    stopped_by = "trials"
+    for number in range(spec.trials):
+        if should_stop is not None and should_stop():
+            raise JobCancelled()
+        if time.monotonic() - started > spec.timeout_seconds:
+            stopped_by = "time"
+            break
+        proposed = proposer.ask(number)
+        trial = proposer.known(number, proposed) or runner.evaluate(number, proposed)
+        proposer.add(trial)
+        trials.append(trial)
+        if on_trial is not None:
+            on_trial(len(trials), proposer.best)
+    return search_result(spec, trials, stopped_by, time.monotonic() - started)
 
 
-def run_search_job(ctx: Any) -> dict[str, Any]:
-    """Handler of job kind "search"."""
-    spec = SearchSpec.from_payload(ctx.payload)
-    try:
-        data = backtests.load_candles(spec.backtest)
-    except ExchangeUnavailable as exc:
-        raise TransientJobError(str(exc)) from exc
-    if len(data.candles) == 0:
-        raise ValidationFailed("no candles in the requested range", code="no_candles")
-    last = [0.0]
-    total = spec.trials * (spec.walk_forward or {}).get("folds", 1)
-
-    def on_trial(done: int, best: Trial | None) -> None:
-        ctx.report_progress(done / total)
-        now = time.monotonic()
-        if now - last[0] >= EVENT_EVERY_SECONDS or done == total:
-            last[0] = now
-            publish_event(ctx.user_id, "job_progress", {
-                "job_id": ctx.job_id, "kind": KIND, "state": "running",
-                "progress": round(done / total, 4), "trials_done": done,
-                "best_value": None if best is None else best.value,
-                "best_params": None if best is None else best.params,
-            })  # fmt: skip
-
-    stop = _throttled(ctx.cancelled, CANCEL_CHECK_SECONDS)
-    if spec.walk_forward:
-        result = run_walk_forward(spec, data, on_trial=on_trial, should_stop=stop)
-    else:
-        result = run_search(spec, data, on_trial=on_trial, should_stop=stop)
-    return {"summary": summary(spec, data), **result}
-
-
-def _throttled(check: Callable[[], bool], every: float) -> Callable[[], bool]:
+def throttled(check: Callable[[], bool], every: float) -> Callable[[], bool]:
     """`check`, asked at most once per `every` seconds (a cancel check reads the database)."""
     last = [-math.inf, False]
 
@@ -318,6 +347,23 @@ def _window(data: backtests.CandleData, lo: int, hi: int) -> backtests.CandleDat
                                 data.source)  # fmt: skip
 
 
+def folds_of(spec: SearchSpec, data: backtests.CandleData) -> list[Fold]:
+    """The walk-forward folds over `data`; 422 when a window would be too short."""
+    wf = spec.walk_forward or {}
+    folds = walk_forward_folds(len(data.candles), wf["folds"], wf["in_sample"])
+    short = [f for f in folds if min(f.is_hi - f.is_lo, f.oos_hi - f.oos_lo) < MIN_FOLD_CANDLES]
+    if short:
+        raise ValidationFailed(
+            f"{len(data.candles)} candles are too few for {wf['folds']} folds: every window "
+            f"needs at least {MIN_FOLD_CANDLES}", code="too_few_candles",
+        )  # fmt: skip
+    return folds
+
+
+def fold_seed(spec: SearchSpec, k: int) -> int | None:
+    return None if spec.seed is None else spec.seed + k
+
+
 def run_walk_forward(
     spec: SearchSpec,
     data: backtests.CandleData,
@@ -327,20 +373,8 @@ def run_walk_forward(
 ) -> dict[str, Any]:
     """Search each fold's in-sample window, then backtest its best parameters on the
     out-of-sample window that follows; compare the two per fold and across folds."""
-    wf = spec.walk_forward or {}
-    folds = walk_forward_folds(len(data.candles), wf["folds"], wf["in_sample"])
-    short = [f for f in folds if min(f.is_hi - f.is_lo, f.oos_hi - f.oos_lo) < MIN_FOLD_CANDLES]
-    if short:
-        raise ValidationFailed(
-            f"{len(data.candles)} candles are too few for {wf['folds']} folds: every window "
-            f"needs at least {MIN_FOLD_CANDLES}", code="too_few_candles",
-        )  # fmt: skip
-    bt = spec.backtest
-    strategy = backtests.spec_strategy(bt)
-    sizing = validate_sizing_config(bt.sizing)
-    fees = FeeSchedule(maker=bt.maker_fee, taker=bt.taker_fee, slippage_bps=bt.slippage_bps)
-    tf_seconds = TIMEFRAME_SECONDS[data.timeframe]
-    day = 86_400 / tf_seconds  # candles per day
+    folds = folds_of(spec, data)
+    runner = TrialRunner.build(spec, data)
     deadline = time.monotonic() + spec.timeout_seconds
     done_before = [0]
 
@@ -348,16 +382,27 @@ def run_walk_forward(
         if on_trial is not None:
             on_trial(done_before[0] + done, best)
 
-    rows: list[dict[str, Any]] = []
-    timed_out = False
+    fitted_folds: list[dict[str, Any]] = []
     for k, fold in enumerate(folds):
         left = deadline - time.monotonic()  # the time budget is the whole search's
-        inner = SearchSpec(bt, spec.ranges, spec.objective, spec.trials, left,
-                           None if spec.seed is None else spec.seed + k)  # fmt: skip
-        fitted = run_search(inner, _window(data, fold.is_lo, fold.is_hi),
-                            on_trial=fold_progress, should_stop=should_stop)  # fmt: skip
+        inner = SearchSpec(spec.backtest, spec.ranges, spec.objective, spec.trials, left,
+                           fold_seed(spec, k))  # fmt: skip
+        window = runner.window(fold.is_lo, fold.is_hi)
+        fitted = run_search(inner, window.data, on_trial=fold_progress, should_stop=should_stop,
+                            runner=window)  # fmt: skip
         done_before[0] += fitted["trials_done"]
-        timed_out = timed_out or fitted["stopped_by"] == "time"
+        fitted_folds.append(fitted)
+    return walk_forward_result(spec, runner, folds, fitted_folds)
+
+
+def walk_forward_result(
+    spec: SearchSpec, runner: TrialRunner, folds: list[Fold], fitted_folds: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Each fold's search result checked on its out-of-sample window, and the verdict."""
+    data = runner.data
+    day = 86_400 / runner.tf_seconds  # candles per day
+    rows: list[dict[str, Any]] = []
+    for k, (fold, fitted) in enumerate(zip(folds, fitted_folds, strict=True)):
         best = fitted["best"]
         row: dict[str, Any] = {
             "fold": k,
@@ -371,9 +416,7 @@ def run_walk_forward(
                          "in_sample_return": None, "out_of_sample_return": None,
                          "efficiency": None})  # fmt: skip
             continue
-        checked = _window(data, fold.oos_lo, fold.oos_hi)
-        oos = _evaluate(k, best["params"], best["params"], spec, strategy, checked, fees, sizing,
-                        tf_seconds)  # fmt: skip
+        oos = runner.window(fold.oos_lo, fold.oos_hi).evaluate(k, best["params"])
         is_return = best["metrics"]["total_return"]
         oos_return = None if oos.metrics is None else oos.metrics["total_return"]
         rows.append({
@@ -383,8 +426,10 @@ def run_walk_forward(
             "efficiency": efficiency(is_return, (fold.is_hi - fold.is_lo) / day, oos_return,
                                      (fold.oos_hi - fold.oos_lo) / day),
         })  # fmt: skip
+    timed_out = any(f["stopped_by"] == "time" for f in fitted_folds)
     return {"objective": spec.objective, "trials_per_fold": spec.trials,
-            "trials_done": done_before[0], "stopped_by": "time" if timed_out else "trials",
+            "trials_done": sum(f["trials_done"] for f in fitted_folds),
+            "stopped_by": "time" if timed_out else "trials",
             "folds": rows,
             "walk_forward": _verdict(rows, spec.ranges)}  # fmt: skip
 

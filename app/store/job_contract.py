@@ -52,6 +52,10 @@ class JobContext(Protocol):
     @property
     def payload(self) -> dict[str, Any]: ...
 
+    @property
+    def owner(self) -> str:
+        """The worker running the job (its lease owner), for leases the handler takes."""
+
     def report_progress(self, fraction: float) -> None:
         """Progress in [0, 1]; saved with the next heartbeat."""
 

@@ -96,6 +96,12 @@ class Strategy(ABC, Generic[P]):
         """What tells this strategy's signals apart in shared caches (documents: a hash)."""
         return self.name
 
+    def signal_params(self) -> frozenset[str]:
+        """The parameters that can change `signals` (and the warm-up); the others only move
+        exits, so two parameter sets equal on these share their signals. Hand-written
+        strategies: all of them."""
+        return frozenset(self.params_model.model_fields)
+
     def signals(self, candles: Candles, params: P) -> np.ndarray:
         """int8 array of ENTER/EXIT/NONE, one per candle; see the module docstring."""
         if not isinstance(params, self.params_model):

@@ -105,6 +105,20 @@ def _cached_params_model(declared: str) -> type[BaseModel]:
     )
 
 
+def _named_params(nodes: list[Any]) -> set[str]:
+    """Every `{"param": name}` inside JSON-like nodes."""
+    names: set[str] = set()
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("param"), str):
+                names.add(node["param"])
+            nodes.extend(node.values())
+        elif isinstance(node, list):
+            nodes.extend(node)
+    return names
+
+
 class DocumentStrategy(Strategy[BaseModel]):
     """A checked document bound to a base timeframe (needed by informative timeframes)."""
 
@@ -125,6 +139,9 @@ class DocumentStrategy(Strategy[BaseModel]):
         self.timeframe = timeframe
         self._cache_key = f"doc:{document_key(doc)}:{timeframe or doc.timeframe or ''}"
         self._programs: dict[Any, Program] = {}
+        self._signal_params = frozenset(_named_params(
+            [doc.model_dump(mode="json", include={"indicators", "entry", "exit"})]
+        ))  # fmt: skip
         self.program(self.default_params())  # the defaults must compile
 
     @property
@@ -147,6 +164,11 @@ class DocumentStrategy(Strategy[BaseModel]):
                 self._programs.clear()
             self._programs[key] = program
         return program
+
+    def signal_params(self) -> frozenset[str]:
+        """Parameters named anywhere in the indicators, the entry or the exit condition;
+        those named only by `exits` (stop-loss, trailing, holding time) leave signals alone."""
+        return self._signal_params
 
     def warmup(self, params: BaseModel) -> int:
         return self.program(params).warmup

@@ -10,6 +10,7 @@ from app.store.models import (  # noqa: F401
     ledger,
     notifications,
     safety,
+    searches,
     signals,
     strategies,
     trading,
