@@ -5,7 +5,10 @@ the whole `flask backtest` process, each next to a baseline measured in the same
   Python only per trade) against a naive per-candle Python loop doing the same trading
   (running SMA sums, float fills at the next open) over the same candles;
 * process: `flask --app wsgi backtest --file <largest>` wall time against the bare start-up
-  of the same process (`python -c "import wsgi"`), both best of N.
+  of the same process (`python -c "import wsgi"`), both best of N;
+* several pairs: the one-wallet walk (`app.engine.pairs`) over every BINANCE 5m file, with
+  room for every pair (max_open_trades = pairs, a stake the wallet always pays), against the
+  same pairs backtested one by one (`run_backtest`), which then gives the same trades.
 
 Targets (the bots issue): the core loop above 1 M candles/s on one core, the whole process
 under 1 s; each is printed with the figure it judges.
@@ -28,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _data import largest_candle_file  # noqa: E402
+from _data import candle_files, largest_candle_file  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FAST, SLOW, STAKE, FEE, CAPITAL = 10, 30, 0.1, 0.001, 1.0
@@ -141,6 +144,54 @@ def core(path: Path, repeat: int) -> None:
     )
 
 
+def pairs(repeat: int) -> None:
+    from app.domain.sizing import SizingConfig
+    from app.domain.strategies import get_strategy
+    from app.engine.backtest import run_backtest
+    from app.engine.fill_model import FeeSchedule
+    from app.engine.pairs import PairData, run_pairs_backtest
+    from app.services.backtests import candle_file_data
+
+    datas = [candle_file_data(p) for p in sorted(candle_files("BINANCE_*-BTC_5m.csv"))]
+    strategy = get_strategy("sma_crossover")
+    params = strategy.validate_params({"fast": FAST, "slow": SLOW})
+    fees = FeeSchedule(Decimal(str(FEE)), Decimal(str(FEE)))
+    sizing = SizingConfig(mode="fixed", stake=Decimal(str(STAKE)))
+    capital = Decimal(str(STAKE * 2 * len(datas)))  # every pair can always pay its stake
+
+    def walk():  # type: ignore[no-untyped-def]
+        return run_pairs_backtest([PairData(d.candles, d.market) for d in datas], strategy,
+                                  params, capital=capital, fees=fees, sizing=sizing,
+                                  timeframe_seconds=300, max_open_trades=len(datas))  # fmt: skip
+
+    def one_by_one():  # type: ignore[no-untyped-def]
+        return [run_backtest(d.candles, strategy, params, capital=capital, market=d.market,
+                             fees=fees, sizing=sizing, timeframe_seconds=300)
+                for d in datas]  # fmt: skip
+
+    def timed(fn) -> float:  # type: ignore[no-untyped-def]
+        fn()
+        runs = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - started)
+        return statistics.median(runs)
+
+    multi, singles = walk(), one_by_one()
+    same = sorted((t.symbol, t.entry_index, t.pnl) for t in multi.trades) == sorted(
+        (d.market.symbol, t.entry_index, t.pnl) for d, r in zip(datas, singles, strict=True)
+        for t in r.trades)  # fmt: skip
+    ours, base = timed(walk), timed(one_by_one)
+    n = sum(len(d.candles) for d in datas)
+    print(f"{len(datas)} pairs, {n} candles, SMA {FAST}/{SLOW}, {len(multi.trades)} trades "
+          f"(the same as one by one: {same})")  # fmt: skip
+    print(f"  one wallet walk : {n / ours / 1e6:6.2f} M candles/s ({ours * 1000:6.1f} ms)")
+    print(f"  baseline, pairs one by one: {n / base / 1e6:6.2f} M candles/s "
+          f"({base * 1000:6.1f} ms)")  # fmt: skip
+    print(f"  ratio walk/one-by-one time: {ours / base:.2f}x")
+
+
 def process(path: Path, runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -181,6 +232,7 @@ def main() -> None:
     largest = largest_candle_file()
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     core(largest, args.repeat)
+    pairs(args.repeat)
     process(largest, args.runs)
 
 

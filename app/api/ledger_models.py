@@ -25,6 +25,8 @@ class OrderOut(BaseModel):
     fee: DecimalText | None
     bootstrap: bool = Field(description="placed while sizing was still bootstrapping")
     reason: str | None = Field(description="why the bot placed it")
+    entry_tag: str | None = Field(None, description="a buy: the tag of the strategy document's "
+                                  "entry that fired (docs/strategies.md, tagged entries)")
     state_reason: str | None = Field(description="why it ended in its state")
     fill_from: UtcTime | None = Field(description="the first candle that may fill it")
     created_at: UtcTime

@@ -177,6 +177,7 @@ class _State:
     skipped: list[SkippedEntry] = field(default_factory=list)
     entry: tuple[int, FillResult, SizingDecision] | None = None
     decimals: dict[float, Decimal] = field(default_factory=dict)
+    tags: list[str | None] | None = None  # each candle's entry tag (tagged documents)
 
     def decimal(self, price: float) -> Decimal:
         """`to_decimal` of a candle price, once per distinct price (they repeat on the tick
@@ -205,7 +206,7 @@ def run_backtest(
     n = len(candles)
     sig = strategy.signals(candles, params)
     events = np.flatnonzero(sig[: max(n - 1, 0)])  # the last candle has no next open
-    state = _State(book=Book.opening(capital))
+    state = _State(book=Book.opening(capital), tags=strategy.entry_tags(candles, params))
     sizing = sizing or SizingConfig()
     opens = candles.open
     rules = strategy.exit_rules(params)
@@ -398,7 +399,7 @@ def _exit(
     trade = BacktestTrade(
         entry_index, int(ts[entry_index]), bought.price, bought.amount, bought.cost, bought.fee,
         j, int(ts[j]), outcome.price, outcome.cost, outcome.fee, pnl, reason, decision.bootstrap,
-        decision.reason,
+        decision.reason, None if state.tags is None else state.tags[entry_index - 1],
     )  # fmt: skip
     state.trades.append(trade)
     state.entry = None

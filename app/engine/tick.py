@@ -312,7 +312,8 @@ def run_tick(
         _sell(session, ctx, result, "exit_signal", action="sell")
     elif signal == ENTER and held == 0:
         writes()
-        _buy(session, ctx, result, sent=queued)
+        tags = None if queued is not None else strategy.entry_tags(candles, params)
+        _buy(session, ctx, result, sent=queued, tag=tags[-1] if tags else None)
     if queued is not None:
         writes()
         settle(queued, result.action, result.details, held=held > 0, now=now)
@@ -407,9 +408,11 @@ def _sell(
 
 
 def _buy(
-    session: Session, ctx: _OrderContext, result: TickResult, *, sent: BotSignal | None = None
+    session: Session, ctx: _OrderContext, result: TickResult, *, sent: BotSignal | None = None,
+    tag: str | None = None,
 ) -> None:
-    """An entry sized by the bot's sizing rules, or by the size a signal sent (`sent`)."""
+    """An entry sized by the bot's sizing rules, or by the size a signal sent (`sent`);
+    `tag` names the document's entry that fired (recorded on the order)."""
     bot = ctx.bot
     book = load_book(session, bot.id)
     if book.quote_locked > 0:
@@ -450,9 +453,13 @@ def _buy(
         result.action = "no_stake"
         return
     budget = entry_budget(stake, bot_decimal(bot, bot.taker_fee), book.quote_free)
-    if _place(session, ctx, result, side="buy", client_order_id=ctx.client_order_id(0),
-              quote_amount=budget, bootstrap=bootstrap,
-              reason=f"entry signal; {why}") is not None:  # fmt: skip
+    placed = _place(session, ctx, result, side="buy", client_order_id=ctx.client_order_id(0),
+                    quote_amount=budget, bootstrap=bootstrap,
+                    reason=f"entry signal{f' {tag}' if tag else ''}; {why}")  # fmt: skip
+    if placed is not None:
+        if tag is not None:
+            placed.entry_tag = tag
+            result.details["entry_tag"] = tag
         result.action = "buy"
 
 

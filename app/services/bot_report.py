@@ -22,9 +22,10 @@ MAX_ROUND_TRIPS = 10_000
 
 def bot_round_trips(session: Session, bot: Bot) -> list[RoundTrip]:
     """Round trips (flat -> position -> flat), oldest first: the buys' average price and
-    cost (fees included) against the sells', the closing order's reason as exit reason."""
+    cost (fees included) against the sells', the closing order's reason as exit reason and
+    the opening order's entry tag."""
     rows = session.execute(
-        select(Fill, Order.reason)
+        select(Fill, Order.reason, Order.entry_tag)
         .join(Order, Order.id == Fill.order_id)
         .where(Fill.bot_id == bot.id)
         .order_by(Fill.id)
@@ -32,13 +33,15 @@ def bot_round_trips(session: Session, bot: Bot) -> list[RoundTrip]:
     trips: list[RoundTrip] = []
     bought = paid = cost = sold = proceeds = Decimal(0)
     first_ts: int | None = None
-    for fill, reason in rows:
+    tag: str | None = None
+    for fill, reason, entry_tag in rows:
         fee = fill.fee if fill.fee_asset != _base(bot) else fill.fee * fill.price
         if fill.side == "buy":
             bought += fill.amount
             paid += fill.cost
             cost += fill.cost + fee
-            first_ts = to_ms(fill.candle_ts) if first_ts is None else first_ts
+            if first_ts is None:
+                first_ts, tag = to_ms(fill.candle_ts), entry_tag
         else:
             sold += fill.amount
             proceeds += fill.cost
@@ -51,10 +54,10 @@ def bot_round_trips(session: Session, bot: Bot) -> list[RoundTrip]:
             entry_price=(paid / bought) if bought else fill.price,
             exit_price=(proceeds / sold) if sold else fill.price,
             amount=bought, cost_basis=cost, pnl=fill.closed_trade_pnl,
-            exit_reason=reason or "unknown",
+            exit_reason=reason or "unknown", entry_tag=tag,
         ))  # fmt: skip
         bought = paid = cost = sold = proceeds = Decimal(0)
-        first_ts = None
+        first_ts = tag = None
     return trips
 
 

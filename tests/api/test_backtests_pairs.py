@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from app.jobs.job_runner import run_once
+from tests.domain.test_entry_tags import TAGGED
 from tests.engine.helpers import (
     FIXTURE_CLOSE,
     FIXTURE_OPEN,
@@ -135,3 +136,25 @@ def test_neither_symbol_nor_symbols_is_refused(client, owner, pairs_data) -> Non
     body = {k: v for k, v in REQUEST.items() if k != "symbols"}
     r = client.post("/api/backtests", json=body, headers=owner)
     assert r.status_code == 422 and "exactly one of symbol" in r.get_json()["error"]["message"]
+
+
+def test_a_tagged_document_fills_the_table_by_entry_tag(client, owner, pairs_data) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/strategies", json={"document": TAGGED}, headers=owner)
+    assert r.status_code == 201, r.get_json()
+    doc_id = r.get_json()["id"]
+    body = {k: v for k, v in REQUEST.items() if k not in ("strategy", "strategy_params")}
+    body |= {"strategy_document_id": doc_id, "max_open_trades": 2}
+    r = client.post("/api/backtests", json=body, headers=owner)
+    assert r.status_code == 202, r.get_json()
+    run_once()
+    done = client.get(f"/api/backtests/{r.get_json()['id']}", headers=owner).get_json()
+    assert done["state"] == "succeeded", done
+    result = done["result"]
+    assert [(t["symbol"], t["entry_tag"]) for t in result["trades"]] == [
+        ("AAA/BBB", "cheap_cross"), ("CCC/BBB", "cheap_cross"),
+        ("AAA/BBB", "cross"), ("CCC/BBB", "cross"),
+    ]  # fmt: skip
+    rows = {row["key"]: row for row in result["report"]["tables"]["entry_tag"]}
+    assert (rows["cheap_cross"]["trades"], rows["cheap_cross"]["losses"]) == (2, 2)
+    assert (rows["cross"]["trades"], rows["cross"]["wins"]) == (2, 2)
+    assert rows["cross"]["profit_abs"] == "42.409196"

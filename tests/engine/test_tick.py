@@ -396,3 +396,30 @@ def test_requested_exit_sells_even_when_paused_and_finishes_when_flat(clock, use
     assert orders(bot_id)[-1].state == "filled" and orders(bot_id)[-1].average_price == D("15")
     with session_scope() as s:
         assert s.get(Position, bot_id).amount == 0
+
+
+def test_a_tagged_entry_names_the_order_and_the_bot_reports_by_tag(clock, user_id) -> None:  # type: ignore[no-untyped-def]
+    """The document's first true entry (in list order) tags the buy order; the bot's report
+    counts its round trips by that tag, as the backtest of the same candles does."""
+    from app.services.bot_report import bot_report
+    from app.store.models.strategies import StrategyDocument, StrategyVersion
+    from tests.domain.test_entry_tags import TAGGED
+
+    with session_scope() as s:
+        doc = StrategyDocument(user_id=user_id, name="tagged sma", latest_version=1)
+        s.add(doc)
+        s.flush()
+        s.add(StrategyVersion(document_id=doc.id, version=1, body=TAGGED))
+        bot_id = make_bot(s, user_id, strategy="tagged sma", strategy_document_id=doc.id,
+                          strategy_version=1, strategy_params={}).id  # fmt: skip
+    for k in range(3, len(FIXTURE_CLOSE)):
+        tick(bot_id, clock, k)
+    placed = orders(bot_id)
+    assert [(o.side, o.entry_tag) for o in placed] == [
+        ("buy", "cheap_cross"), ("sell", None), ("buy", "cross"), ("sell", None)]  # fmt: skip
+    assert placed[0].reason.startswith("entry signal cheap_cross; fixed stake 100")
+    with session_scope() as s:
+        report = bot_report(s, s.get(Bot, bot_id))
+    assert [t["entry_tag"] for t in report["round_trips"]] == ["cheap_cross", "cross"]
+    rows = {r["key"]: (r["trades"], r["profit_abs"]) for r in report["tables"]["entry_tag"]}
+    assert rows == {"cheap_cross": (1, "-15.568608"), "cross": (1, "21.204598")}

@@ -253,8 +253,9 @@ def analyse(doc: StrategyDocument, limits: DocumentLimits | None = None) -> Anal
     for name in doc.indicators:
         if name not in checker.out.ref_types:
             checker.definition(name)
-    if checker.node(doc.entry, ("entry",), informative=False) != BOOL:
-        checker.fail(("entry",), "the entry must be a condition (a comparison, cross, and/or/not)")
+    for _, when, loc in doc.entries():
+        if checker.node(when, loc, informative=False) != BOOL:
+            checker.fail(loc, "the entry must be a condition (a comparison, cross, and/or/not)")
     if doc.exit is not None and checker.node(doc.exit, ("exit",), informative=False) != BOOL:
         checker.fail(("exit",), "the exit must be a condition (a comparison, cross, and/or/not)")
     for i, constraint in enumerate(doc.constraints):
@@ -305,10 +306,25 @@ class Program:
         deadline = started + self.max_eval_ms / 1000.0
         ev = _Evaluator(self, deadline)
         ctx = _Ctx(candles, self.timeframe_seconds)
-        enter = ev.eval(self.doc.entry, ctx) == 1.0
+        enter = np.zeros(len(candles), dtype=bool)
+        for _, when, _ in self.doc.entries():
+            enter |= ev.eval(when, ctx) == 1.0
         if self.doc.exit is None:
             return enter, np.zeros(len(candles), dtype=bool)
         return enter, ev.eval(self.doc.exit, ctx) == 1.0
+
+    def entry_tags(self, candles: Candles) -> list[str | None] | None:
+        """Per candle, the tag of the first entry (in list order) whose condition is true
+        there, None where none is; None for a document whose entry is not a tagged list."""
+        if not self.doc.tagged:
+            return None
+        ev = _Evaluator(self, time.perf_counter() + self.max_eval_ms / 1000.0)
+        ctx = _Ctx(candles, self.timeframe_seconds)
+        tags: list[str | None] = [None] * len(candles)
+        for tag, when, _ in reversed(self.doc.entries()):  # earlier entries overwrite later
+            for i in np.flatnonzero(ev.eval(when, ctx) == 1.0).tolist():
+                tags[i] = tag
+        return tags
 
     def indicator(self, name: str, candles: Candles) -> np.ndarray:
         """One named indicator's values (for charts and the validate endpoint)."""
@@ -430,9 +446,10 @@ def compile_document(
     sizer = _Sizer(doc, values, tf, limits)
     warm = 0
     settle = 0
-    for loc, node in (("entry", doc.entry), ("exit", doc.exit)):
+    conditions = [(loc, when) for _, when, loc in doc.entries()] + [(("exit",), doc.exit)]
+    for loc, node in conditions:
         if node is not None:
-            w, s = sizer.size(node, (loc,))
+            w, s = sizer.size(node, loc)
             warm, settle = max(warm, w), max(settle, s)
     series = {}
     for name in doc.indicators:

@@ -56,6 +56,7 @@ __all__ = [
     "Parameter",
     "StrategyDocument",
     "TIMEFRAME_SECONDS",
+    "TaggedEntry",
     "TaCall",
     "Trailing",
     "document_error",
@@ -280,6 +281,25 @@ class Exits(_Strict):
         return value
 
 
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/ -]{0,63}$"
+MAX_TAGGED_ENTRIES = 20
+
+
+class TaggedEntry(_Strict):
+    """One named way in: `when` is the condition, `tag` what its trades are reported under."""
+
+    tag: str = Field(pattern=TAG_PATTERN, description="letters, digits, _ . : / - and spaces")
+    when: Node
+
+
+Entry = Annotated[
+    _tagged(Node, "condition")
+    | _tagged(list[TaggedEntry], "tagged"),
+    Discriminator(lambda v: f"{_TAG_PREFIX}tagged" if isinstance(v, list | tuple)
+                  else f"{_TAG_PREFIX}condition"),  # fmt: skip
+]
+
+
 class StrategyDocument(_Strict):
     """A whole strategy; see the module docstring for the expression language."""
 
@@ -289,7 +309,8 @@ class StrategyDocument(_Strict):
     parameters: dict[str, Parameter] = Field(default_factory=dict, max_length=30)
     constraints: list[Constraint] = Field(default_factory=list, max_length=20)
     indicators: dict[str, Node] = Field(default_factory=dict, max_length=100)
-    entry: Node
+    entry: Entry = Field(description="a condition, or a list of {tag, when}: the first true "
+                         "one in list order enters and names the trade")
     exit: Node | None = None
     exits: Exits = Field(default_factory=Exits)
 
@@ -310,6 +331,30 @@ class StrategyDocument(_Strict):
             )
         return value
 
+    @field_validator("entry")
+    @classmethod
+    def _tags(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not 1 <= len(value) <= MAX_TAGGED_ENTRIES:
+                raise ValueError(f"a list of entries holds 1 to {MAX_TAGGED_ENTRIES} "
+                                 "{tag, when} objects")  # fmt: skip
+            tags = [e.tag for e in value]
+            repeated = sorted({t for t in tags if tags.count(t) > 1})
+            if repeated:
+                raise ValueError(f"entry tags must differ; repeated: {', '.join(repeated)}")
+        return value
+
+    def entries(self) -> list[tuple[str | None, Any, tuple[Any, ...]]]:
+        """(tag, condition, location) of each entry, in order; one untagged for a plain
+        condition."""
+        if isinstance(self.entry, list):
+            return [(e.tag, e.when, ("entry", k, "when")) for k, e in enumerate(self.entry)]
+        return [(None, self.entry, ("entry",))]
+
+    @property
+    def tagged(self) -> bool:
+        return isinstance(self.entry, list)
+
 
 def _valid_name(key: str) -> bool:
     return (
@@ -319,7 +364,7 @@ def _valid_name(key: str) -> bool:
     )
 
 
-for _model in (TaCall, Op, Informative, Constraint, StrategyDocument):
+for _model in (TaCall, Op, Informative, Constraint, TaggedEntry, StrategyDocument):
     _model.model_rebuild()
 
 

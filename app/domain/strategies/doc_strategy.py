@@ -179,6 +179,9 @@ class DocumentStrategy(Strategy[BaseModel]):
     def exit_rules(self, params: BaseModel) -> ExitRules:
         return self.program(params).exits
 
+    def entry_tags(self, candles: Candles, params: BaseModel) -> list[str | None] | None:
+        return self.program(params).entry_tags(candles)
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["document"] = self.doc.model_dump(mode="json", exclude_none=True)

@@ -103,6 +103,7 @@ class Order(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     bootstrap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     reason: Mapped[str | None] = mapped_column(Text)
+    entry_tag: Mapped[str | None] = mapped_column(String(64))  # a tagged document entry's
     state_reason: Mapped[str | None] = mapped_column(Text)
     submit_state: Mapped[str | None] = mapped_column(String(10))
     exchange_order_id: Mapped[str | None] = mapped_column(String(64))
