@@ -157,7 +157,7 @@ def pairs(repeat: int) -> None:
     params = strategy.validate_params({"fast": FAST, "slow": SLOW})
     fees = FeeSchedule(Decimal(str(FEE)), Decimal(str(FEE)))
     sizing = SizingConfig(mode="fixed", stake=Decimal(str(STAKE)))
-    capital = Decimal(str(STAKE * 2 * len(datas)))  # every pair can always pay its stake
+    capital = Decimal(str(STAKE * 10 * len(datas)))  # every pair can always pay its stake
 
     def walk():  # type: ignore[no-untyped-def]
         return run_pairs_backtest([PairData(d.candles, d.market) for d in datas], strategy,
