@@ -10,7 +10,8 @@ The trials are rows of `search_trials`, claimed like the other work (`app.store.
    parameter set; insert it as a running trial leased to this worker; commit;
 2. evaluate it outside any transaction (the lease renewed meanwhile), with the candles and
    signals this worker keeps for the search (`Prepared`);
-3. record the result, fenced on the lease: once, or not at all if it was declared lost.
+3. record the result, fenced on the lease: once, or not at all if it was declared lost
+   (in the transaction that proposes this worker's next trial, so one commit a trial).
 
 A lost trial is not counted, and another is proposed in its place, so a search ends with the
 trials it asked for unless its time budget ends it first; a worker killed mid-trial loses that
@@ -82,7 +83,18 @@ class Prepared:
     runners: list[TrialRunner]
     proposers: list[Proposer]
     seen_seq: int = 0
+    pending: Pending | None = None  # evaluated, recorded with the next proposal (or `flush`)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A trial this worker has evaluated and not yet recorded."""
+
+    trial_id: int
+    fold: int
+    owner: str
+    trial: Trial
 
 
 _prepared: OrderedDict[tuple[int, datetime], Prepared] = OrderedDict()
@@ -168,56 +180,93 @@ def _done(counts: dict[tuple[int, str], int], fold: int) -> int:
     return sum(counts.get((fold, s), 0) for s in store.FINISHED)
 
 
+def _record(session: Any, p: Prepared, pending: Pending, seq: int | None) -> None:
+    t = pending.trial
+    kept = store.record(session, pending.trial_id, p.job_id, owner=pending.owner, state=t.state,
+                        value=t.value, metrics=t.metrics, now=utcnow(), seq=seq)  # fmt: skip
+    if kept:
+        log.info("search %s fold %s trial %s recorded by %s", p.job_id, pending.fold, t.number,
+                 pending.owner)  # fmt: skip
+    else:
+        log.warning("search %s fold %s trial %s: lease lost, result dropped", p.job_id,
+                    pending.fold, t.number)  # fmt: skip
+
+
+def flush(p: Prepared) -> None:
+    """Record the trial this worker evaluated last, if it is still unrecorded."""
+    if p.pending is not None:
+        with session_scope() as session:
+            _record(session, p, p.pending, None)
+        p.pending = None
+
+
 def take_trial(p: Prepared, owner: str, leases: Leases, *, coordinator: bool) -> str:
-    """Propose, evaluate and record one trial of search `p` (the protocol in the module
-    docstring). TOOK / COPIED: one more trial; WAIT: nothing to propose while trials are out;
-    DONE: the budget (trials or time) is spent and nothing is out; CLOSED: the search no
-    longer runs (cancelled, finished, or, for a helper, coordinated by this very process)."""
+    """Record the trial evaluated last, then propose, evaluate (and keep to record) one more
+    trial of search `p` (the protocol in the module docstring). TOOK / COPIED: one more trial;
+    WAIT: nothing to propose while trials are out; DONE: the budget (trials or time) is spent
+    and nothing is out; CLOSED: the search no longer runs (cancelled, finished, or, for a
+    helper, coordinated by this very process). Call `flush` when done taking trials."""
     now = utcnow()
+    pending = p.pending
     with session_scope() as session:
-        run = store.lock_run(session, p.job_id, now=now)
-        if run is None or run.job_state != "running" or run.cancel_requested:
-            return CLOSED
-        if not coordinator and run.job_owner == owner:
-            return CLOSED
-        lost = store.expire_lost(session, p.job_id, now=now)
-        if lost:
-            log.warning("search %s: %s trial(s) lost with their worker's lease", p.job_id, lost)
-        for r in store.recorded_since(session, p.job_id, p.seen_seq):
-            p.proposers[r.fold].add(Trial(r.number, r.params, r.value, r.state, r.metrics))
-            p.seen_seq = r.seq
-        counts = store.counts(session, p.job_id)
-        out = sum(n for (_, state), n in counts.items() if state == store.RUNNING)
-        fold = next((k for k in range(len(p.runners))
-                     if _done(counts, k) + counts.get((k, store.RUNNING), 0) < p.spec.trials),
-                    None)  # fmt: skip
-        if fold is None or now >= run.deadline:
-            return WAIT if out else DONE
-        number = sum(n for (f, _), n in counts.items() if f == fold)
-        proposer = p.proposers[fold]
-        proposed = proposer.ask(number)
-        known = proposer.known(number, proposed)
-        if known is not None:
-            store.insert_finished(session, p.job_id, fold, number, proposed, state=known.state,
-                                  value=known.value, metrics=known.metrics, now=now)  # fmt: skip
-            return COPIED
-        trial_id = store.insert_running(session, p.job_id, fold, number, proposed, owner=owner,
-                                        now=now, lease_seconds=leases.seconds)  # fmt: skip
+        run = store.lock_run(session, p.job_id, now=now, take_seq=pending is not None)
+        if pending is not None and run is not None:
+            _record(session, p, pending, run.seq)
+        step = _propose(session, p, run, owner, leases, now, coordinator=coordinator)
+    p.pending = None  # committed
+    if not isinstance(step, tuple):
+        return step
+    trial_id, fold, number, proposed = step
     with _Renewing(trial_id, owner, leases):
         try:
             trial = p.runners[fold].evaluate(number, proposed)
         except Exception:
             log.exception("search %s trial %s could not be evaluated", p.job_id, number)
             trial = Trial(number, proposed, None, "failed")
-    with session_scope() as session:
-        kept = store.record(session, trial_id, p.job_id, owner=owner, state=trial.state,
-                            value=trial.value, metrics=trial.metrics, now=utcnow())  # fmt: skip
-    if kept:
-        log.info("search %s fold %s trial %s recorded by %s", p.job_id, fold, number, owner)
-    else:
-        log.warning("search %s fold %s trial %s: lease lost, result dropped", p.job_id, fold,
-                    number)  # fmt: skip
+    p.pending = Pending(trial_id, fold, owner, trial)
     return TOOK
+
+
+def _propose(
+    session: Any,
+    p: Prepared,
+    run: store.RunState | None,
+    owner: str,
+    leases: Leases,
+    now: datetime,
+    *,
+    coordinator: bool,
+) -> str | tuple[int, int, int, dict[str, Any]]:
+    """Inside the run row's lock: the next trial inserted as running, (id, fold, number,
+    params), or why there is none."""
+    if run is None or run.job_state != "running" or run.cancel_requested:
+        return CLOSED
+    if not coordinator and run.job_owner == owner:
+        return CLOSED
+    lost = store.expire_lost(session, p.job_id, now=now)
+    if lost:
+        log.warning("search %s: %s trial(s) lost with their worker's lease", p.job_id, lost)
+    for r in store.recorded_since(session, p.job_id, p.seen_seq):
+        p.proposers[r.fold].add(Trial(r.number, r.params, r.value, r.state, r.metrics))
+        p.seen_seq = r.seq
+    counts = store.counts(session, p.job_id)
+    out = sum(n for (_, state), n in counts.items() if state == store.RUNNING)
+    fold = next((k for k in range(len(p.runners))
+                 if _done(counts, k) + counts.get((k, store.RUNNING), 0) < p.spec.trials),
+                None)  # fmt: skip
+    if fold is None or now >= run.deadline:
+        return WAIT if out else DONE
+    number = sum(n for (f, _), n in counts.items() if f == fold)
+    proposer = p.proposers[fold]
+    proposed = proposer.ask(number)
+    known = proposer.known(number, proposed)
+    if known is not None:
+        store.insert_finished(session, p.job_id, fold, number, proposed, state=known.state,
+                              value=known.value, metrics=known.metrics, now=now)  # fmt: skip
+        return COPIED
+    trial_id = store.insert_running(session, p.job_id, fold, number, proposed, owner=owner,
+                                    now=now, lease_seconds=leases.seconds)  # fmt: skip
+    return trial_id, fold, number, proposed
 
 
 def _recorded_trials(job_id: int) -> tuple[list[list[Trial]], int, float]:
@@ -293,18 +342,21 @@ def run_search_job(ctx: Any) -> dict[str, Any]:
     leases = Leases.from_settings()
     stop = throttled(ctx.cancelled, CANCEL_CHECK_SECONDS)
     progress = _Progress(ctx, p)
-    while True:
-        if stop():
-            raise JobCancelled()
-        with p.lock:
-            step = take_trial(p, ctx.owner, leases, coordinator=True)
-        if step == CLOSED:
-            raise JobCancelled()  # cancelled, or no longer ours: the runner's fence decides
-        if step == DONE:
-            break
-        progress.publish()
-        if step == WAIT:
-            time.sleep(WAIT_SECONDS)
+    with p.lock:
+        try:
+            while True:
+                if stop():
+                    raise JobCancelled()
+                step = take_trial(p, ctx.owner, leases, coordinator=True)
+                if step == CLOSED:
+                    raise JobCancelled()  # cancelled, or no longer ours: the fence decides
+                if step == DONE:
+                    break
+                progress.publish()
+                if step == WAIT:
+                    time.sleep(WAIT_SECONDS)
+        finally:
+            flush(p)
     result = {"summary": summary(p.spec, p.data), **search_outcome(p)}
     progress.publish(final=result)
     return result
@@ -335,12 +387,15 @@ def help_searches(owner: str, *, seconds: float = HELP_SECONDS) -> int:
             except Exception as exc:  # the coordinator reports what is wrong with the search
                 log.info("not helping search %s: %s", job_id, type(exc).__name__)
                 continue
-        while time.monotonic() < deadline:
-            with p.lock:
-                step = take_trial(p, owner, leases, coordinator=False)
-            if step not in (TOOK, COPIED):
-                break
-            taken += 1
+        with p.lock:
+            try:
+                while time.monotonic() < deadline:
+                    step = take_trial(p, owner, leases, coordinator=False)
+                    if step not in (TOOK, COPIED):
+                        break
+                    taken += 1
+            finally:
+                flush(p)
         if time.monotonic() >= deadline:
             break
     return taken

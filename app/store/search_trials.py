@@ -5,7 +5,8 @@ the row until commit on Postgres and takes the single writer lock on SQLite), ma
 whose lease has run out `lost` (`expire_lost`), reads what it has not seen (`recorded_since`)
 and the counts, inserts the next trial `running` under its lease (`insert_running`) and
 commits. It evaluates the trial outside any transaction, renewing the lease (`renew`), and
-writes the result with `record`: a compare-and-set on (running, this owner), so a trial is
+writes the result with `record` (in the transaction that proposes its next trial, or one of
+its own): a compare-and-set on (running, this owner), so a trial is
 recorded once, and a worker whose lease was declared lost writes nothing. Each recorded trial
 takes the next `seq` of its run (under the run row's lock, so in commit order), and readers
 page through results in the order they landed.
@@ -34,6 +35,7 @@ class RunState:
     job_state: str
     cancel_requested: bool
     job_owner: str | None
+    seq: int  # the run's last seq (taken by this transaction when asked for)
 
 
 @dataclass(frozen=True)
@@ -65,22 +67,28 @@ def open_run(
     return row.created_at, row.deadline
 
 
-def lock_run(session: Session, job_id: int, *, now: datetime) -> RunState | None:
+def lock_run(session: Session, job_id: int, *, now: datetime, take_seq: bool = False
+             ) -> RunState | None:  # fmt: skip
     """Lock the run row for this transaction (proposals are made one at a time); None when
-    there is no run."""
-    deadline = session.execute(
+    there is no run. `take_seq`: also take the next `seq`, for a result recorded in the same
+    transaction (`RunState.seq`)."""
+    values: dict[str, Any] = {"touched_at": now}
+    if take_seq:
+        values["recorded"] = SearchRun.recorded + 1
+    row = session.execute(
         update(SearchRun)
         .where(SearchRun.job_id == job_id)
-        .values(touched_at=now)
-        .returning(SearchRun.deadline),
+        .values(**values)
+        .returning(SearchRun.deadline, SearchRun.recorded),
         execution_options={"synchronize_session": False},
-    ).scalar()
-    if deadline is None:
+    ).first()
+    if row is None:
         return None
     job = session.execute(
         select(Job.state, Job.cancel_requested, Job.lease_owner).where(Job.id == job_id)
     ).one()
-    return RunState(deadline, job.state, bool(job.cancel_requested), job.lease_owner)
+    return RunState(row.deadline, job.state, bool(job.cancel_requested), job.lease_owner,
+                    row.recorded)  # fmt: skip
 
 
 def expire_lost(session: Session, job_id: int, *, now: datetime) -> int:
@@ -210,12 +218,15 @@ def record(
     value: float | None,
     metrics: dict[str, Any] | None,
     now: datetime,
+    seq: int | None = None,
 ) -> bool:
     """Write a trial's result once: only while it is still running under `owner`'s lease.
-    False: the lease was declared lost meanwhile, and nothing is written."""
+    False: the lease was declared lost meanwhile, and nothing is written. `seq`: one taken
+    by `lock_run` in this transaction (else the next one is taken here)."""
     if state not in FINISHED:
         raise ValueError(f"a trial ends {FINISHED}, not {state!r}")
-    seq = _next_seq(session, job_id)  # the run row first, as a proposer locks it: no deadlock
+    if seq is None:
+        seq = _next_seq(session, job_id)  # the run row first, as a proposer locks it
     fenced = (SearchTrial.id == trial_id, SearchTrial.state == RUNNING,
               SearchTrial.lease_owner == owner)  # fmt: skip
     result = session.execute(
