@@ -23,9 +23,12 @@ embedded default) the coordinator runs every trial in its own process.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -145,35 +148,51 @@ class Leases:
         return cls(settings.job_lease_seconds, settings.job_heartbeat_seconds)
 
 
-class _Renewing:
-    """Renews a trial's lease in a daemon thread while it is evaluated."""
+class _LeaseKeeper:
+    """One daemon thread per process renewing the leases of the trials it is evaluating
+    (starting a thread per trial would cost more than a short trial's bookkeeping)."""
 
-    def __init__(self, trial_id: int, owner: str, leases: Leases) -> None:
-        self._args = (trial_id, owner, leases)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"trial-lease-{trial_id}",
-                                        daemon=True)  # fmt: skip
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[str, Leases]] = {}
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._wake = threading.Event()
 
-    def __enter__(self) -> _Renewing:
-        self._thread.start()
-        return self
+    def _ensure_thread(self) -> None:
+        if self._pid != os.getpid():  # none yet, or inherited across fork (threads are not)
+            self._pid = os.getpid()
+            threading.Thread(target=self._loop, name="trial-leases", daemon=True).start()
 
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    @contextmanager
+    def holding(self, trial_id: int, owner: str, leases: Leases) -> Iterator[None]:
+        with self._lock:
+            self._ensure_thread()
+            self._held[trial_id] = (owner, leases)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop(trial_id, None)
 
     def _loop(self) -> None:
-        trial_id, owner, leases = self._args
-        while not self._stop.wait(leases.renew_every):
-            try:
-                with session_scope() as session:
-                    held = store.renew(session, trial_id, owner=owner, now=utcnow(),
-                                       lease_seconds=leases.seconds)  # fmt: skip
-            except Exception:  # a missed renewal is not fatal; the lease decides
-                log.warning("renewing the lease of trial %s failed", trial_id, exc_info=True)
-                continue
-            if not held:
-                return
+        while True:
+            with self._lock:
+                held = dict(self._held)
+            every = min((leases.renew_every for _, leases in held.values()), default=1.0)
+            self._wake.wait(min(every, 1.0))
+            for trial_id, (owner, leases) in held.items():
+                with self._lock:
+                    if trial_id not in self._held:
+                        continue
+                try:
+                    with session_scope() as session:
+                        store.renew(session, trial_id, owner=owner, now=utcnow(),
+                                    lease_seconds=leases.seconds)  # fmt: skip
+                except Exception:  # a missed renewal is not fatal; the lease decides
+                    log.warning("renewing the lease of trial %s failed", trial_id, exc_info=True)
+
+
+lease_keeper = _LeaseKeeper()
 
 
 def _done(counts: dict[tuple[int, str], int], fold: int) -> int:
@@ -217,7 +236,7 @@ def take_trial(p: Prepared, owner: str, leases: Leases, *, coordinator: bool) ->
     if not isinstance(step, tuple):
         return step
     trial_id, fold, number, proposed = step
-    with _Renewing(trial_id, owner, leases):
+    with lease_keeper.holding(trial_id, owner, leases):
         try:
             trial = p.runners[fold].evaluate(number, proposed)
         except Exception:

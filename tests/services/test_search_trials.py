@@ -205,3 +205,20 @@ def test_a_running_search_is_cancelled_between_trials(make_user, fixture_data) -
         running = s.scalar(select(func.count()).select_from(SearchTrial)
                            .where(SearchTrial.state == "running"))  # fmt: skip
     assert running == 0
+
+
+def test_a_trial_being_evaluated_keeps_its_lease(make_user, fixture_data) -> None:  # type: ignore[no-untyped-def]
+    job_id = _submit(make_user().id)
+    leases = search_workers.Leases(seconds=0.4, renew_every=0.05)
+    with session_scope() as s:
+        store.open_run(s, job_id, now=utcnow(), timeout_seconds=60)
+        held = store.insert_running(s, job_id, 0, 0, {"fast": 2, "slow": 5}, owner="me:1",
+                                    now=utcnow(), lease_seconds=leases.seconds)  # fmt: skip
+        gone = store.insert_running(s, job_id, 0, 1, {"fast": 2, "slow": 4}, owner="me:1",
+                                    now=utcnow(), lease_seconds=leases.seconds)  # fmt: skip
+    with search_workers.lease_keeper.holding(held, "me:1", leases):
+        time.sleep(1.2)  # three leases long: only the renewals keep it
+        with session_scope() as s:
+            assert store.expire_lost(s, job_id, now=utcnow()) == 1
+    states = {r.id: r.state for r in _rows(job_id)}
+    assert states == {held: "running", gone: "lost"}
