@@ -52,6 +52,59 @@ def test_run_a_backtest_and_read_its_report(open_page: Any, server: Server) -> N
     screenshot(page, "backtests")
 
 
+def test_a_backtest_over_two_pairs_from_one_wallet(open_page: Any, server: Server) -> None:
+    email, token = server.register()
+    page = open_page()
+    sign_in(page, email, then="/bots")
+    page.goto("/backtests")
+    page.wait_for_selector("body[data-loaded=true]")
+    page.select_option("#strategy", "sma_crossover")
+    page.fill("#param-fast", "5")
+    page.fill("#param-slow", "20")
+    page.select_option("#symbol", ["ETH/BTC", "LTC/BTC"])
+    page.fill("#max-open-trades", "1")
+    page.click("#backtest-form button[type=submit]")
+    page.wait_for_url("**/backtests/*")
+    page.locator("#report").wait_for(state="visible", timeout=90_000)
+    backtest_id = page.url.rsplit("/", 1)[-1]
+    job = server.api("GET", f"/api/backtests/{backtest_id}", token).json()
+    assert job["payload"]["symbols"] == ["ETH/BTC", "LTC/BTC"]
+    assert job["payload"]["max_open_trades"] == 1
+    summary = page.locator("#summary").inner_text()
+    assert "ETH/BTC, LTC/BTC" in summary
+    pairs = page.locator("#table-symbol tbody tr")
+    assert pairs.count() == 2  # every pair listed, traded or not
+    by_pair = job["result"]["report"]["tables"]["symbol"]
+    for row, expected in zip(pairs.all(), by_pair, strict=True):
+        cells = row.locator("td").all_inner_texts()
+        assert cells[0] == expected["key"] and cells[1] == str(expected["trades"])
+    shown = {t for t in page.locator("#trades tbody tr td:first-child").all_inner_texts()}
+    assert shown <= {"ETH/BTC", "LTC/BTC"} and shown
+    assert page.locator("#table-entry_tag tbody tr").count() >= 1
+    assert axe_violations(page) == []
+    screenshot(page, "backtest-two-pairs")
+
+    page.goto("/backtests")
+    page.wait_for_selector("body[data-loaded=true]")
+    assert "ETH/BTC, LTC/BTC" in page.locator("#backtests tbody tr").first.inner_text()
+
+
+def test_a_bad_max_open_trades_is_shown_next_to_its_field(open_page: Any, server: Server) -> None:
+    email, token = server.register()
+    page = open_page()
+    sign_in(page, email, then="/bots")
+    page.goto("/backtests")
+    page.wait_for_selector("body[data-loaded=true]")
+    page.select_option("#symbol", ["ETH/BTC", "XMR/BTC"])
+    page.fill("#max-open-trades", "0")
+    page.click("#backtest-form button[type=submit]")
+    problem = page.locator('[data-error-for="max_open_trades"]')
+    problem.wait_for(state="visible")
+    assert page.locator("#max-open-trades").get_attribute("aria-invalid") == "true"
+    assert page.url == server.base + "/backtests"
+    assert server.api("GET", "/api/backtests", token).json()["total"] == 0
+
+
 def test_emergency_stop_reaches_every_open_dashboard(open_page: Any, server: Server) -> None:
     owner_email, owner_token = server.register()
     bot = server.api("POST", "/api/bots", owner_token, json={**BOT, "name": "halted"}).json()

@@ -81,12 +81,14 @@ export async function loadChoices(strategySelect, symbolSelect, keep = () => tru
 
 // The shared fields of a job form (templates/web/_job_fields.html) as a request body.
 export function jobBody() {
+  const pairs = [...$("#symbol").selectedOptions].map((o) => o.value);
   const body = {
     strategy: $("#strategy").value,
-    symbol: $("#symbol").value,
     timeframe: $("#timeframe").value,
     capital: $("#capital").value.trim(),
   };
+  if (pairs.length > 1) body.symbols = pairs;
+  else body.symbol = $("#symbol").value;
   if ($("#start").value) body.start = `${$("#start").value}T00:00:00Z`;
   if ($("#end").value) body.end = `${$("#end").value}T00:00:00Z`;
   return body;

@@ -8,7 +8,10 @@ function report(result) {
   const s = result.summary;
   const m = result.metrics;
   cards("#summary", [
-    ["Strategy", s.strategy], ["Symbol", s.symbol], ["Timeframe", s.timeframe],
+    ["Strategy", s.strategy],
+    s.symbols && s.symbols.length > 1 ? ["Pairs", s.symbols.join(", ")] : ["Symbol", s.symbol],
+    ...(s.symbols && s.symbols.length > 1 ? [["Max open trades", String(s.max_open_trades)]] : []),
+    ["Timeframe", s.timeframe],
     ["From", s.start], ["Until", s.end], ["Candles", String(s.candles)],
     ["Capital", s.capital], ["Final equity", s.final_equity], ["Trades", String(s.trades)],
   ]);
@@ -38,12 +41,14 @@ function report(result) {
   series.setData(points);
   chart.timeScale().fitContent();
   const body = $("#trades tbody");
+  const several = Boolean(s.symbols && s.symbols.length > 1);
+  $("#trades-pair").hidden = !several;
   body.replaceChildren(...(result.trades.length ? result.trades.map((t) => el("tr", {},
-    el("td", {}, t.entry_time), el("td", {}, t.exit_time), el("td", { class: "num" }, t.entry_price),
+    several ? el("td", {}, t.symbol) : null, el("td", {}, t.entry_time), el("td", {}, t.exit_time), el("td", { class: "num" }, t.entry_price),
     el("td", { class: "num" }, t.exit_price),
     el("td", { class: `num ${Number(t.pnl) >= 0 ? "up" : "down"}` }, t.pnl),
     el("td", { class: "num" }, t.profit_ratio), el("td", {}, t.exit_reason)))
-    : [el("tr", {}, el("td", { colspan: 7 }, "No trade in this range."))]));
+    : [el("tr", {}, el("td", { colspan: several ? 8 : 7 }, "No trade in this range."))]));
   reportTables(result.report);
   $("#skipped").replaceChildren(...(result.skipped_entries.length
     ? result.skipped_entries.map((s) => el("li", {}, `${s.time}: ${s.reason}`))
@@ -51,13 +56,16 @@ function report(result) {
   $("#report").hidden = false;
 }
 
-const TABLES = [["exit_reason", "By exit reason"], ["month", "By month"]];
+const TABLES = [["symbol", "By pair"], ["entry_tag", "By entry tag"], ["exit_reason", "By exit reason"],
+  ["month", "By month"]];
 
-// The report's tables (docs/backtesting.md): one row per exit reason and per month.
+// The report's tables (docs/backtesting.md): one row per pair (several pairs only), entry
+// tag, exit reason and month.
 function reportTables(rep) {
   const box = $("#report-tables");
   if (!rep || !rep.tables) return;
-  box.replaceChildren(...TABLES.filter(([key]) => rep.tables[key]).flatMap(([key, title]) => [
+  const shown = TABLES.filter(([key]) => rep.tables[key] && (key !== "symbol" || rep.tables[key].length > 1));
+  box.replaceChildren(...shown.flatMap(([key, title]) => [
     el("h2", {}, title),
     el("div", { class: "table-wrap" }, el("table", { class: "data", id: `table-${key}` },
       el("caption", { class: "visually-hidden" }, `Trades of the backtest ${title.toLowerCase()}`),

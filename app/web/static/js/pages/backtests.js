@@ -18,7 +18,8 @@ async function load() {
     strategies = await loadChoices(strategySelect, $("#symbol"));
     showParams();
     await listJobs("/api/backtests", "#backtests tbody", "/backtests", "backtest",
-      (b) => [b.payload.strategy, b.payload.symbol, b.payload.timeframe, b.created_at]);
+      (b) => [b.payload.strategy, (b.payload.symbols || [b.payload.symbol]).join(", "), b.payload.timeframe,
+        b.created_at]);
     document.body.dataset.loaded = "true";
   } catch (err) {
     show(form.querySelector(".form-error"), errorText(err));
@@ -34,6 +35,7 @@ form.addEventListener("submit", async (e) => {
     strategy_params: collectParams($("#params")),
     sizing: { mode: "percent", percent: $("#sizing-percent").value.trim() },
   };
+  if (body.symbols && $("#max-open-trades").value) body.max_open_trades = Number($("#max-open-trades").value);
   try {
     const job = await api("/api/backtests", { method: "POST", body });
     location.assign(`/backtests/${job.id}`);
