@@ -75,8 +75,8 @@ class SearchOut(BaseModel):
     payload: dict[str, Any]
     result: dict[str, Any] | None = Field(
         None,
-        description="summary, objective, trials_done, stopped_by, best, trials (walk-forward: "
-        "folds, walk_forward)",
+        description="summary, objective, trials_done, trials_lost (trials whose worker died "
+        "mid-trial, run again), stopped_by, best, trials (walk-forward: folds, walk_forward)",
     )
     created_at: datetime
     started_at: datetime | None

@@ -8,13 +8,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from app.jobs.job_runner import run_once
-from app.services import backtests, search_workers
+from app.services import backtests, search_workers, searches
 from app.services.jobs import cancel_job
 from app.services.searches import submit_search
 from app.store import search_trials as store
@@ -22,7 +23,9 @@ from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import Job
 from app.store.models.searches import SearchTrial
+from config import use_settings
 from tests.api import test_backtests as shared
+from tests.engine.helpers import uninstall_replay
 
 fixture_data = shared.fixture_data
 owner = shared.owner
@@ -222,3 +225,43 @@ def test_a_trial_being_evaluated_keeps_its_lease(make_user, fixture_data) -> Non
             assert store.expire_lost(s, job_id, now=utcnow()) == 1
     states = {r.id: r.state for r in _rows(job_id)}
     assert states == {held: "running", gone: "lost"}
+
+
+@pytest.fixture
+def recorded_eth(app, settings, tmp_path):  # type: ignore[no-untyped-def]
+    """The shipped ETH/BTC 5m recording as the replay's candles."""
+    dirs = {"candles_dir": str(Path(__file__).resolve().parents[2] / "data" / "candles"),
+            "candles_import_dir": str(tmp_path / "none")}  # fmt: skip
+    use_settings(settings.model_copy(update=dirs))
+    uninstall_replay()
+    yield
+    use_settings(settings)
+    uninstall_replay()
+
+
+ETH = {**SEARCH, "symbol": "ETH/BTC", "timeframe": "5m", "capital": "1", "objective": "sharpe",
+       "sizing": {"mode": "fixed", "stake": "0.1"}, "trials": 10, "seed": 5,
+       "ranges": {"fast": {"low": 5, "high": 20}, "slow": {"low": 20, "high": 60}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("walk_forward", [None, {"folds": 3, "in_sample": 0.75}])
+def test_one_worker_runs_the_trials_flask_search_runs(make_user, recorded_eth,
+                                                      walk_forward) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    request = ETH if walk_forward is None else {**ETH, "trials": 4, "walk_forward": walk_forward}
+    with session_scope() as s:
+        job_id = int(submit_search(s, make_user().id, request).job.id)
+    run_once()
+    job = _job(job_id)
+    assert job.state == "succeeded", job.error
+    spec = searches.SearchSpec.from_payload(job.payload)
+    data = backtests.load_candles(spec.backtest)
+    if walk_forward is None:
+        here = searches.run_search(spec, data)
+        assert job.result["trials"] == here["trials"] and job.result["best"] == here["best"]
+        assert job.result["trials_done"] == 10
+    else:
+        here = searches.run_walk_forward(spec, data)
+        assert job.result["folds"] == here["folds"]
+        assert job.result["walk_forward"] == here["walk_forward"]
+        assert job.result["trials_done"] == 12 and len(_rows(job_id)) == 12
+        assert sorted({r.fold for r in _rows(job_id)}) == [0, 1, 2]
