@@ -1,5 +1,6 @@
 """Periodic clean-up: analysis results, bot tick records, realtime events and finished
-notifications past their retention, expired token revocations.
+notifications past their retention, expired token revocations, and the trial rows of
+searches finished a day ago (their result keeps what a user reads).
 
 Runs in every worker (every 600 s); deletes are idempotent, so overlapping runs only repeat
 work that is already done. Deletion goes in bounded batches to keep transactions short.
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.services.events import prune_events
 from app.services.notifications import prune_notifications
 from app.services.revocation import prune_expired_revocations
+from app.store import search_trials
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models.analysis import AnalysisResult
@@ -27,6 +29,7 @@ log = logging.getLogger("tradewind.jobs.cleanup")
 
 BATCH = 5000
 MAX_BATCHES = 20
+SEARCH_TRIALS_KEPT = timedelta(days=1)
 
 
 def delete_batch_before(session: Session, column: Any, cutoff: datetime) -> int:
@@ -51,6 +54,17 @@ def _delete_all_before(column: Any, cutoff: datetime) -> int:
     return removed
 
 
+def _prune_search_trials(finished_before: datetime) -> int:
+    removed = 0
+    for _ in range(MAX_BATCHES):
+        with session_scope() as session:
+            n = search_trials.prune_finished(session, finished_before=finished_before)
+        removed += n
+        if n == 0:
+            break
+    return removed
+
+
 def run_once(now: datetime | None = None) -> dict[str, int]:
     settings = get_settings()
     now = now or utcnow()
@@ -66,6 +80,7 @@ def run_once(now: datetime | None = None) -> dict[str, int]:
     removed["notifications"] = prune_notifications(now)
     with session_scope() as session:
         removed["revocations"] = int(prune_expired_revocations(session, now) or 0)
+    removed["search_trials"] = _prune_search_trials(now - SEARCH_TRIALS_KEPT)
     if any(removed.values()):
         log.info("clean-up removed %s", removed)
     return removed

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.store.models import Job
@@ -258,3 +258,25 @@ def open_searches(session: Session, *, kind: str, exclude_owner: str) -> list[tu
             .order_by(Job.id)
         )
     ]  # fmt: skip
+
+
+def prune_finished(session: Session, *, finished_before: datetime, limit: int = 20) -> int:
+    """Delete the runs (and with them the trials) of up to `limit` searches that finished
+    before `finished_before`: their result keeps what a user reads; how many trials went."""
+    jobs = (
+        select(SearchRun.job_id).join(Job, Job.id == SearchRun.job_id)
+        .where(Job.state.in_(("succeeded", "failed", "cancelled")),
+               Job.finished_at < finished_before)
+        .order_by(SearchRun.job_id).limit(limit)
+    )  # fmt: skip
+    ids = list(session.scalars(jobs))
+    if not ids:
+        return 0
+    trials = session.scalar(
+        select(func.count()).select_from(SearchTrial).where(SearchTrial.job_id.in_(ids))
+    )
+    session.execute(delete(SearchTrial).where(SearchTrial.job_id.in_(ids)),
+                    execution_options={"synchronize_session": False})  # fmt: skip
+    session.execute(delete(SearchRun).where(SearchRun.job_id.in_(ids)),
+                    execution_options={"synchronize_session": False})  # fmt: skip
+    return int(trials or 0)

@@ -12,12 +12,13 @@ from sqlalchemy import select
 from app.jobs import cleanup
 from app.services.events import record_event
 from app.services.jobs import submit_job
-from app.store import event_log
+from app.store import event_log, search_trials
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.models import Bot, Job
 from app.store.models.analysis import AnalysisResult
 from app.store.models.events import Event
+from app.store.models.searches import SearchRun, SearchTrial
 from app.store.models.trading import BotTick
 
 
@@ -39,14 +40,14 @@ def test_results_past_retention_are_deleted(make_user: Callable[..., Any]) -> No
                 )
             )
     removed = {"analysis_results": 2, "bot_ticks": 0, "events": 0, "notifications": 0,
-               "revocations": 0}  # fmt: skip
+               "revocations": 0, "search_trials": 0}  # fmt: skip
     assert cleanup.run_once(now) == removed
     with session_scope() as s:
         left = sorted(s.scalars(select(AnalysisResult.ticker)))
         assert left == ["FRESH/BTC", "RECENT/BTC"]
         assert s.get(Job, job_id) is not None  # jobs are not results
     removed = {"analysis_results": 0, "bot_ticks": 0, "events": 0, "notifications": 0,
-               "revocations": 0}  # fmt: skip
+               "revocations": 0, "search_trials": 0}  # fmt: skip
     assert cleanup.run_once(now) == removed
 
 
@@ -116,3 +117,29 @@ def test_events_past_retention_are_pruned_as_a_prefix(make_user: Callable[..., A
     assert cleanup.run_once(now + timedelta(days=3))["events"] == 1
     with session_scope() as s:
         assert event_log.bounds(s) == (5, 5)
+
+
+def test_trials_of_searches_finished_a_day_ago_are_deleted(make_user: Callable[..., Any]) -> None:
+    user = make_user()
+    now = utcnow()
+    ids = {}
+    with session_scope() as s:
+        for name, (state, hours) in {"old": ("succeeded", 25), "recent": ("cancelled", 23),
+                                     "running": ("running", None)}.items():  # fmt: skip
+            job = submit_job(s, user.id, "search", {"name": name})
+            job.state = state
+            job.finished_at = None if hours is None else now - timedelta(hours=hours)
+            s.flush()
+            search_trials.open_run(s, job.id, now=now, timeout_seconds=60)
+            for n in range(3):
+                search_trials.insert_finished(s, job.id, 0, n, {"n": n}, state="complete",
+                                              value=float(n), metrics=None, now=now)  # fmt: skip
+            ids[name] = job.id
+    assert cleanup.run_once(now)["search_trials"] == 3
+    with session_scope() as s:
+        left = sorted(s.scalars(select(SearchTrial.job_id).distinct()))
+        runs = sorted(s.scalars(select(SearchRun.job_id)))
+        assert s.get(Job, ids["old"]) is not None  # the job and its result stay
+    assert left == runs == sorted([ids["recent"], ids["running"]])
+    assert cleanup.run_once(now)["search_trials"] == 0
+
