@@ -6,12 +6,15 @@ the result), and every other worker helps with its trials (`help_searches`, a pe
 The trials are rows of `search_trials`, claimed like the other work (`app.store.search_trials`):
 
 1. lock the search's run row, mark trials whose lease ran out `lost`, add the trials
-   recorded since this worker last looked to its Optuna study, and ask for the next
-   parameter set; insert it as a running trial leased to this worker; commit;
-2. evaluate it outside any transaction (the lease renewed meanwhile), with the candles and
-   signals this worker keeps for the search (`Prepared`);
-3. record the result, fenced on the lease: once, or not at all if it was declared lost
-   (in the transaction that proposes this worker's next trial, so one commit a trial).
+   recorded since this worker last looked to its Optuna study, and reserve the next trial
+   number as a running trial leased to this worker; commit;
+2. ask the study for that trial's parameters (outside the lock, so workers ask in parallel;
+   the sampler is seeded from the search's seed and the number) and evaluate them, outside
+   any transaction (the lease renewed meanwhile), with the candles and signals this worker
+   keeps for the search (`Prepared`); a parameter set scored before is not evaluated again;
+3. record the parameters and the result, fenced on the lease: once, or not at all if it was
+   declared lost (in the transaction that reserves this worker's next trial, so one commit a
+   trial).
 
 A lost trial is not counted, and another is proposed in its place, so a search ends with the
 trials it asked for unless its time budget ends it first; a worker killed mid-trial loses that
@@ -98,6 +101,7 @@ class Pending:
     fold: int
     owner: str
     trial: Trial
+    copied: bool = False  # a parameter set scored before: its result, not evaluated again
 
 
 _prepared: OrderedDict[tuple[int, datetime], Prepared] = OrderedDict()
@@ -202,9 +206,11 @@ def _done(counts: dict[tuple[int, str], int], fold: int) -> int:
 def _record(session: Any, p: Prepared, pending: Pending, seq: int | None) -> None:
     t = pending.trial
     kept = store.record(session, pending.trial_id, p.job_id, owner=pending.owner, state=t.state,
-                        value=t.value, metrics=t.metrics, now=utcnow(), seq=seq)  # fmt: skip
+                        value=t.value, metrics=t.metrics, params=t.params, now=utcnow(), seq=seq,
+                        evaluated=not pending.copied)  # fmt: skip
+    how = "copied" if pending.copied else "recorded"
     if kept:
-        log.info("search %s fold %s trial %s recorded by %s", p.job_id, pending.fold, t.number,
+        log.info("search %s fold %s trial %s %s by %s", p.job_id, pending.fold, t.number, how,
                  pending.owner)  # fmt: skip
     else:
         log.warning("search %s fold %s trial %s: lease lost, result dropped", p.job_id,
@@ -220,22 +226,28 @@ def flush(p: Prepared) -> None:
 
 
 def take_trial(p: Prepared, owner: str, leases: Leases, *, coordinator: bool) -> str:
-    """Record the trial evaluated last, then propose, evaluate (and keep to record) one more
-    trial of search `p` (the protocol in the module docstring). TOOK / COPIED: one more trial;
-    WAIT: nothing to propose while trials are out; DONE: the budget (trials or time) is spent
-    and nothing is out; CLOSED: the search no longer runs (cancelled, finished, or, for a
-    helper, coordinated by this very process). Call `flush` when done taking trials."""
+    """Record the trial evaluated last, then reserve, propose, evaluate (and keep to record)
+    one more trial of search `p` (the protocol in the module docstring). TOOK / COPIED: one
+    more trial; WAIT: nothing to propose while trials are out; DONE: the budget (trials or
+    time) is spent and nothing is out; CLOSED: the search no longer runs (cancelled, finished,
+    or, for a helper, coordinated by this very process). Call `flush` when done."""
     now = utcnow()
     pending = p.pending
     with session_scope() as session:
         run = store.lock_run(session, p.job_id, now=now, take_seq=pending is not None)
         if pending is not None and run is not None:
             _record(session, p, pending, run.seq)
-        step = _propose(session, p, run, owner, leases, now, coordinator=coordinator)
+        step = _reserve(session, p, run, owner, leases, now, coordinator=coordinator)
     p.pending = None  # committed
     if not isinstance(step, tuple):
         return step
-    trial_id, fold, number, proposed = step
+    trial_id, fold, number = step
+    proposer = p.proposers[fold]
+    proposed = proposer.ask(number)  # from the history read under the lock, outside it
+    known = proposer.known(number, proposed)
+    if known is not None:  # scored before: recorded again, not evaluated again
+        p.pending = Pending(trial_id, fold, owner, known, copied=True)
+        return COPIED
     with lease_keeper.holding(trial_id, owner, leases):
         try:
             trial = p.runners[fold].evaluate(number, proposed)
@@ -246,7 +258,7 @@ def take_trial(p: Prepared, owner: str, leases: Leases, *, coordinator: bool) ->
     return TOOK
 
 
-def _propose(
+def _reserve(
     session: Any,
     p: Prepared,
     run: store.RunState | None,
@@ -255,9 +267,9 @@ def _propose(
     now: datetime,
     *,
     coordinator: bool,
-) -> str | tuple[int, int, int, dict[str, Any]]:
-    """Inside the run row's lock: the next trial inserted as running, (id, fold, number,
-    params), or why there is none."""
+) -> str | tuple[int, int, int]:
+    """Inside the run row's lock: bring the proposers up to date and insert the next trial
+    as running, (id, fold, number); or say why there is none."""
     if run is None or run.job_state != "running" or run.cancel_requested:
         return CLOSED
     if not coordinator and run.job_owner == owner:
@@ -276,16 +288,9 @@ def _propose(
     if fold is None or now >= run.deadline:
         return WAIT if out else DONE
     number = sum(n for (f, _), n in counts.items() if f == fold)
-    proposer = p.proposers[fold]
-    proposed = proposer.ask(number)
-    known = proposer.known(number, proposed)
-    if known is not None:
-        store.insert_finished(session, p.job_id, fold, number, proposed, state=known.state,
-                              value=known.value, metrics=known.metrics, now=now)  # fmt: skip
-        return COPIED
-    trial_id = store.insert_running(session, p.job_id, fold, number, proposed, owner=owner,
-                                    now=now, lease_seconds=leases.seconds)  # fmt: skip
-    return trial_id, fold, number, proposed
+    trial_id = store.insert_running(session, p.job_id, fold, number, owner=owner, now=now,
+                                    lease_seconds=leases.seconds)  # fmt: skip
+    return trial_id, fold, number
 
 
 def _recorded_trials(job_id: int) -> tuple[list[list[Trial]], int, float]:

@@ -3,13 +3,13 @@
 A worker that wants a trial locks the search's run row (`lock_run`: an UPDATE, which holds
 the row until commit on Postgres and takes the single writer lock on SQLite), marks trials
 whose lease has run out `lost` (`expire_lost`), reads what it has not seen (`recorded_since`)
-and the counts, inserts the next trial `running` under its lease (`insert_running`) and
-commits. It evaluates the trial outside any transaction, renewing the lease (`renew`), and
-writes the result with `record` (in the transaction that proposes its next trial, or one of
-its own): a compare-and-set on (running, this owner), so a trial is
-recorded once, and a worker whose lease was declared lost writes nothing. Each recorded trial
-takes the next `seq` of its run (under the run row's lock, so in commit order), and readers
-page through results in the order they landed.
+and the counts, inserts the next trial number `running` under its lease (`insert_running`)
+and commits. It chooses and evaluates the parameters outside any transaction, renewing the
+lease (`renew`), and writes them with the result with `record` (in the transaction that
+reserves its next trial, or one of its own): a compare-and-set on (running, this owner), so
+a trial is recorded once, and a worker whose lease was declared lost writes nothing. Each
+recorded trial takes the next `seq` of its run (under the run row's lock, so in commit
+order), and readers page through results in the order they landed.
 """
 
 from __future__ import annotations
@@ -163,42 +163,20 @@ def insert_running(
     job_id: int,
     fold: int,
     number: int,
-    params: dict[str, Any],
     *,
     owner: str,
     now: datetime,
     lease_seconds: float,
 ) -> int:
-    """A new trial, leased to `owner`; its id."""
+    """A new trial number, leased to `owner` (its parameters come with its result); its id."""
     return int(
         session.execute(
             insert(SearchTrial)
-            .values(job_id=job_id, fold=fold, number=number, params=params, state=RUNNING,
+            .values(job_id=job_id, fold=fold, number=number, params={}, state=RUNNING,
                     lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
                     created_at=now)
             .returning(SearchTrial.id)
         ).scalar_one()
-    )  # fmt: skip
-
-
-def insert_finished(
-    session: Session,
-    job_id: int,
-    fold: int,
-    number: int,
-    params: dict[str, Any],
-    *,
-    state: str,
-    value: float | None,
-    metrics: dict[str, Any] | None,
-    now: datetime,
-) -> None:
-    """A trial recorded without an evaluation (a parameter set already scored)."""
-    session.execute(
-        insert(SearchTrial).values(
-            job_id=job_id, fold=fold, number=number, params=params, state=state, value=value,
-            metrics=metrics, seq=_next_seq(session, job_id), created_at=now, finished_at=now,
-        )
     )  # fmt: skip
 
 
@@ -224,12 +202,15 @@ def record(
     state: str,
     value: float | None,
     metrics: dict[str, Any] | None,
+    params: dict[str, Any],
     now: datetime,
     seq: int | None = None,
+    evaluated: bool = True,
 ) -> bool:
-    """Write a trial's result once: only while it is still running under `owner`'s lease.
-    False: the lease was declared lost meanwhile, and nothing is written. `seq`: one taken
-    by `lock_run` in this transaction (else the next one is taken here)."""
+    """Write a trial's parameters and result once: only while it is still running under
+    `owner`'s lease. False: the lease was declared lost meanwhile, and nothing is written.
+    `seq`: one taken by `lock_run` in this transaction (else the next one is taken here);
+    `evaluated` False: a parameter set scored before, its result copied (no `evaluated_by`)."""
     if state not in FINISHED:
         raise ValueError(f"a trial ends {FINISHED}, not {state!r}")
     if seq is None:
@@ -238,8 +219,9 @@ def record(
               SearchTrial.lease_owner == owner)  # fmt: skip
     result = session.execute(
         update(SearchTrial).where(*fenced)
-        .values(state=state, value=value, metrics=metrics, lease_owner=None, lease_until=None,
-                evaluated_by=owner, finished_at=now, seq=seq),
+        .values(state=state, value=value, metrics=metrics, params=params, lease_owner=None,
+                lease_until=None, evaluated_by=owner if evaluated else None, finished_at=now,
+                seq=seq),
         execution_options={"synchronize_session": False},
     )  # fmt: skip
     return result.rowcount == 1  # type: ignore[attr-defined]  # a skipped seq is harmless

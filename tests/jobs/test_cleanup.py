@@ -132,8 +132,10 @@ def test_trials_of_searches_finished_a_day_ago_are_deleted(make_user: Callable[.
             s.flush()
             search_trials.open_run(s, job.id, now=now, timeout_seconds=60)
             for n in range(3):
-                search_trials.insert_finished(s, job.id, 0, n, {"n": n}, state="complete",
-                                              value=float(n), metrics=None, now=now)  # fmt: skip
+                trial = search_trials.insert_running(s, job.id, 0, n, owner="w:1", now=now,
+                                                     lease_seconds=60)  # fmt: skip
+                search_trials.record(s, trial, job.id, owner="w:1", state="complete",
+                                     value=n, metrics=None, params={"n": n}, now=now)  # fmt: skip
             ids[name] = job.id
     assert cleanup.run_once(now)["search_trials"] == 3
     with session_scope() as s:
@@ -142,4 +144,3 @@ def test_trials_of_searches_finished_a_day_ago_are_deleted(make_user: Callable[.
         assert s.get(Job, ids["old"]) is not None  # the job and its result stay
     assert left == runs == sorted([ids["recent"], ids["running"]])
     assert cleanup.run_once(now)["search_trials"] == 0
-

@@ -37,6 +37,7 @@ SEARCH = {
     "ranges": {"fast": {"low": 2, "high": 3}, "slow": {"low": 3, "high": 5}},
 }  # fmt: skip
 
+P = {"fast": 2, "slow": 5}
 DOC = {
     "name": "rsi dip with exits",
     "parameters": {
@@ -101,8 +102,8 @@ def test_a_lost_trial_is_replaced_and_never_counted(make_user, fixture_data) -> 
     job_id = _submit(make_user().id)
     with session_scope() as s:  # a worker that took trial 0 and died: its lease has run out
         store.open_run(s, job_id, now=utcnow(), timeout_seconds=60)
-        dead = store.insert_running(s, job_id, 0, 0, {"fast": 2, "slow": 5}, owner="dead:1",
-                                    now=utcnow(), lease_seconds=-1)  # fmt: skip
+        dead = store.insert_running(s, job_id, 0, 0, owner="dead:1", now=utcnow(),
+                                    lease_seconds=-1)  # fmt: skip
     run_once()
     job = _job(job_id)
     assert job.state == "succeeded", job.error
@@ -113,7 +114,7 @@ def test_a_lost_trial_is_replaced_and_never_counted(make_user, fixture_data) -> 
     assert 0 not in [t["number"] for t in job.result["trials"]]
     with session_scope() as s:  # the dead worker's late result is refused: fenced on the lease
         late = store.record(s, dead, job_id, owner="dead:1", state="complete", value=1.0,
-                            metrics=None, now=utcnow())  # fmt: skip
+                            metrics=None, params=P, now=utcnow())  # fmt: skip
     assert late is False
     assert _rows(job_id)[0].state == "lost" and _rows(job_id)[0].value is None
 
@@ -122,17 +123,17 @@ def test_a_trial_is_recorded_only_under_its_own_lease(make_user, fixture_data) -
     job_id = _submit(make_user().id)
     with session_scope() as s:
         store.open_run(s, job_id, now=utcnow(), timeout_seconds=60)
-        tid = store.insert_running(s, job_id, 0, 0, {"fast": 2, "slow": 5}, owner="a:1",
+        tid = store.insert_running(s, job_id, 0, 0, owner="a:1",
                                    now=utcnow(), lease_seconds=60)  # fmt: skip
     with session_scope() as s:
         assert not store.record(s, tid, job_id, owner="b:2", state="complete", value=0.5,
-                                metrics=None, now=utcnow())  # fmt: skip
+                                metrics=None, params=P, now=utcnow())  # fmt: skip
     with session_scope() as s:
         assert store.record(s, tid, job_id, owner="a:1", state="complete", value=0.25,
-                            metrics=None, now=utcnow())  # fmt: skip
+                            metrics=None, params=P, now=utcnow())  # fmt: skip
     with session_scope() as s:
         assert not store.record(s, tid, job_id, owner="a:1", state="complete", value=0.75,
-                                metrics=None, now=utcnow())  # fmt: skip
+                                metrics=None, params=P, now=utcnow())  # fmt: skip
     (row,) = _rows(job_id)
     assert (row.state, row.value, row.evaluated_by) == ("complete", 0.25, "a:1")
 
@@ -215,9 +216,9 @@ def test_a_trial_being_evaluated_keeps_its_lease(make_user, fixture_data) -> Non
     leases = search_workers.Leases(seconds=0.4, renew_every=0.05)
     with session_scope() as s:
         store.open_run(s, job_id, now=utcnow(), timeout_seconds=60)
-        held = store.insert_running(s, job_id, 0, 0, {"fast": 2, "slow": 5}, owner="me:1",
+        held = store.insert_running(s, job_id, 0, 0, owner="me:1",
                                     now=utcnow(), lease_seconds=leases.seconds)  # fmt: skip
-        gone = store.insert_running(s, job_id, 0, 1, {"fast": 2, "slow": 4}, owner="me:1",
+        gone = store.insert_running(s, job_id, 0, 1, owner="me:1",
                                     now=utcnow(), lease_seconds=leases.seconds)  # fmt: skip
     with search_workers.lease_keeper.holding(held, "me:1", leases):
         time.sleep(1.2)  # three leases long: only the renewals keep it
