@@ -139,20 +139,22 @@ def count_queries(app: Flask) -> Callable[[], Any]:
 
     from sqlalchemy import event
 
-    from app.store.db import get_engine
+    from app.store.db import engines
 
     @contextmanager
     def counting() -> Iterator[QueryCounter]:
         counter = QueryCounter()
-        engine = get_engine()
 
         def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
             counter.statements.append(statement)
 
-        event.listen(engine, "before_cursor_execute", record)
+        watched = engines()  # the read-only pool's statements count too
+        for engine in watched:
+            event.listen(engine, "before_cursor_execute", record)
         try:
             yield counter
         finally:
-            event.remove(engine, "before_cursor_execute", record)
+            for engine in watched:
+                event.remove(engine, "before_cursor_execute", record)
 
     return counting

@@ -26,7 +26,7 @@ from app.api.ledger_models import (
     TradePage,
 )
 from app.api.paging import OffsetQuery, offset_page
-from app.api.request_context import db_session
+from app.api.request_context import db_session, read_only
 from app.api.types import DecimalText, UtcTime
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
@@ -178,11 +178,12 @@ def create_bot(body: BotCreate) -> Any:
 
 
 @bp.get("/api/bots")
+@read_only
 @auth_required
 @query(BotListQuery)
 @response(BotPage)
 def list_bots(query: BotListQuery) -> Any:
-    bots, total = service.list_bots(
+    rows, total = service.list_bot_rows(
         db_session(),
         current_user().id,
         status=query.status,
@@ -191,7 +192,7 @@ def list_bots(query: BotListQuery) -> Any:
         limit=query.limit,
         offset=query.offset,
     )
-    return offset_page([BotOut.model_validate(b) for b in bots], total, query)
+    return BotPage.model_validate(offset_page(rows, total, query))
 
 
 @bp.get("/api/bots/overview")
@@ -217,10 +218,11 @@ def bots_overview(query: BotListQuery) -> Any:
 
 
 @bp.get("/api/bots/<int:bot_id>")
+@read_only
 @auth_required
 @response(BotOut)
 def get_bot(bot_id: int) -> Any:
-    return BotOut.model_validate(service.get_bot(db_session(), current_user().id, bot_id))
+    return BotOut.model_validate(service.bot_row(db_session(), current_user().id, bot_id))
 
 
 @bp.patch("/api/bots/<int:bot_id>")

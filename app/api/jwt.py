@@ -3,17 +3,23 @@ and every authenticated request resolves its user from the database, so a disabl
 stops working at once.
 
 `auth_required` / `admin_required` guard views; `current_user()` is the signed-in `User`.
+
+An access token sent in the Authorization header is verified (signature, type, claims) once
+and then remembered until it expires, so a request with a known token skips the decoding.
+The user and the revocation check are still one query on every request: a logout, a revoked
+family or a disabled account refuses the token at once, on every worker.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -21,6 +27,7 @@ from flask_jwt_extended import (
     get_current_user,
     verify_jwt_in_request,
 )
+from flask_jwt_extended.exceptions import RevokedTokenError, UserLookupError
 
 from app.api.errors import error_response
 from app.api.request_context import db_session
@@ -58,6 +65,44 @@ def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
     user, revoked = token_subject(db_session(), payload)
     g._tw_token_subject = (payload.get("jti"), user)
     return revoked
+
+
+# Authorization header -> (expiry, JWT header, claims) of an access token verified before.
+_verified: dict[str, tuple[float, dict[str, Any], dict[str, Any]]] = {}
+MAX_VERIFIED = 10_000
+
+
+def _remember(authorization: str) -> None:
+    if len(_verified) >= MAX_VERIFIED:
+        now = time.time()
+        for key in [k for k, v in _verified.items() if v[0] <= now]:
+            _verified.pop(key, None)
+        if len(_verified) >= MAX_VERIFIED:
+            _verified.clear()
+    claims = g._jwt_extended_jwt
+    _verified[authorization] = (float(claims["exp"]), g._jwt_extended_jwt_header, claims)
+
+
+def verify_access_token() -> None:
+    """`verify_jwt_in_request()` for an access token, without decoding a header token that
+    was verified before and has not expired; the user and revocation are checked each time."""
+    authorization = request.headers.get("Authorization")
+    known = _verified.get(authorization) if authorization else None
+    if known is None or known[0] <= time.time() or request.method == "OPTIONS":
+        verify_jwt_in_request()
+        if authorization and g.get("_jwt_extended_jwt_location") == "headers":
+            _remember(authorization)
+        return
+    _expiry, header, claims = known
+    if _is_revoked(header, claims):
+        raise RevokedTokenError(header, claims)
+    user = _lookup_user(header, claims)
+    if user is None:
+        raise UserLookupError(f"user_lookup returned None for {claims.get('sub')}", header, claims)
+    g._jwt_extended_jwt_user = {"loaded_user": user}
+    g._jwt_extended_jwt_header = header
+    g._jwt_extended_jwt = claims
+    g._jwt_extended_jwt_location = "headers"
 
 
 def init_app(app: Flask) -> None:
@@ -113,7 +158,7 @@ def auth_required(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        verify_jwt_in_request()
+        verify_access_token()
         return view(*args, **kwargs)
 
     wrapper._tw_auth = "user"  # type: ignore[attr-defined]
@@ -125,7 +170,7 @@ def admin_required(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        verify_jwt_in_request()
+        verify_access_token()
         if current_user().role != "admin":
             raise Forbidden("admin role required")
         return view(*args, **kwargs)

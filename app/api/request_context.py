@@ -1,18 +1,24 @@
 """Per-request plumbing: the request id and the one database session of the request.
 
 The session is opened lazily, committed after a successful response and rolled back
-otherwise, so a failed request never leaves a half-written change behind.
+otherwise, so a failed request never leaves a half-written change behind. A view marked
+`@read_only` gets a session without a transaction (`new_read_session`): no BEGIN and no COMMIT
+round trip, and a write through it fails instead of landing half-done.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
-from app.store.db import new_session
+from app.store.db import new_read_session, new_session
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -22,9 +28,16 @@ def db_session() -> Session:
     """The request's session (created on first use)."""
     session = g.get("db_session")
     if session is None:
-        session = new_session()
+        view = current_app.view_functions.get(request.endpoint or "")
+        session = new_read_session() if getattr(view, "_tw_read_only", False) else new_session()
         g.db_session = session
     return session
+
+
+def read_only(view: F) -> F:
+    """Mark a view that only reads: its requests run without a transaction."""
+    view._tw_read_only = True  # type: ignore[attr-defined]
+    return view
 
 
 def _assign_request_id() -> None:

@@ -3,19 +3,31 @@
 `init_database(settings)` is called by the app factory and the worker entry points, never at
 import. After a fork the inherited pool is dropped (`dispose_after_fork`) so two processes
 never share a connection.
+
+A connection is pinged before use only when it has sat idle in the pool for
+IDLE_PING_SECONDS (a restarted server or a dropped link shows there); a pre-ping on every
+checkout would cost a round trip per request and per claim. A connection that fails its
+ping is replaced, and the pool drops its other connections of the same age.
+
+`new_read_session()` is for reads that need no transaction (the hot GET routes). On Postgres
+it draws from a second pool whose connections stay in autocommit for life (switching a
+connection in and out of autocommit costs a round trip each way, as much as the BEGIN and
+COMMIT it saves), so such a request sends only its queries; the session refuses to write.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 
 if TYPE_CHECKING:
     from config import Settings
@@ -23,7 +35,11 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
+_read_factory: sessionmaker[Session] | None = None
+_read_engine: Engine | None = None
 _engine_pid: int | None = None
+
+IDLE_PING_SECONDS = 2.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,34 +59,54 @@ def _begin_before_first_savepoint(conn: Any, _name: str) -> None:
         dbapi_connection.execute("BEGIN")
 
 
+def ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before use when it has been idle for IDLE_PING_SECONDS."""
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # the pool replaces this connection and every other one as old as it
+            raise InvalidatePoolError(f"idle connection failed its ping: {exc}") from exc
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
+
+
 def ensure_sqlite_directory(url: str) -> None:
     """Create the folder of a SQLite database file (a fresh clone has no `instance/`)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///") :])), exist_ok=True)
 
 
-def build_engine(settings: Settings) -> Engine:
-    """A new engine for the configured database with the pool the web workers need."""
+def build_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
+    """A new engine for the configured database with the pool the web workers need
+    (`autocommit`: connections without transactions, for reads only; Postgres)."""
     url = settings.database_url
     if url.startswith("sqlite"):
         ensure_sqlite_directory(url)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            pool_pre_ping=True,
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "savepoint", _begin_before_first_savepoint)
+        ping_idle_connections(engine)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=1800,
         pool_timeout=settings.db_connect_timeout_seconds + 2,
         connect_args=postgres_connect_args(settings),
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
+    ping_idle_connections(engine)
+    return engine
 
 
 def postgres_connect_args(settings: Settings) -> dict[str, Any]:
@@ -94,14 +130,20 @@ def postgres_connect_args(settings: Settings) -> dict[str, Any]:
 
 def init_database(settings: Settings) -> Engine:
     """Create (once per process) the engine and session factory for these settings."""
-    global _engine, _session_factory, _engine_pid
+    global _engine, _session_factory, _read_factory, _read_engine, _engine_pid
     with _lock:
         if _engine is not None and str(_engine.url) == str(build_url(settings)):
             return _engine
-        if _engine is not None:
-            _engine.dispose()
+        _dispose_all()
         _engine = build_engine(settings)
         _session_factory = sessionmaker(bind=_engine, expire_on_commit=False)
+        if _engine.dialect.name == "postgresql":
+            _read_engine = build_engine(settings, autocommit=True)
+        _read_factory = sessionmaker(
+            bind=_read_engine or _engine, expire_on_commit=False, autoflush=False
+        )
+        event.listen(_read_factory, "before_flush", _refuse_flush)
+        event.listen(_read_factory, "do_orm_execute", _refuse_writes)
         _engine_pid = os.getpid()
         return _engine
 
@@ -131,20 +173,57 @@ def new_session() -> Session:
     return _session_factory()
 
 
+def new_read_session() -> Session:
+    """A session for reads only, without a transaction (each statement sees the data committed
+    when it runs). Writing through it raises: a route that writes needs `new_session`."""
+    get_engine()
+    assert _read_factory is not None
+    return _read_factory()
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A write through a read-only session (a bug in the caller's choice of session)."""
+
+
+def _refuse_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlySessionError("a read-only session cannot write")
+
+
+def _refuse_writes(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlySessionError("a read-only session cannot write")
+
+
+def engines() -> list[Engine]:
+    """Every engine of this process (the read pool's too, when there is one)."""
+    get_engine()
+    return [e for e in (_engine, _read_engine) if e is not None]
+
+
 def dispose_after_fork() -> None:
     """Forget connections inherited from a parent process without closing them under it."""
     global _engine_pid
+    for engine in (_engine, _read_engine):
+        if engine is not None:
+            engine.dispose(close=False)
     if _engine is not None:
-        _engine.dispose(close=False)
         _engine_pid = os.getpid()
 
 
+def _dispose_all() -> None:
+    global _read_engine
+    for engine in (_engine, _read_engine):
+        if engine is not None:
+            engine.dispose()
+    _read_engine = None
+
+
 def shutdown_database() -> None:
-    global _engine, _session_factory, _engine_pid
+    global _engine, _session_factory, _read_factory, _engine_pid
     with _lock:
-        if _engine is not None:
-            _engine.dispose()
-        _engine = _session_factory = _engine_pid = None
+        _dispose_all()
+        _engine = _session_factory = _read_factory = _engine_pid = None
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -80,6 +81,22 @@ def test_expired_token(client: FlaskClient, app: Flask, alice: dict[str, Any]) -
             identity=str(alice["user"]["id"]), expires_delta=timedelta(seconds=-5)
         )
     assert me(client, old) == (401, "token_expired")
+
+
+def test_a_remembered_token_still_expires_on_time(
+    client: FlaskClient, app: Flask, alice: dict[str, Any]
+) -> None:
+    """A token verified once is not decoded again, but its expiry still holds."""
+    from flask_jwt_extended import create_access_token
+
+    with app.app_context():
+        short = create_access_token(
+            identity=str(alice["user"]["id"]), expires_delta=timedelta(seconds=2)
+        )
+    assert me(client, short)[0] == 200
+    assert me(client, short)[0] == 200  # the remembered one
+    time.sleep(2.1)
+    assert me(client, short) == (401, "token_expired")
 
 
 def test_token_types_are_not_interchangeable(client: FlaskClient, alice: dict[str, Any]) -> None:

@@ -3,11 +3,20 @@ unit of work leaves nothing behind."""
 
 from __future__ import annotations
 
+import psycopg2.extensions
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
 
-from app.store.db import new_session, session_scope
+from app.store import db as db_module
+from app.store.db import (
+    ReadOnlySessionError,
+    get_engine,
+    new_read_session,
+    new_session,
+    session_scope,
+)
 from app.store.models import User
+from tests.support.databases import db_backend
 
 
 def _emails() -> set[str]:
@@ -45,3 +54,52 @@ def test_session_scope_rolls_back_on_error(app) -> None:  # type: ignore[no-unty
         db.flush()
         raise ValueError("fail the unit of work")
     assert _emails() == set()
+
+
+def test_read_session_refuses_writes(app) -> None:  # type: ignore[no-untyped-def]
+    session = new_read_session()
+    try:
+        session.add(User(email="written@example.com", password_hash="x"))
+        with pytest.raises(ReadOnlySessionError):
+            session.flush()
+        session.rollback()
+        with pytest.raises(ReadOnlySessionError):
+            session.execute(update(User).values(role="admin"))
+    finally:
+        session.close()
+    assert _emails() == set()
+
+
+def test_read_session_opens_no_transaction(app) -> None:  # type: ignore[no-untyped-def]
+    """On Postgres the read pool's connections stay in autocommit: no BEGIN, no COMMIT."""
+    if db_backend() == "sqlite":
+        pytest.skip("one writer and no round trips on the embedded database")
+    session = new_read_session()
+    try:
+        session.scalar(select(func.count()).select_from(User))
+        raw = session.connection().connection.dbapi_connection
+        assert raw is not None and raw.autocommit
+        assert raw.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    finally:
+        session.close()
+
+
+def test_idle_connection_dropped_by_the_server_is_replaced(app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Without a ping on every checkout, a connection the server dropped while it sat idle
+    is still found out (and replaced) before use."""
+    if db_backend() == "sqlite":
+        pytest.skip("no server to drop the connection")
+    monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 0.0)
+    with session_scope() as db:
+        pid = db.scalar(text("SELECT pg_backend_pid()"))
+    url = get_engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
+    other = psycopg2.connect(url)  # a connection outside the pool ends the idle one
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        other.commit()
+    finally:
+        other.close()
+    with session_scope() as db:
+        assert db.scalar(text("SELECT 1")) == 1
+        assert db.scalar(text("SELECT pg_backend_pid()")) != pid
