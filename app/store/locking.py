@@ -17,15 +17,20 @@ from sqlalchemy import ColumnElement, Select, any_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement as _Element
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import ARRAY, Integer
 
 
 class ArrayOf(_Element[Any]):
     """`ARRAY(<subquery>)`: a Postgres array built from a subquery's rows, evaluated once
-    before the enclosing statement runs (an InitPlan)."""
+    before the enclosing statement runs (an InitPlan).
+
+    The subquery is part of the cache key, so a statement using it is compiled once and then
+    taken from SQLAlchemy's cache (without it every claim was compiled anew)."""
 
     inherit_cache = True
     type = ARRAY(Integer)
+    _traverse_internals = [("query", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, query: Select[Any]) -> None:
         self.query = query.scalar_subquery()

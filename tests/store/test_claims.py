@@ -7,10 +7,14 @@ import json
 import subprocess
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.engine.interfaces import CacheStats
 
 from app.store.base import utcnow
-from app.store.claims import claim, release, renew
-from app.store.db import session_scope
+from app.store.claims import claim, release, release_batch, renew
+from app.store.db import get_engine, session_scope
 from app.store.models import Bot
 from tests.support.processes import ROOT, VENV_BIN, service_env
 
@@ -117,3 +121,33 @@ def test_live_lease_is_not_reclaimed_but_expired_one_is(app, make_user) -> None:
         assert release(db, Bot, bot_id, owner="b")
         bot = db.get(Bot, bot_id)
         assert bot is not None and bot.lease_owner is None
+
+
+def test_claim_and_release_statements_come_from_the_compiled_cache(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A claim is one statement, compiled once per process: a construct the cache could not
+    key (the `ARRAY(subquery)` once) made every claim and release compile anew."""
+    ids = _bots(make_user().id, 4)
+    hits: list[Any] = []
+
+    def record(_conn: Any, _cursor: Any, _sql: str, _params: Any, context: Any, _many: Any) -> None:
+        hits.append(context.cache_hit)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for owner in ("a", "b"):
+            now = utcnow()
+            due = (Bot.status == "running") & (Bot.next_tick_at <= now)
+            with session_scope() as db:
+                taken = claim(db, Bot, owner=owner, now=now, lease_seconds=30, limit=2,
+                              where=due, order_by=Bot.id)  # fmt: skip
+            later = {"next_tick_at": now + timedelta(days=1)}
+            with session_scope() as db:
+                assert release_batch(db, Bot, taken, owner=owner, values=later) == 2
+            assert len(taken) == 2
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert CacheStats.NO_CACHE_KEY not in hits
+    assert hits[2:] == [CacheStats.CACHE_HIT, CacheStats.CACHE_HIT]  # the second claim, release
+    with session_scope() as db:
+        assert sorted(db.scalars(select(Bot.id).where(Bot.lease_owner.is_(None)))) == ids
