@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text, update
 from app.store import db as db_module
 from app.store.db import (
     ReadOnlySessionError,
-    get_engine,
+    build_engine,
     new_read_session,
     new_session,
     session_scope,
@@ -84,22 +84,25 @@ def test_read_session_opens_no_transaction(app) -> None:  # type: ignore[no-unty
         session.close()
 
 
-def test_idle_connection_dropped_by_the_server_is_replaced(app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_idle_connection_dropped_by_the_server_is_replaced(app, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Without a ping on every checkout, a connection the server dropped while it sat idle
     is still found out (and replaced) before use."""
     if db_backend() == "sqlite":
         pytest.skip("no server to drop the connection")
     monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 0.0)
-    with session_scope() as db:
-        pid = db.scalar(text("SELECT pg_backend_pid()"))
-    url = get_engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
-    other = psycopg2.connect(url)  # a connection outside the pool ends the idle one
+    engine = build_engine(settings)  # a pool of its own: its one connection is the dropped one
     try:
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        other.commit()
+        with engine.connect() as conn:
+            pid = conn.scalar(text("SELECT pg_backend_pid()"))
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        other = psycopg2.connect(url)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            other.commit()
+        finally:
+            other.close()
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT pg_backend_pid()")) != pid
     finally:
-        other.close()
-    with session_scope() as db:
-        assert db.scalar(text("SELECT 1")) == 1
-        assert db.scalar(text("SELECT pg_backend_pid()")) != pid
+        engine.dispose()
