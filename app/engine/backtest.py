@@ -26,6 +26,7 @@ Conventions (docs/backtesting.md compares them with freqtrade's backtesting):
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -55,11 +56,14 @@ from app.engine.fill_model import (
     prepare_order,
     reserve,
 )
+from app.engine.scaled_ledger import UNIT, ScaledLedger, to_units, units_decimal
 from app.engine.tick import entry_budget
 from app.market.base import MarketInfo, to_decimal
 
 log = logging.getLogger("tradewind.backtest")
 _RATIO = Decimal("1E-8")  # profit_ratio is shown to 8 decimals (as freqtrade)
+ZERO = Decimal(0)
+_ZERO_UNITS = units_decimal(0)
 
 Progress = Callable[[float], None]
 
@@ -161,6 +165,7 @@ class BacktestResult:
     final_book: Book
     start_capital: Decimal
     details: dict[str, Any] = field(default_factory=dict)
+    ledger: str = "decimal"  # "scaled": the fills ran on a `ScaledLedger` (same numbers)
 
     @property
     def final_equity(self) -> Decimal:
@@ -172,7 +177,8 @@ class BacktestResult:
 class _State:
     book: Book
     pnls: list[Decimal] = field(default_factory=list)
-    fills: list[tuple[int, Book]] = field(default_factory=list)  # (candle index, book after)
+    # (candle index, cash, position) after each fill, for the equity curve
+    fills: list[tuple[int, float, float]] = field(default_factory=list)
     trades: list[BacktestTrade] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
     entry: tuple[int, FillResult, SizingDecision] | None = None
@@ -203,6 +209,41 @@ def run_backtest(
     progress: Progress | None = None,
 ) -> BacktestResult:
     """Trade `strategy` over `candles` (closed, ascending) and measure the result."""
+    return _run(candles, strategy, params, capital, market, fees, sizing, timeframe_seconds,
+                progress, scaled=True)  # fmt: skip
+
+
+def run_backtest_in_decimal(
+    candles: Candles,
+    strategy: Strategy[Any],
+    params: Any,
+    *,
+    capital: Decimal,
+    market: MarketInfo,
+    fees: FeeSchedule,
+    sizing: SizingConfig | None = None,
+    timeframe_seconds: int,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """`run_backtest` with every fill in `Decimal` by `fill_model`, never on a
+    `ScaledLedger`: the reference the integer ledger is held to (tests, bench)."""
+    return _run(candles, strategy, params, capital, market, fees, sizing, timeframe_seconds,
+                progress, scaled=False)  # fmt: skip
+
+
+def _run(
+    candles: Candles,
+    strategy: Strategy[Any],
+    params: Any,
+    capital: Decimal,
+    market: MarketInfo,
+    fees: FeeSchedule,
+    sizing: SizingConfig | None,
+    timeframe_seconds: int,
+    progress: Progress | None,
+    *,
+    scaled: bool,
+) -> BacktestResult:
     n = len(candles)
     sig = strategy.signals(candles, params)
     events = np.flatnonzero(sig[: max(n - 1, 0)])  # the last candle has no next open
@@ -220,6 +261,13 @@ def run_backtest(
     kinds = sig[events].tolist()
     closes = candles.close[events].tolist()
     next_opens = opens[events + 1].tolist()
+    if scaled and ScaledLedger.usable(market, capital):
+        scaled = _State(book=state.book, tags=state.tags)
+        if _scaled_signal_loop(scaled, events.tolist(), kinds, closes, next_opens, candles,
+                               capital, market, fees, sizing, progress):  # fmt: skip
+            result = _result(candles, events, scaled, capital, timeframe_seconds, progress)
+            result.ledger = "scaled"
+            return result
     for k, i in enumerate(events.tolist()):
         kind = kinds[k]
         if kind == ENTER and state.entry is None:
@@ -231,6 +279,111 @@ def run_backtest(
     if state.entry is not None and n:  # freqtrade's force exit: at the last candle's open
         _exit(state, n - 1, to_decimal(float(opens[n - 1])), "end_of_data", candles, market, fees)
     return _result(candles, events, state, capital, timeframe_seconds, progress)
+
+
+def _scaled_signal_loop(
+    state: _State,
+    events: list[int],
+    kinds: list[int],
+    closes: list[float],
+    next_opens: list[float],
+    candles: Candles,
+    capital: Decimal,
+    market: MarketInfo,
+    fees: FeeSchedule,
+    sizing: SizingConfig,
+    progress: Progress | None,
+) -> bool:
+    """The signal loop on a `ScaledLedger`: the same trades as the `Decimal` loop below, to
+    the unit. False (and `state` half-filled) when an order would be refused or a value
+    leaves the exact range: the caller then runs the `Decimal` loop, which says why."""
+    n = len(candles)
+    capital_units = to_units(capital)
+    assert capital_units is not None
+    ledger = ScaledLedger(capital_units, market, fees)
+    ts = candles.ts
+    tags = state.tags
+    mode = sizing.mode
+    stake_n, stake_d = (sizing.stake or ZERO).as_integer_ratio()
+    plain: SizingDecision | None = None  # the fixed stake's decision while the cash covers it
+    fills = state.fills
+    entry: tuple[int, int, int, int, int, SizingDecision] | None = None
+    step = max(1, len(events) // 100)
+    total = max(len(events), 1)
+    for k, i in enumerate(events):
+        kind = kinds[k]
+        if kind == ENTER and entry is None:
+            if not math.isfinite(closes[k]):  # the Decimal rules refuse such a reference
+                return False
+            decision = plain
+            if decision is None or stake_n * UNIT > max(ledger.quote, 0) * stake_d:
+                cash = units_decimal(ledger.quote)
+                decision = size_position(state.pnls if mode == "kelly" else (), equity=cash,
+                                         capital=capital, cash=cash, config=sizing)  # fmt: skip
+                if mode == "fixed" and not decision.capped_by_cash:
+                    plain = decision
+            if decision.stake <= 0:
+                state.skipped.append(SkippedEntry(i, int(ts[i]), f"no stake: {decision.reason}"))
+            else:
+                price = ledger.buy_price(next_opens[k])
+                bought = None if price is None else ledger.buy(ledger.budget(decision.stake), price)
+                if bought is None or price is None:
+                    return False
+                fills.append((i + 1, ledger.quote / UNIT, ledger.held / UNIT))
+                entry = (i + 1, price, *bought, decision)
+        elif kind == EXIT and entry is not None:
+            if not _scaled_exit(state, ledger, entry, i + 1, next_opens[k], "exit_signal", ts,
+                                tags, fills):  # fmt: skip
+                return False
+            entry = None
+        if progress is not None and k % step == 0:
+            progress(k / total)
+    if (
+        entry is not None
+        and n
+        and not _scaled_exit(
+            state, ledger, entry, n - 1, float(candles.open[n - 1]), "end_of_data", ts, tags, fills
+        )
+    ):
+        return False
+    if fills:
+        state.book = Book(
+            units_decimal(ledger.quote), _ZERO_UNITS, units_decimal(ledger.held), _ZERO_UNITS,
+            units_decimal(ledger.cost_basis), units_decimal(ledger.realised),
+            units_decimal(ledger.fees_paid), ZERO, ZERO,
+        )  # fmt: skip
+    return True
+
+
+def _scaled_exit(
+    state: _State,
+    ledger: ScaledLedger,
+    entry: tuple[int, int, int, int, int, SizingDecision],
+    j: int,
+    open_: float,
+    reason: str,
+    ts: np.ndarray,
+    tags: list[str | None] | None,
+    fills: list[tuple[int, float, float]],
+) -> bool:
+    """Sell the whole position at candle j's open (moved by the slippage) and record the
+    trade; False past the exact range."""
+    price = ledger.sell_price(open_)
+    sold = None if price is None else ledger.sell(price)
+    if sold is None or price is None:
+        return False
+    proceeds, fee, _, net = sold
+    fills.append((j, ledger.quote / UNIT, 0.0))
+    entry_index, bought_price, amount, cost, entry_fee, decision = entry
+    pnl = units_decimal(net)
+    state.pnls.append(pnl)
+    state.trades.append(BacktestTrade(
+        entry_index, int(ts[entry_index]), units_decimal(bought_price), units_decimal(amount),
+        units_decimal(cost), units_decimal(entry_fee), j, int(ts[j]), units_decimal(price),
+        units_decimal(proceeds), units_decimal(fee), pnl, reason, decision.bootstrap,
+        decision.reason, None if tags is None else tags[entry_index - 1],
+    ))  # fmt: skip
+    return True
 
 
 def _result(
@@ -362,7 +515,7 @@ def _enter(
         )
         return
     state.book = outcome.book
-    state.fills.append((i + 1, outcome.book))
+    state.fills.append((i + 1, float(outcome.book.cash), float(outcome.book.position)))
     state.entry = (i + 1, outcome, decision)
 
 
@@ -391,7 +544,7 @@ def _exit(
     assert isinstance(outcome, FillResult), "a sell of what is held always fills"
     entry_index, bought, decision = state.entry
     state.book = outcome.book
-    state.fills.append((j, outcome.book))
+    state.fills.append((j, float(outcome.book.cash), float(outcome.book.position)))
     pnl = outcome.closed_trade_pnl
     assert pnl is not None
     state.pnls.append(pnl)
@@ -410,8 +563,8 @@ def _equity_curve(candles: Candles, state: _State, capital: Decimal) -> np.ndarr
     n = len(candles)
     if n == 0:
         return np.empty(0, dtype=np.float64)
-    starts = np.array([f for f, _ in state.fills], dtype=np.int64)
-    cash = np.array([float(capital)] + [float(b.cash) for _, b in state.fills])
-    held = np.array([0.0] + [float(b.position) for _, b in state.fills])
+    starts = np.array([f for f, _, _ in state.fills], dtype=np.int64)
+    cash = np.array([float(capital)] + [c for _, c, _ in state.fills])
+    held = np.array([0.0] + [h for _, _, h in state.fills])
     seg = np.cumsum(np.bincount(starts, minlength=n))  # fills at or before each candle
     return cash[seg] + held[seg] * candles.close
