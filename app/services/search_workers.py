@@ -203,26 +203,34 @@ def _done(counts: dict[tuple[int, str], int], fold: int) -> int:
     return sum(counts.get((fold, s), 0) for s in store.FINISHED)
 
 
-def _record(session: Any, p: Prepared, pending: Pending, seq: int | None) -> None:
+def _record(session: Any, p: Prepared, pending: Pending, seq: int | None) -> bool:
     t = pending.trial
-    kept = store.record(session, pending.trial_id, p.job_id, owner=pending.owner, state=t.state,
-                        value=t.value, metrics=t.metrics, params=t.params, now=utcnow(), seq=seq,
-                        evaluated=not pending.copied)  # fmt: skip
-    how = "copied" if pending.copied else "recorded"
+    return store.record(session, pending.trial_id, p.job_id, owner=pending.owner,
+                        state=t.state, value=t.value, metrics=t.metrics, params=t.params,
+                        now=utcnow(), seq=seq, evaluated=not pending.copied)  # fmt: skip
+
+
+def _log_recorded(p: Prepared, pending: Pending, kept: bool) -> None:
+    """Once the result's transaction has committed (a worker killed before that recorded
+    nothing)."""
+    number = pending.trial.number
     if kept:
-        log.info("search %s fold %s trial %s %s by %s", p.job_id, pending.fold, t.number, how,
+        how = "copied" if pending.copied else "recorded"
+        log.info("search %s fold %s trial %s %s by %s", p.job_id, pending.fold, number, how,
                  pending.owner)  # fmt: skip
     else:
         log.warning("search %s fold %s trial %s: lease lost, result dropped", p.job_id,
-                    pending.fold, t.number)  # fmt: skip
+                    pending.fold, number)  # fmt: skip
 
 
 def flush(p: Prepared) -> None:
     """Record the trial this worker evaluated last, if it is still unrecorded."""
-    if p.pending is not None:
+    pending = p.pending
+    if pending is not None:
         with session_scope() as session:
-            _record(session, p, p.pending, None)
+            kept = _record(session, p, pending, None)
         p.pending = None
+        _log_recorded(p, pending, kept)
 
 
 def take_trial(p: Prepared, owner: str, leases: Leases, *, coordinator: bool) -> str:
@@ -233,12 +241,15 @@ def take_trial(p: Prepared, owner: str, leases: Leases, *, coordinator: bool) ->
     or, for a helper, coordinated by this very process). Call `flush` when done."""
     now = utcnow()
     pending = p.pending
+    kept: bool | None = None
     with session_scope() as session:
         run = store.lock_run(session, p.job_id, now=now, take_seq=pending is not None)
         if pending is not None and run is not None:
-            _record(session, p, pending, run.seq)
+            kept = _record(session, p, pending, run.seq)
         step = _reserve(session, p, run, owner, leases, now, coordinator=coordinator)
     p.pending = None  # committed
+    if pending is not None and kept is not None:
+        _log_recorded(p, pending, kept)
     if not isinstance(step, tuple):
         return step
     trial_id, fold, number = step
