@@ -1,16 +1,25 @@
-"""The app factory: the Flask app with its blueprints, error handlers and commands."""
+"""The app factory: the Flask app with its blueprints, error handlers and commands.
+
+The HTTP layer (`app.api`, `app.web`: every route, the dashboard and what they import) is
+looked up by name and left out of a `flask` command that serves no request
+(`app.cli.HTTP_FREE_COMMANDS`): `flask backtest` starts without it.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, cli, web
-from app.cli import needs_secrets
+from app import cli
+from app.cli import needs_secrets, serves_http
 from app.observability.logging import configure_logging
 from app.store.db import init_database
 from config import Settings, settings_or_exit, use_settings, warn_insecure_defaults
+
+HTTP_LAYERS = ("app.api", "app.web")  # in this order: the dashboard's pages come last
 
 
 def create_app(config: Settings | None = None) -> Flask:
@@ -40,7 +49,8 @@ def create_app(config: Settings | None = None) -> Flask:
         hops = settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     init_database(settings)
-    api.init_app(app)
-    web.init_app(app)
+    if serves_http():
+        for layer in HTTP_LAYERS:
+            importlib.import_module(layer).init_app(app)
     cli.init_app(app)
     return app

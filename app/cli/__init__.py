@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
 from app.errors import AppError
+
+# Commands that answer no request: `flask <one of these>` builds its app without the HTTP
+# layer (`app.api`, `app.web`), so it imports only what the command needs.
+HTTP_FREE_COMMANDS = frozenset({"backtest"})
 
 COMMANDS = {
     "preflight": "app.cli.ops:preflight_command",
@@ -51,6 +56,30 @@ def needs_secrets() -> bool:
         return True
     ctx = click.get_current_context(silent=True)
     return ctx is not None and ctx.info_name == "run"
+
+
+def command_line_command() -> str | None:
+    """The command the `flask` command line is about to run while it loads the app (read
+    from its arguments as click reads them, the group's own options skipped), or None: not
+    a `flask` command line, or one click cannot read."""
+    if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+        return None
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    root = ctx.find_root()
+    probe = click.Context(root.command, info_name=root.info_name, resilient_parsing=True)
+    try:
+        rest = click.Command.parse_args(root.command, probe, sys.argv[1:])
+    except click.ClickException:
+        return None
+    return rest[0] if rest else None
+
+
+def serves_http() -> bool:
+    """Whether this process needs the HTTP layer: every server, test and command does but
+    those in `HTTP_FREE_COMMANDS`."""
+    return command_line_command() not in HTTP_FREE_COMMANDS
 
 
 class LazyCommands(AppGroup):
