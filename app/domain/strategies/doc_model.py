@@ -94,7 +94,9 @@ class DocumentLimits:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # validators are built on first use (the recursive node types resolve then): a process
+    # that never reads a document, such as a backtest of a built-in, does not pay for them
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 Number = Annotated[float, Field(allow_inf_nan=False)]
@@ -364,8 +366,6 @@ def _valid_name(key: str) -> bool:
     )
 
 
-for _model in (TaCall, Op, Informative, Constraint, TaggedEntry, StrategyDocument):
-    _model.model_rebuild()
 
 
 # -- errors and parsing ----------------------------------------------------------------------
