@@ -153,14 +153,16 @@ class Leases:
 
 
 class _LeaseKeeper:
-    """One daemon thread per process renewing the leases of the trials it is evaluating
-    (starting a thread per trial would cost more than a short trial's bookkeeping)."""
+    """One daemon thread per process renewing the leases of the trials it is evaluating, each
+    once it has been held `renew_every` since its lease was last set (starting a thread per
+    trial would cost more than a short trial's bookkeeping)."""
+
+    TICK = 0.2
 
     def __init__(self) -> None:
-        self._held: dict[int, tuple[str, Leases]] = {}
+        self._held: dict[int, tuple[str, Leases, float]] = {}  # id -> owner, leases, set at
         self._lock = threading.Lock()
         self._pid = 0
-        self._wake = threading.Event()
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # none yet, or inherited across fork (threads are not)
@@ -171,7 +173,7 @@ class _LeaseKeeper:
     def holding(self, trial_id: int, owner: str, leases: Leases) -> Iterator[None]:
         with self._lock:
             self._ensure_thread()
-            self._held[trial_id] = (owner, leases)
+            self._held[trial_id] = (owner, leases, time.monotonic())
         try:
             yield
         finally:
@@ -181,19 +183,23 @@ class _LeaseKeeper:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                held = dict(self._held)
-            every = min((leases.renew_every for _, leases in held.values()), default=1.0)
-            self._wake.wait(min(every, 1.0))
-            for trial_id, (owner, leases) in held.items():
-                with self._lock:
-                    if trial_id not in self._held:
-                        continue
+                tick = min([self.TICK, *(lz.renew_every for _, lz, _ in self._held.values())])
+            time.sleep(tick)
+            now = time.monotonic()
+            with self._lock:
+                due = [(tid, owner, lz) for tid, (owner, lz, since) in self._held.items()
+                       if now - since >= lz.renew_every]  # fmt: skip
+            for trial_id, owner, leases in due:
                 try:
                     with session_scope() as session:
                         store.renew(session, trial_id, owner=owner, now=utcnow(),
                                     lease_seconds=leases.seconds)  # fmt: skip
                 except Exception:  # a missed renewal is not fatal; the lease decides
                     log.warning("renewing the lease of trial %s failed", trial_id, exc_info=True)
+                    continue
+                with self._lock:
+                    if trial_id in self._held:
+                        self._held[trial_id] = (owner, leases, now)
 
 
 lease_keeper = _LeaseKeeper()

@@ -220,10 +220,14 @@ def test_a_trial_being_evaluated_keeps_its_lease(make_user, fixture_data) -> Non
                                     now=utcnow(), lease_seconds=leases.seconds)  # fmt: skip
         gone = store.insert_running(s, job_id, 0, 1, owner="me:1",
                                     now=utcnow(), lease_seconds=leases.seconds)  # fmt: skip
+    lost = 0
     with search_workers.lease_keeper.holding(held, "me:1", leases):
-        time.sleep(1.2)  # three leases long: only the renewals keep it
-        with session_scope() as s:
-            assert store.expire_lost(s, job_id, now=utcnow()) == 1
+        until = time.monotonic() + 1.2  # three leases long: only the renewals keep it
+        while time.monotonic() < until:  # other workers look for lost trials all the while
+            with session_scope() as s:
+                lost += store.expire_lost(s, job_id, now=utcnow())
+            time.sleep(0.05)
+    assert lost == 1
     states = {r.id: r.state for r in _rows(job_id)}
     assert states == {held: "running", gone: "lost"}
 
