@@ -28,6 +28,7 @@ from tests.support.trading import (
     resume_fleet,
     sleep_until_after_boundary,
     three_processes,
+    trouble_in_logs,
     wait_for,
 )
 
@@ -71,13 +72,18 @@ def test_every_press_answers_and_no_order_follows_any_answer(
             assert answer.status_code == 200, answer.text
         time.sleep(5)  # any order still in flight somewhere would be committed by now
         final = order_ids()
-        assert set(final) == presses[-1][1], "orders recorded after the last stop answered"
+        assert set(final) == presses[-1][1], (
+            f"orders recorded after the last stop answered; logged:\n{trouble_in_logs(tmp_path)}"
+        )
 
     late = {
         n: sorted(oid for oid, created in final.items() if created < at and oid not in present)
         for n, (at, present) in enumerate(presses)
     }
-    assert {n: ids for n, ids in late.items() if ids} == {}, "orders committed after an answer"
+    late = {n: ids for n, ids in late.items() if ids}
+    assert late == {}, (
+        f"orders committed after an answer; the workers logged:\n{trouble_in_logs(tmp_path)}"
+    )
     assert all(body["complete"] for _, _, body in answers)
     # the presses met trading in full flow: orders open at the press were cancelled by it
     assert sum(body["cancelled_orders"] for _, _, body in answers) >= PRESSES // 3

@@ -133,3 +133,18 @@ def three_processes(env: dict[str, str], log_dir: Path) -> Iterator[str]:
     finally:
         stop_process(worker)
         worker_log.close()
+
+
+def trouble_in_logs(log_dir: Path, limit: int = 40) -> str:
+    """The warning and error lines the processes logged (for a failing assertion to show
+    what the workers saw, e.g. a tick that failed)."""
+    trouble = (" WARNING ", " ERROR ", "Traceback")
+    routine = ("tradewind.alerts", "tradewind.config")
+    lines = [
+        f"{log.name}: {line[:300]}"
+        for log in sorted(log_dir.glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if any(t in line for t in trouble) and not any(r in line for r in routine)
+    ]
+    return "\n".join(lines[-limit:]) or "(no warning or error logged)"
+
