@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from app.domain.times import iso_ms
 
 __all__ = [
     "ClosedTrade",
+    "RoundTripLike",
     "PerformanceMetrics",
     "DAYS_PER_YEAR",
     "MIN_DAILY_RETURNS",
@@ -55,6 +56,20 @@ class ClosedTrade:
     pnl: Decimal
     entry_ts: int
     exit_ts: int
+
+
+class RoundTripLike(Protocol):
+    """What the metrics read of a closed trade (a `ClosedTrade`, or a backtest's own trade
+    record, passed as it is rather than copied)."""
+
+    @property
+    def pnl(self) -> Decimal: ...
+
+    @property
+    def entry_ts(self) -> int: ...
+
+    @property
+    def exit_ts(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -154,7 +169,7 @@ def _ratios(r: np.ndarray, unavailable: dict[str, str]) -> tuple[float | None, f
 
 
 def _exposure(
-    start: int, end: int, trades: Sequence[ClosedTrade], open_since_ts: int | None
+    start: int, end: int, trades: Sequence[RoundTripLike], open_since_ts: int | None
 ) -> float | None:
     if end <= start:
         return None
@@ -175,7 +190,7 @@ def _exposure(
 def compute_metrics(
     ts: Sequence[int] | np.ndarray,
     equity: Sequence[Decimal | float] | np.ndarray,
-    trades: Sequence[ClosedTrade],
+    trades: Sequence[RoundTripLike],
     *,
     open_since_ts: int | None = None,
 ) -> PerformanceMetrics:

@@ -30,16 +30,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from app.domain.candles import Candles
-from app.domain.metrics import (
-    ClosedTrade,
-    PerformanceMetrics,
-    compute_metrics,
-)
+from app.domain.metrics import PerformanceMetrics, compute_metrics
 from app.domain.numbers import decimal_text as _plain
 from app.domain.sizing import SizingConfig, SizingDecision, size_position
 from app.domain.strategies import ENTER, EXIT, Strategy
@@ -173,12 +169,26 @@ class BacktestResult:
         return self.final_book.cash
 
 
+class _Fills(NamedTuple):
+    """Where each fill happened and the cash and position after it, for the equity curve
+    (three lists of numbers rather than a record per fill: nothing for the collector)."""
+
+    at: list[int]  # candle index of each fill
+    cash: list[float]  # before the first fill (the capital, set later), then after each
+    held: list[float]
+
+    def add(self, index: int, book: Book) -> None:
+        self.at.append(index)
+        self.cash.append(float(book.cash))
+        self.held.append(float(book.position))
+
+
 @dataclass
 class _State:
     book: Book
     pnls: list[Decimal] = field(default_factory=list)
     # (candle index, cash, position) after each fill, for the equity curve
-    fills: list[tuple[int, float, float]] = field(default_factory=list)
+    fills: _Fills = field(default_factory=lambda: _Fills([], [0.0], [0.0]))
     trades: list[BacktestTrade] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
     entry: tuple[int, FillResult, SizingDecision] | None = None
@@ -263,7 +273,7 @@ def _run(
     next_opens = opens[events + 1].tolist()
     if scaled and ScaledLedger.usable(market, capital):
         scaled = _State(book=state.book, tags=state.tags)
-        if _scaled_signal_loop(scaled, events.tolist(), kinds, closes, next_opens, candles,
+        if _scaled_signal_loop(scaled, events, kinds, closes, next_opens, candles,
                                capital, market, fees, sizing, progress):  # fmt: skip
             result = _result(candles, events, scaled, capital, timeframe_seconds, progress)
             result.ledger = "scaled"
@@ -283,7 +293,7 @@ def _run(
 
 def _scaled_signal_loop(
     state: _State,
-    events: list[int],
+    events: np.ndarray,
     kinds: list[int],
     closes: list[float],
     next_opens: list[float],
@@ -301,88 +311,88 @@ def _scaled_signal_loop(
     capital_units = to_units(capital)
     assert capital_units is not None
     ledger = ScaledLedger(capital_units, market, fees)
-    ts = candles.ts
+    fill_ts = candles.ts[events + 1].tolist()  # every fill is at the open after its signal
     tags = state.tags
     mode = sizing.mode
     stake_n, stake_d = (sizing.stake or ZERO).as_integer_ratio()
     plain: SizingDecision | None = None  # the fixed stake's decision while the cash covers it
-    fills = state.fills
-    entry: tuple[int, int, int, int, int, SizingDecision] | None = None
+    plain_budget = 0  # its budget before the cap at the free quote
+    fill_at, fill_cash, fill_held = state.fills
+    trades = state.trades
+    price_text = ledger.price_decimal
+    entry: tuple[int, int, int, int, int, int, SizingDecision] | None = None
     step = max(1, len(events) // 100)
     total = max(len(events), 1)
-    for k, i in enumerate(events):
+    for k, i in enumerate(events.tolist()):
         kind = kinds[k]
         if kind == ENTER and entry is None:
             if not math.isfinite(closes[k]):  # the Decimal rules refuse such a reference
                 return False
             decision = plain
-            if decision is None or stake_n * UNIT > max(ledger.quote, 0) * stake_d:
+            if decision is None or stake_n * UNIT > ledger.quote * stake_d:
                 cash = units_decimal(ledger.quote)
                 decision = size_position(state.pnls if mode == "kelly" else (), equity=cash,
                                          capital=capital, cash=cash, config=sizing)  # fmt: skip
+                budget = ledger.budget(decision.stake)
                 if mode == "fixed" and not decision.capped_by_cash:
-                    plain = decision
-            if decision.stake <= 0:
-                state.skipped.append(SkippedEntry(i, int(ts[i]), f"no stake: {decision.reason}"))
+                    plain, plain_budget = decision, budget
             else:
-                price = ledger.buy_price(next_opens[k])
-                bought = None if price is None else ledger.buy(ledger.budget(decision.stake), price)
-                if bought is None or price is None:
-                    return False
-                fills.append((i + 1, ledger.quote / UNIT, ledger.held / UNIT))
-                entry = (i + 1, price, *bought, decision)
-        elif kind == EXIT and entry is not None:
-            if not _scaled_exit(state, ledger, entry, i + 1, next_opens[k], "exit_signal", ts,
-                                tags, fills):  # fmt: skip
+                budget = min(plain_budget, ledger.quote)
+            if decision.stake <= 0:
+                state.skipped.append(SkippedEntry(i, int(candles.ts[i]),
+                                                  f"no stake: {decision.reason}"))  # fmt: skip
+                continue
+            price = ledger.buy_price(next_opens[k])
+            bought = None if price is None else ledger.buy(budget, price)
+            if bought is None or price is None:
                 return False
+            fill_at.append(i + 1)
+            fill_cash.append(ledger.quote / UNIT)
+            fill_held.append(ledger.held / UNIT)
+            entry = (i + 1, fill_ts[k], price, *bought, decision)
+        elif kind == EXIT and entry is not None:
+            price = ledger.sell_price(next_opens[k])
+            sold = None if price is None else ledger.sell(price)
+            if sold is None or price is None:
+                return False
+            fill_at.append(i + 1)
+            fill_cash.append(ledger.quote / UNIT)
+            fill_held.append(0.0)
+            e, e_ts, e_price, amount, cost, fee, decision = entry
+            pnl = units_decimal(sold[3])
+            state.pnls.append(pnl)
+            trades.append(BacktestTrade(
+                e, e_ts, price_text(e_price), units_decimal(amount), units_decimal(cost),
+                units_decimal(fee), i + 1, fill_ts[k], price_text(price),
+                units_decimal(sold[0]), units_decimal(sold[1]), pnl, "exit_signal",
+                decision.bootstrap, decision.reason, None if tags is None else tags[e - 1],
+            ))  # fmt: skip
             entry = None
         if progress is not None and k % step == 0:
             progress(k / total)
-    if (
-        entry is not None
-        and n
-        and not _scaled_exit(
-            state, ledger, entry, n - 1, float(candles.open[n - 1]), "end_of_data", ts, tags, fills
-        )
-    ):
-        return False
-    if fills:
+    if entry is not None and n:  # freqtrade's force exit: at the last candle's open
+        price = ledger.sell_price(float(candles.open[n - 1]))
+        sold = None if price is None else ledger.sell(price)
+        if sold is None or price is None:
+            return False
+        fill_at.append(n - 1)
+        fill_cash.append(ledger.quote / UNIT)
+        fill_held.append(0.0)
+        e, e_ts, e_price, amount, cost, fee, decision = entry
+        pnl = units_decimal(sold[3])
+        state.pnls.append(pnl)
+        trades.append(BacktestTrade(
+            e, e_ts, price_text(e_price), units_decimal(amount), units_decimal(cost),
+            units_decimal(fee), n - 1, int(candles.ts[n - 1]), price_text(price),
+            units_decimal(sold[0]), units_decimal(sold[1]), pnl, "end_of_data",
+            decision.bootstrap, decision.reason, None if tags is None else tags[e - 1],
+        ))  # fmt: skip
+    if fill_at:
         state.book = Book(
             units_decimal(ledger.quote), _ZERO_UNITS, units_decimal(ledger.held), _ZERO_UNITS,
             units_decimal(ledger.cost_basis), units_decimal(ledger.realised),
             units_decimal(ledger.fees_paid), ZERO, ZERO,
         )  # fmt: skip
-    return True
-
-
-def _scaled_exit(
-    state: _State,
-    ledger: ScaledLedger,
-    entry: tuple[int, int, int, int, int, SizingDecision],
-    j: int,
-    open_: float,
-    reason: str,
-    ts: np.ndarray,
-    tags: list[str | None] | None,
-    fills: list[tuple[int, float, float]],
-) -> bool:
-    """Sell the whole position at candle j's open (moved by the slippage) and record the
-    trade; False past the exact range."""
-    price = ledger.sell_price(open_)
-    sold = None if price is None else ledger.sell(price)
-    if sold is None or price is None:
-        return False
-    proceeds, fee, _, net = sold
-    fills.append((j, ledger.quote / UNIT, 0.0))
-    entry_index, bought_price, amount, cost, entry_fee, decision = entry
-    pnl = units_decimal(net)
-    state.pnls.append(pnl)
-    state.trades.append(BacktestTrade(
-        entry_index, int(ts[entry_index]), units_decimal(bought_price), units_decimal(amount),
-        units_decimal(cost), units_decimal(entry_fee), j, int(ts[j]), units_decimal(price),
-        units_decimal(proceeds), units_decimal(fee), pnl, reason, decision.bootstrap,
-        decision.reason, None if tags is None else tags[entry_index - 1],
-    ))  # fmt: skip
     return True
 
 
@@ -396,8 +406,7 @@ def _result(
 ) -> BacktestResult:
     n = len(candles)
     equity = _equity_curve(candles, state, capital)
-    trades = [ClosedTrade(t.pnl, t.entry_ts, t.exit_ts) for t in state.trades]
-    metrics = compute_metrics(candles.ts, equity, trades)
+    metrics = compute_metrics(candles.ts, equity, state.trades)
     if progress is not None:
         progress(1.0)
     return BacktestResult(
@@ -515,7 +524,7 @@ def _enter(
         )
         return
     state.book = outcome.book
-    state.fills.append((i + 1, float(outcome.book.cash), float(outcome.book.position)))
+    state.fills.add(i + 1, outcome.book)
     state.entry = (i + 1, outcome, decision)
 
 
@@ -544,7 +553,7 @@ def _exit(
     assert isinstance(outcome, FillResult), "a sell of what is held always fills"
     entry_index, bought, decision = state.entry
     state.book = outcome.book
-    state.fills.append((j, float(outcome.book.cash), float(outcome.book.position)))
+    state.fills.add(j, outcome.book)
     pnl = outcome.closed_trade_pnl
     assert pnl is not None
     state.pnls.append(pnl)
@@ -563,8 +572,10 @@ def _equity_curve(candles: Candles, state: _State, capital: Decimal) -> np.ndarr
     n = len(candles)
     if n == 0:
         return np.empty(0, dtype=np.float64)
-    starts = np.array([f for f, _, _ in state.fills], dtype=np.int64)
-    cash = np.array([float(capital)] + [c for _, c, _ in state.fills])
-    held = np.array([0.0] + [h for _, _, h in state.fills])
+    fills = state.fills
+    starts = np.array(fills.at, dtype=np.int64)
+    cash = np.array(fills.cash)
+    cash[0] = float(capital)
+    held = np.array(fills.held)
     seg = np.cumsum(np.bincount(starts, minlength=n))  # fills at or before each candle
     return cash[seg] + held[seg] * candles.close

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import decimal
 import math
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from app.engine.fill_model import BPS, FeeSchedule
 from app.market.base import MarketInfo
@@ -27,6 +27,8 @@ __all__ = ["UNIT", "ScaledLedger", "to_units", "units_decimal"]
 
 UNIT = 10**18  # units in one (the ledger's QUANTUM is 1e-18)
 _EXACT = 10**27  # below this a sum in the default 28-digit context is exact
+_SCALE = Decimal("1E-18")
+_multiply = Context(prec=60).multiply  # exact for any value of the ledger
 
 
 def to_units(value: Decimal) -> int | None:
@@ -38,7 +40,7 @@ def to_units(value: Decimal) -> int | None:
 
 def units_decimal(units: int) -> Decimal:
     """The ledger's Decimal of `units` (exponent -18, as `fill_model` quantizes)."""
-    return Decimal(units).scaleb(-18)
+    return _multiply(Decimal(units), _SCALE)
 
 
 class ScaledLedger:
@@ -46,7 +48,8 @@ class ScaledLedger:
 
     __slots__ = ("quote", "held", "cost_basis", "realised", "fees_paid", "entry_fee",
                  "_tn", "_td", "_up", "_ps", "_as", "_buy", "_sell", "_buy_price",
-                 "_sell_price")  # fmt: skip
+                 "_sell_price", "_price_text", "_step_digits", "_step_scale",
+                 "_per_step")  # fmt: skip
 
     def __init__(self, capital_units: int, market: MarketInfo, fees: FeeSchedule) -> None:
         self.quote = capital_units
@@ -64,8 +67,15 @@ class ScaledLedger:
         sn, sd = (fees.slippage_bps / BPS).as_integer_ratio()
         self._buy = (sd + sn, sd)  # 1 + slippage
         self._sell = (sd - sn, sd)  # 1 - slippage
+        # the price step as digits * 10**-k: r steps are r * digits / 10**k
+        _, step_digits, exponent = market.price_step.normalize().as_tuple()
+        digits = int("".join(map(str, step_digits)))
+        self._step_digits = digits * 10 ** max(exponent, 0)  # type: ignore[operator]
+        self._step_scale = 10 ** max(-exponent, 0)  # type: ignore[operator]
+        self._per_step = self._step_scale / self._step_digits
         self._buy_price: dict[float, int] = {}
         self._sell_price: dict[float, int] = {}
+        self._price_text: dict[int, Decimal] = {}
 
     @staticmethod
     def usable(market: MarketInfo, capital: Decimal) -> bool:
@@ -84,11 +94,15 @@ class ScaledLedger:
         """`market_fill_price("buy", open)` in units (ceil to the step), None if not > 0."""
         units = self._buy_price.get(open_)
         if units is None:
-            if not math.isfinite(open_):
-                return None
-            n, d = Decimal(repr(open_)).as_integer_ratio()
             num, den = self._buy
-            units = -((-n * num * UNIT) // (d * den * self._ps)) * self._ps
+            ticks = self._on_grid(open_)
+            if ticks is not None:
+                units = -((-ticks * num) // den) * self._ps
+            elif math.isfinite(open_):
+                n, d = Decimal(repr(open_)).as_integer_ratio()
+                units = -((-n * num * UNIT) // (d * den * self._ps)) * self._ps
+            else:
+                return None
             self._buy_price[open_] = units
         return units if units > 0 else None
 
@@ -96,13 +110,37 @@ class ScaledLedger:
         """`market_fill_price("sell", open)` in units (floor to the step)."""
         units = self._sell_price.get(open_)
         if units is None:
-            if not math.isfinite(open_):
-                return None
-            n, d = Decimal(repr(open_)).as_integer_ratio()
             num, den = self._sell
-            units = (n * num * UNIT) // (d * den * self._ps) * self._ps
+            ticks = self._on_grid(open_)
+            if ticks is not None:
+                units = (ticks * num) // den * self._ps
+            elif math.isfinite(open_):
+                n, d = Decimal(repr(open_)).as_integer_ratio()
+                units = (n * num * UNIT) // (d * den * self._ps) * self._ps
+            else:
+                return None
             self._sell_price[open_] = units
         return units
+
+    def _on_grid(self, price: float) -> int | None:
+        """r when `to_decimal(price)` is exactly r price steps, else None; checked without
+        building that decimal (exchanges quote on the grid, so this is the usual case).
+        A decimal of at most 15 significant digits is the only one that short to round to
+        its float, so when r steps rounds to `price` it is `price`'s shortest repr."""
+        if not 0.0 < price < 1e300:
+            return None
+        r = round(price * self._per_step)
+        digits = r * self._step_digits
+        if 0 < digits < 10**15 and digits / self._step_scale == price:
+            return r
+        return None
+
+    def price_decimal(self, units: int) -> Decimal:
+        """`units_decimal` of a fill price, once per price (they repeat)."""
+        value = self._price_text.get(units)
+        if value is None:
+            value = self._price_text[units] = units_decimal(units)
+        return value
 
     # -- fills -------------------------------------------------------------------------
 
@@ -126,7 +164,7 @@ class ScaledLedger:
             if cost + fee <= budget or qty <= 0:
                 break
             qty -= step  # rounding of cost/fee overshot the budget
-        if qty <= 0:
+        if qty <= 0 or qty >= _EXACT:
             return None
         self.quote -= cost + fee
         self.held = qty
