@@ -8,6 +8,10 @@ The load comes from `wrk` when the machine has it (its threads cost the server l
 from the Python closed-loop generator in `bench/_load.py`. Goals (the speed issue): the list at
 0.40x ping or better with p99 at most 2x ping's, the detail at 0.45x or better.
 
+On a shared machine req/s swing with the neighbours' load, so each run also prints the CPU
+the gunicorn workers spent per request (from /proc; Postgres' own CPU is not in it): ping's
+CPU per request over ours is the ratio the server would reach on cores of its own.
+
     .venv/bin/python bench/bench_requests.py [--seconds 8] [--connections 32]
 
 Needs Postgres on 127.0.0.1 (TEST_POSTGRES_URL) like the tests.
@@ -70,14 +74,38 @@ def wrk(url: str, seconds: float, connections: int, token: str) -> tuple[float, 
     return rps, float(value) / {"us": 1e6, "ms": 1e3, "s": 1.0}[unit]
 
 
-def measure(url: str, seconds: float, connections: int, token: str = "") -> tuple[float, float]:
+def worker_cpu_seconds(master: int) -> float:
+    """User + system CPU of the gunicorn master's children (its workers), from /proc."""
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return float("nan")
+    total = 0
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    url: str, seconds: float, connections: int, master: int, token: str = ""
+) -> tuple[float, float, float]:
+    """Requests/s, p99 latency (s) and the workers' CPU seconds per request."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     if shutil.which("wrk"):
         wrk(url, 1, connections, token)
-        return wrk(url, seconds, connections, token)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    hammer(url, 1.0, connections, headers)
-    rps, latencies = hammer(url, seconds, connections, headers)
-    return rps, percentile(latencies, 0.99)
+    else:
+        hammer(url, 1.0, connections, headers)
+    cpu = worker_cpu_seconds(master)
+    if shutil.which("wrk"):
+        rps, p99 = wrk(url, seconds, connections, token)
+    else:
+        rps, latencies = hammer(url, seconds, connections, headers)
+        p99 = percentile(latencies, 0.99)
+    return rps, p99, (worker_cpu_seconds(master) - cpu) / max(rps * seconds, 1.0)
 
 
 def main() -> None:
@@ -104,10 +132,12 @@ def main() -> None:
                              {"email": email, "password": PASSWORD})["access_token"]  # fmt: skip
                 ids = [call(base, "POST", "/api/bots", {**BOT, "name": f"b{i}"}, token)["id"]
                        for i in range(5)]  # fmt: skip
-                ping = measure(base + "/api/health/ping", args.seconds, args.connections)
-                listing = measure(base + "/api/bots", args.seconds, args.connections, token)
+                master = proc.pid
+                ping = measure(base + "/api/health/ping", args.seconds, args.connections, master)
+                listing = measure(base + "/api/bots", args.seconds, args.connections, master,
+                                  token)  # fmt: skip
                 detail = measure(base + f"/api/bots/{ids[0]}", args.seconds, args.connections,
-                                 token)  # fmt: skip
+                                 master, token)  # fmt: skip
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -116,11 +146,14 @@ def main() -> None:
 
     tool = "wrk" if shutil.which("wrk") else "python load generator"
     print(f"requests, gunicorn 2 workers, Postgres, {args.connections} connections ({tool}):")
-    print(f"  ping            {ping[0]:8.0f} req/s  p99 {ping[1] * 1000:6.1f} ms")
-    for name, (rps, p99), goal in (("GET /api/bots", listing, 0.40),
-                                   ("GET /api/bots/{id}", detail, 0.45)):  # fmt: skip
-        print(f"  {name:<15} {rps:8.0f} req/s  p99 {p99 * 1000:6.1f} ms  "
-              f"= {rps / ping[0]:.2f}x ping (goal {goal:.2f}x), p99 {p99 / ping[1]:.1f}x ping's")
+    print(f"  load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"  ping               {ping[0]:8.0f} req/s  p99 {ping[1] * 1000:6.1f} ms  "
+          f"worker CPU {ping[2] * 1e6:5.0f} us/req")  # fmt: skip
+    for name, (rps, p99, cpu), goal in (("GET /api/bots", listing, 0.40),
+                                        ("GET /api/bots/{id}", detail, 0.45)):  # fmt: skip
+        print(f"  {name:<18} {rps:8.0f} req/s  p99 {p99 * 1000:6.1f} ms  "
+              f"worker CPU {cpu * 1e6:5.0f} us/req  = {rps / ping[0]:.2f}x ping "
+              f"(goal {goal:.2f}x; by CPU {ping[2] / cpu:.2f}x), p99 {p99 / ping[1]:.1f}x ping's")
 
 
 if __name__ == "__main__":

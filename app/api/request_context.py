@@ -29,7 +29,8 @@ def db_session() -> Session:
     session = g.get("db_session")
     if session is None:
         view = current_app.view_functions.get(request.endpoint or "")
-        session = new_read_session() if getattr(view, "_tw_read_only", False) else new_session()
+        g.db_read_only = getattr(view, "_tw_read_only", False)
+        session = new_read_session() if g.db_read_only else new_session()
         g.db_session = session
     return session
 
@@ -47,7 +48,7 @@ def _assign_request_id() -> None:
 
 def _finish_unit_of_work(response: Response) -> Response:
     session: Session | None = g.get("db_session")
-    if session is not None:
+    if session is not None and not g.get("db_read_only"):  # a read has nothing to end
         if response.status_code < 400:
             session.commit()
         else:
@@ -59,7 +60,8 @@ def _finish_unit_of_work(response: Response) -> Response:
 def _close_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("db_session", None)
     if session is not None:
-        session.rollback()
+        if not g.get("db_read_only"):
+            session.rollback()
         session.close()
 
 
