@@ -61,8 +61,10 @@ def _lookup_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | Non
 
 
 def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
-    """Revoked by logout (jti) or with its refresh family (reuse, logout, disabled account)."""
-    user, revoked = token_subject(db_session(), payload)
+    """Revoked by logout (jti) or with its refresh family (reuse, logout, disabled account).
+    A read-only request gets its user as plain columns (it never writes through it)."""
+    session = db_session()
+    user, revoked = token_subject(session, payload, transient=bool(g.get("db_read_only")))
     g._tw_token_subject = (payload.get("jti"), user)
     return revoked
 

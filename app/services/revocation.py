@@ -68,29 +68,42 @@ _REVOKED_JTI = exists().where(RevokedToken.jti == bindparam("jti"))
 _REVOKED_FAMILY = exists().where(
     RefreshToken.family_id == bindparam("family"), RefreshToken.revoked_at.is_not(None)
 )
-# Built once: a statement made per request costs more Python than its round trip.
-_SUBJECT = select(User, _REVOKED_JTI.label("revoked")).where(User.id == bindparam("user_id"))
-_SUBJECT_IN_FAMILY = select(User, (_REVOKED_JTI | _REVOKED_FAMILY).label("revoked")).where(
-    User.id == bindparam("user_id")
-)
+# Built once: a statement made per request costs more Python than its round trip. The user
+# comes as an ORM object, or as plain columns for a read that only needs to know who it is.
+_SUBJECT = {
+    (plain, in_family): select(
+        *(User.__table__.columns if plain else [User]),
+        (_REVOKED_JTI | _REVOKED_FAMILY if in_family else _REVOKED_JTI).label("revoked"),
+    ).where(User.id == bindparam("user_id"))
+    for plain in (False, True)
+    for in_family in (False, True)
+}
 
 
-def token_subject(session: Session, payload: dict[str, Any]) -> tuple[User | None, bool]:
-    """(the token's user or None, revoked?) in one query."""
+def token_subject(
+    session: Session, payload: dict[str, Any], *, transient: bool = False
+) -> tuple[User | None, bool]:
+    """(the token's user or None, revoked?) in one query. `transient`: the user is built from
+    plain columns and belongs to no session (cheaper; for requests that never write)."""
     try:
         user_id = int(payload["sub"])
     except (KeyError, TypeError, ValueError):
         return None, False
     params: dict[str, Any] = {"user_id": user_id, "jti": str(payload.get("jti") or "")}
     family = payload.get("fam")
-    if isinstance(family, str) and family:
+    in_family = isinstance(family, str) and bool(family)
+    if in_family:
         params["family"] = family
-        row = session.execute(_SUBJECT_IN_FAMILY, params).first()
-    else:
-        row = session.execute(_SUBJECT, params).first()
-    if row is None:
+    statement = _SUBJECT[(transient, in_family)]
+    if not transient:
+        row = session.execute(statement, params).first()
+        return (None, False) if row is None else (row[0], bool(row[1]))
+    found = session.connection().execute(statement, params).first()
+    if found is None:
         return None, False
-    return row[0], bool(row[1])
+    columns = found._asdict()
+    revoked = bool(columns.pop("revoked"))
+    return User(**columns), revoked
 
 
 def is_jti_revoked(session: Session, jti: str) -> bool:

@@ -15,11 +15,12 @@ import jwt as pyjwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.services.revocation import prune_expired_revocations
 from app.store.base import utcnow
 from app.store.db import session_scope
+from app.store.models import User
 from app.store.models.accounts import AuditLog, RefreshToken, RevokedToken
 from app.store.redis import get_redis, redis_key, reset_redis
 from config import Settings, use_settings
@@ -97,6 +98,24 @@ def test_a_remembered_token_still_expires_on_time(
     assert me(client, short)[0] == 200  # the remembered one
     time.sleep(2.1)
     assert me(client, short) == (401, "token_expired")
+
+
+def test_read_only_routes_refuse_a_remembered_token_at_once(
+    client: FlaskClient, alice: dict[str, Any]
+) -> None:
+    """The bot list runs without a transaction and skips decoding a known token; a disabled
+    account and a logout still refuse the token on the very next request."""
+    headers = bearer(alice["access_token"])
+    assert client.get("/api/bots", headers=headers).status_code == 200
+    with session_scope() as db:
+        db.execute(update(User).where(User.id == alice["user"]["id"]).values(is_disabled=True))
+    assert status_code(client.get("/api/bots", headers=headers)) == (401, "account_unavailable")
+    with session_scope() as db:
+        db.execute(update(User).where(User.id == alice["user"]["id"]).values(is_disabled=False))
+    assert client.get("/api/bots", headers=headers).status_code == 200
+    assert client.post("/api/auth/logout", headers=headers).status_code == 204
+    assert status_code(client.get("/api/bots", headers=headers)) == (401, "token_revoked")
+    assert status_code(client.get("/api/bots/1", headers=headers)) == (401, "token_revoked")
 
 
 def test_token_types_are_not_interchangeable(client: FlaskClient, alice: dict[str, Any]) -> None:
