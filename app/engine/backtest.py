@@ -52,7 +52,14 @@ from app.engine.fill_model import (
     prepare_order,
     reserve,
 )
-from app.engine.scaled_ledger import UNIT, ScaledLedger, to_units, units_decimal
+from app.engine.scaled_ledger import (
+    SCALE,
+    UNIT,
+    ScaledLedger,
+    exact_multiply,
+    to_units,
+    units_decimal,
+)
 from app.engine.tick import entry_budget
 from app.market.base import MarketInfo, to_decimal
 
@@ -320,6 +327,8 @@ def _scaled_signal_loop(
     fill_at, fill_cash, fill_held = state.fills
     trades = state.trades
     price_text = ledger.price_decimal
+    pnls = state.pnls
+    mul, D, S = exact_multiply, Decimal, SCALE
     entry: tuple[int, int, int, int, int, int, SizingDecision] | None = None
     step = max(1, len(events) // 100)
     total = max(len(events), 1)
@@ -359,13 +368,13 @@ def _scaled_signal_loop(
             fill_cash.append(ledger.quote / UNIT)
             fill_held.append(0.0)
             e, e_ts, e_price, amount, cost, fee, decision = entry
-            pnl = units_decimal(sold[3])
-            state.pnls.append(pnl)
+            pnl = mul(D(sold[3]), S)  # units_decimal, inlined: seven a trade
+            pnls.append(pnl)
             trades.append(BacktestTrade(
-                e, e_ts, price_text(e_price), units_decimal(amount), units_decimal(cost),
-                units_decimal(fee), i + 1, fill_ts[k], price_text(price),
-                units_decimal(sold[0]), units_decimal(sold[1]), pnl, "exit_signal",
-                decision.bootstrap, decision.reason, None if tags is None else tags[e - 1],
+                e, e_ts, price_text(e_price), mul(D(amount), S), mul(D(cost), S),
+                mul(D(fee), S), i + 1, fill_ts[k], price_text(price), mul(D(sold[0]), S),
+                mul(D(sold[1]), S), pnl, "exit_signal", decision.bootstrap, decision.reason,
+                None if tags is None else tags[e - 1],
             ))  # fmt: skip
             entry = None
         if progress is not None and k % step == 0:

@@ -23,12 +23,12 @@ from decimal import Context, Decimal
 from app.engine.fill_model import BPS, FeeSchedule
 from app.market.base import MarketInfo
 
-__all__ = ["UNIT", "ScaledLedger", "to_units", "units_decimal"]
+__all__ = ["SCALE", "UNIT", "ScaledLedger", "exact_multiply", "to_units", "units_decimal"]
 
 UNIT = 10**18  # units in one (the ledger's QUANTUM is 1e-18)
 _EXACT = 10**27  # below this a sum in the default 28-digit context is exact
-_SCALE = Decimal("1E-18")
-_multiply = Context(prec=60).multiply  # exact for any value of the ledger
+SCALE = Decimal("1E-18")
+exact_multiply = Context(prec=60).multiply  # exact for any value of the ledger
 
 
 def to_units(value: Decimal) -> int | None:
@@ -40,7 +40,7 @@ def to_units(value: Decimal) -> int | None:
 
 def units_decimal(units: int) -> Decimal:
     """The ledger's Decimal of `units` (exponent -18, as `fill_model` quantizes)."""
-    return _multiply(Decimal(units), _SCALE)
+    return exact_multiply(Decimal(units), SCALE)
 
 
 class ScaledLedger:
@@ -185,6 +185,7 @@ class ScaledLedger:
         self.cost_basis = 0
         self.realised += realised
         self.fees_paid += fee
-        if max(self.quote, abs(self.realised), self.fees_paid, proceeds) >= _EXACT:
+        if (self.quote >= _EXACT or proceeds >= _EXACT or self.fees_paid >= _EXACT
+                or not -_EXACT < self.realised < _EXACT):  # fmt: skip
             return None
         return proceeds, fee, realised, realised - self.entry_fee - fee
