@@ -196,6 +196,7 @@ def list_bots(query: BotListQuery) -> Any:
 
 
 @bp.get("/api/bots/overview")
+@read_only
 @auth_required
 @query(BotListQuery)
 @response(BotOverviewPage)
@@ -273,6 +274,7 @@ def exit_position(bot_id: int) -> Any:
 
 
 @bp.get("/api/bots/<int:bot_id>/orders")
+@read_only
 @auth_required
 @query(PageQuery)
 @response(OrderPage)
@@ -285,6 +287,7 @@ def bot_orders(bot_id: int, query: PageQuery) -> Any:
 
 
 @bp.get("/api/bots/<int:bot_id>/trades")
+@read_only
 @auth_required
 @query(PageQuery)
 @response(TradePage)
@@ -298,6 +301,7 @@ def bot_trades(bot_id: int, query: PageQuery) -> Any:
 
 
 @bp.get("/api/bots/<int:bot_id>/positions")
+@read_only
 @auth_required
 @response(PositionList)
 def bot_positions(bot_id: int) -> Any:
@@ -307,6 +311,7 @@ def bot_positions(bot_id: int) -> Any:
 
 
 @bp.get("/api/bots/<int:bot_id>/equity")
+@read_only
 @auth_required
 @query(EquityQuery)
 @response(EquityList)
@@ -317,6 +322,7 @@ def bot_equity(bot_id: int, query: EquityQuery) -> Any:
 
 
 @bp.get("/api/bots/<int:bot_id>/performance")
+@read_only
 @auth_required
 @response(PerformanceOut)
 def bot_performance(bot_id: int) -> Any:
