@@ -18,7 +18,7 @@ from app.domain.report import NO_TAG
 from app.domain.times import to_ms
 from app.errors import AppError
 from app.services import backtests as service
-from app.services.bots import normalised_params, normalised_sizing
+from app.services.bot_settings import normalised_params, normalised_sizing
 from app.services.strategies import check_document
 from app.store.base import as_utc
 

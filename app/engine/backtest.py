@@ -47,6 +47,7 @@ from app.engine.fill_model import (
     FillRejected,
     FillResult,
     PaperOrderRejected,
+    entry_budget,
     execute,
     market_fill_price,
     prepare_order,
@@ -60,7 +61,6 @@ from app.engine.scaled_ledger import (
     to_units,
     units_decimal,
 )
-from app.engine.tick import entry_budget
 from app.market.base import MarketInfo, to_decimal
 
 log = logging.getLogger("tradewind.backtest")

@@ -30,7 +30,7 @@ So `capital + realised_pnl - fees_paid == cash + cost_basis` holds exactly after
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, InvalidOperation, localcontext
 from typing import Literal
 
 import numpy as np
@@ -48,6 +48,7 @@ __all__ = [
     "PaperOrderRejected",
     "Ticket",
     "ceil_to_step",
+    "entry_budget",
     "execute",
     "find_fill",
     "fill_price",
@@ -280,6 +281,15 @@ def market_fill_price(side: Side, open_price: Decimal, fees: FeeSchedule, step: 
     if side == "buy":
         return ceil_to_step(_mul(open_price, fees._buy_slip), step)  # type: ignore[attr-defined]
     return floor_to_step(_mul(open_price, fees._sell_slip), step)  # type: ignore[attr-defined]
+
+
+def entry_budget(stake: Decimal, taker_fee: Decimal, cash: Decimal) -> Decimal:
+    """Quote to hand the broker for a market entry whose notional is `stake`: the entry fee
+    comes on top (freqtrade's convention: amount = stake / price), capped at the free cash."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        budget = stake * (Decimal(1) + taker_fee)
+        return min(budget, max(cash, Decimal(0))).quantize(Decimal("1E-18"), rounding=ROUND_FLOOR)
 
 
 def prepare_order(

@@ -41,12 +41,12 @@ from app.engine.fill_model import (
     FillRejected,
     FillResult,
     PaperOrderRejected,
+    entry_budget,
     execute,
     market_fill_price,
     prepare_order,
     reserve,
 )
-from app.engine.tick import entry_budget
 from app.market.base import MarketInfo, to_decimal
 
 __all__ = ["PairData", "PairSummary", "PairsResult", "run_pairs_backtest"]

@@ -36,7 +36,7 @@ from app.domain.tick_grid import TickGrid
 from app.domain.times import from_ms, to_ms
 from app.engine.broker import bot_decimal, bot_fees, fill_at, load_book
 from app.engine.exits import ExitHit, ExitScanner
-from app.engine.fill_model import PaperOrderRejected
+from app.engine.fill_model import PaperOrderRejected, entry_budget
 from app.engine.hooks import TickHooks
 from app.engine.ledger import closed_trade_pnls, record_equity_snapshot
 from app.engine.live_broker import broker_for
@@ -69,15 +69,6 @@ def _grid(timeframe: str, anchor: str | None, speed: str | None) -> TickGrid:
     if anchor is None or speed is None:
         return TickGrid(0, Fraction(tf_ms), tf_ms)
     return TickGrid(parse_anchor(anchor), Fraction(tf_ms) / Fraction(speed), tf_ms)
-
-
-def entry_budget(stake: Decimal, taker_fee: Decimal, cash: Decimal) -> Decimal:
-    """Quote to hand the broker for a market entry whose notional is `stake`: the entry fee
-    comes on top (freqtrade's convention: amount = stake / price), capped at the free cash."""
-    with localcontext() as ctx:
-        ctx.prec = 60
-        budget = stake * (Decimal(1) + taker_fee)
-        return min(budget, max(cash, Decimal(0))).quantize(Decimal("1E-18"), rounding=ROUND_FLOOR)
 
 
 # -- the tick ------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from app.market.base import TIMEFRAME_SECONDS, MarketInfo
 from app.market.csv_candles import load_candle_file, scan_candle_dirs
 from app.market.errors import ExchangeUnavailable
 from app.market.registry import get_market_source
-from app.services.bots import check_exchange, check_market, check_stake, normalised_sizing
+from app.services.bot_settings import check_exchange, check_market, check_stake, normalised_sizing
 from app.services.jobs import submit
 from app.services.strategies import get_document, resolve_strategy
 from app.store.base import utcnow

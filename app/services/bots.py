@@ -21,20 +21,22 @@ from typing import Any
 from sqlalchemy import Row, String, and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from app.domain.numbers import decimal_text
 from app.domain.protections import parse_protections
-from app.domain.sizing import validate_sizing_config
-from app.domain.strategies import get_strategy
 from app.domain.times import from_ms, to_ms
 from app.engine.broker import cancel_open_orders
 from app.engine.ledger import BotPerformance, LedgerView, equity_curve, ledger_view, open_bot_ledger
 from app.engine.ledger import bot_performance as ledger_performance
 from app.engine.tick import position_amount, tick_grid
-from app.errors import AppError, Conflict, NotFound, ValidationFailed
-from app.market.base import timeframe_seconds
-from app.market.errors import UnknownSymbol, UnknownTimeframe
+from app.errors import AppError, Conflict, NotFound
 from app.market.registry import get_market_source
 from app.services.audit import record_audit
+from app.services.bot_settings import (
+    check_exchange,
+    check_market,
+    check_stake,
+    invalid_field,
+    normalised_sizing,
+)
 from app.services.events import record_event
 from app.services.live_gates import assert_live_allowed
 from app.services.passwords import hash_password
@@ -44,7 +46,6 @@ from app.store.emergency_flag import TradingHalted, emergency_stop_active
 from app.store.models import Bot, User
 from app.store.models.ledger import EquitySnapshot, Fill, Order, Position
 from app.store.paging import fetch_page
-from config import get_settings
 
 log = logging.getLogger("tradewind.bots")
 
@@ -78,8 +79,7 @@ class IllegalTransition(Conflict):
     code = "illegal_transition"
 
 
-def _invalid(field: str, message: str, code: str = "validation_error") -> ValidationFailed:
-    return ValidationFailed(message, code=code, details=[{"loc": ["body", field], "msg": message}])
+_invalid = invalid_field
 
 
 # -- validation --------------------------------------------------------------------------
@@ -87,100 +87,6 @@ def _invalid(field: str, message: str, code: str = "validation_error") -> Valida
 
 def _market_source(exchange: str) -> Any:
     return get_market_source(exchange)
-
-
-def check_exchange(exchange: str) -> str:
-    exchange = exchange.strip().lower()
-    settings = get_settings()
-    allowed = {"replay"} | ({settings.ccxt_exchange} if settings.market_data == "ccxt" else set())
-    if exchange not in allowed:
-        raise _invalid(
-            "exchange",
-            f"unknown exchange {exchange!r}; available: {', '.join(sorted(allowed))}",
-            "unknown_exchange",
-        )
-    return exchange
-
-
-def check_market(exchange: str, symbol: str, timeframe: str) -> None:
-    """The symbol exists on the exchange and candles of this timeframe can be had for it."""
-    try:
-        timeframe_seconds(timeframe)
-    except UnknownTimeframe as exc:
-        raise _invalid("timeframe", exc.message, "unknown_timeframe") from None
-    source = _market_source(exchange)
-    try:
-        source.market(symbol)
-    except UnknownSymbol as exc:
-        raise _invalid("symbol", exc.message, "unknown_symbol") from None
-    try:
-        source.candles(symbol, timeframe, limit=1)
-    except UnknownTimeframe as exc:
-        raise _invalid("timeframe", exc.message, "unknown_timeframe") from None
-    except UnknownSymbol as exc:
-        raise _invalid("symbol", exc.message, "unknown_symbol") from None
-
-
-def normalised_params(strategy: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """Params checked against the strategy's schema, with defaults filled in."""
-    try:
-        impl = get_strategy(strategy)
-    except ValidationFailed as exc:
-        raise _invalid("strategy", exc.message, "unknown_strategy") from None
-    try:
-        return impl.validate_params(params or {}).model_dump(mode="json")
-    except ValidationFailed as exc:
-        details = [
-            {"loc": ["body", "strategy_params", *d.get("loc", [])], "msg": d.get("msg", "")}
-            for d in exc.details
-        ]
-        raise ValidationFailed(
-            f"{exc.message}: {details[0]['msg'] if details else 'invalid'}",
-            code="invalid_strategy_params",
-            details=details,
-        ) from None
-
-
-def default_bootstrap_trades() -> int:
-    """BOOTSTRAP_TRADES: closed trades before Kelly applies, for bots that do not say."""
-    return get_settings().bootstrap_trades
-
-
-def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
-    """Sizing checked and completed with its defaults (BOOTSTRAP_TRADES for the bootstrap)."""
-    data = dict(sizing or {})
-    data.setdefault("bootstrap_trades", default_bootstrap_trades())
-    try:
-        config = validate_sizing_config(data)
-    except ValidationFailed as exc:
-        details = [
-            {"loc": ["body", "sizing", *d.get("loc", [])], "msg": d.get("msg", "")}
-            for d in exc.details
-        ]
-        raise ValidationFailed(
-            f"{exc.message}: {details[0]['msg'] if details else 'invalid'}",
-            code="invalid_sizing",
-            details=details,
-        ) from None
-    return {
-        k: decimal_text(v) if isinstance(v, Decimal) else v
-        for k, v in config.model_dump(exclude_none=True).items()
-    }
-
-
-def check_stake(sizing: dict[str, Any], capital: Decimal) -> None:
-    """A fixed stake must fit the capital: a larger one would silently mean all-in."""
-    stake = sizing.get("stake") if sizing.get("mode") == "fixed" else None
-    if stake is not None and Decimal(str(stake)) > capital:
-        message = (
-            f"the fixed stake {decimal_text(Decimal(str(stake)))} is more than the capital "
-            f"{decimal_text(capital)}"
-        )
-        raise ValidationFailed(
-            message,
-            code="stake_above_capital",
-            details=[{"loc": ["body", "sizing", "stake"], "msg": message}],
-        )
 
 
 def normalised_protections(protections: dict[str, Any] | None) -> dict[str, Any]:
