@@ -171,19 +171,26 @@ def _ratios(r: np.ndarray, unavailable: dict[str, str]) -> tuple[float | None, f
 def _exposure(
     start: int, end: int, trades: Sequence[RoundTripLike], open_since_ts: int | None
 ) -> float | None:
+    """The share of [start, end] inside at least one trade (the union of their spans)."""
     if end <= start:
         return None
-    spans = [(t.entry_ts, t.exit_ts) for t in trades]
+    count = len(trades) + (open_since_ts is not None)
+    if not count:
+        return 0.0
+    spans = np.empty((count, 2), dtype=np.int64)
+    if trades:
+        spans[: len(trades)] = [(t.entry_ts, t.exit_ts) for t in trades]
     if open_since_ts is not None:
-        spans.append((open_since_ts, end))
-    clipped = sorted((max(a, start), min(b, end)) for a, b in spans)
-    covered = 0
-    reached = start  # everything before `reached` is already counted
-    for lo, hi in clipped:
-        lo = max(lo, reached)
-        if hi > lo:
-            covered += hi - lo
-            reached = hi
+        spans[-1] = (open_since_ts, end)
+    lo = np.maximum(spans[:, 0], start)
+    hi = np.minimum(spans[:, 1], end)
+    keep = hi > lo  # an empty span covers nothing
+    lo, hi = lo[keep], hi[keep]
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], hi[order]
+    # everything before the running end of the spans already seen is counted once
+    reached = np.maximum(np.r_[start, np.maximum.accumulate(hi)[:-1]], lo)
+    covered = int(np.maximum(hi - reached, 0).sum())
     return covered / (end - start)
 
 
@@ -220,10 +227,12 @@ def compute_metrics(
         unavailable["exposure"] = "the equity curve spans no time yet"
 
     pnls = [t_.pnl if isinstance(t_.pnl, Decimal) else Decimal(str(t_.pnl)) for t_ in trades]
-    gross_profit = sum((p for p in pnls if p > 0), Decimal(0))
-    gross_loss = -sum((p for p in pnls if p < 0), Decimal(0))
-    wins = sum(1 for p in pnls if p > 0)
-    losses = sum(1 for p in pnls if p < 0)
+    won = [p for p in pnls if p > 0]
+    lost = [p for p in pnls if p < 0]
+    gross_profit = sum(won, Decimal(0))
+    gross_loss = -sum(lost, Decimal(0))
+    wins = len(won)
+    losses = len(lost)
     profit_factor = float(gross_profit / gross_loss) if gross_loss > 0 else None
     if not pnls:
         unavailable["win_rate"] = "no closed trade yet"
