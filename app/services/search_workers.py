@@ -26,12 +26,9 @@ embedded default) the coordinator runs every trial in its own process.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,13 +53,13 @@ from app.services.searches import (
     throttled,
     walk_forward_result,
 )
+from app.services.trial_leases import Leases, lease_keeper
 from app.store import search_trials as store
 from app.store.base import utcnow
 from app.store.db import session_scope
 from app.store.job_contract import JobCancelled, TransientJobError
 from app.store.models import Job
 from app.store.models.searches import SearchRun
-from config import get_settings
 
 log = logging.getLogger("tradewind.searches")
 
@@ -139,70 +136,6 @@ def prepared(job_id: int) -> Prepared | None:
     with _prepared_lock:
         found = [p for (j, _), p in _prepared.items() if j == job_id]
     return found[-1] if found else None
-
-
-@dataclass(frozen=True)
-class Leases:
-    seconds: float
-    renew_every: float
-
-    @classmethod
-    def from_settings(cls) -> Leases:
-        settings = get_settings()
-        return cls(settings.job_lease_seconds, settings.job_heartbeat_seconds)
-
-
-class _LeaseKeeper:
-    """One daemon thread per process renewing the leases of the trials it is evaluating, each
-    once it has been held `renew_every` since its lease was last set (starting a thread per
-    trial would cost more than a short trial's bookkeeping)."""
-
-    TICK = 0.2
-
-    def __init__(self) -> None:
-        self._held: dict[int, tuple[str, Leases, float]] = {}  # id -> owner, leases, set at
-        self._lock = threading.Lock()
-        self._pid = 0
-
-    def _ensure_thread(self) -> None:
-        if self._pid != os.getpid():  # none yet, or inherited across fork (threads are not)
-            self._pid = os.getpid()
-            threading.Thread(target=self._loop, name="trial-leases", daemon=True).start()
-
-    @contextmanager
-    def holding(self, trial_id: int, owner: str, leases: Leases) -> Iterator[None]:
-        with self._lock:
-            self._ensure_thread()
-            self._held[trial_id] = (owner, leases, time.monotonic())
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held.pop(trial_id, None)
-
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                tick = min([self.TICK, *(lz.renew_every for _, lz, _ in self._held.values())])
-            time.sleep(tick)
-            now = time.monotonic()
-            with self._lock:
-                due = [(tid, owner, lz) for tid, (owner, lz, since) in self._held.items()
-                       if now - since >= lz.renew_every]  # fmt: skip
-            for trial_id, owner, leases in due:
-                try:
-                    with session_scope() as session:
-                        store.renew(session, trial_id, owner=owner, now=utcnow(),
-                                    lease_seconds=leases.seconds)  # fmt: skip
-                except Exception:  # a missed renewal is not fatal; the lease decides
-                    log.warning("renewing the lease of trial %s failed", trial_id, exc_info=True)
-                    continue
-                with self._lock:
-                    if trial_id in self._held:
-                        self._held[trial_id] = (owner, leases, now)
-
-
-lease_keeper = _LeaseKeeper()
 
 
 def _done(counts: dict[tuple[int, str], int], fold: int) -> int:

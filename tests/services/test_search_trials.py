@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.jobs.job_runner import run_once
-from app.services import backtests, search_workers, searches
+from app.services import backtests, search_workers, searches, trial_leases
 from app.services.jobs import cancel_job
 from app.services.searches import submit_search
 from app.store import search_trials as store
@@ -213,7 +213,7 @@ def test_a_running_search_is_cancelled_between_trials(make_user, fixture_data) -
 
 def test_a_trial_being_evaluated_keeps_its_lease(make_user, fixture_data) -> None:  # type: ignore[no-untyped-def]
     job_id = _submit(make_user().id)
-    leases = search_workers.Leases(seconds=0.4, renew_every=0.05)
+    leases = trial_leases.Leases(seconds=0.4, renew_every=0.05)
     with session_scope() as s:
         store.open_run(s, job_id, now=utcnow(), timeout_seconds=60)
         held = store.insert_running(s, job_id, 0, 0, owner="me:1",
@@ -221,7 +221,7 @@ def test_a_trial_being_evaluated_keeps_its_lease(make_user, fixture_data) -> Non
         gone = store.insert_running(s, job_id, 0, 1, owner="me:1",
                                     now=utcnow(), lease_seconds=leases.seconds)  # fmt: skip
     lost = 0
-    with search_workers.lease_keeper.holding(held, "me:1", leases):
+    with trial_leases.lease_keeper.holding(held, "me:1", leases):
         until = time.monotonic() + 1.2  # three leases long: only the renewals keep it
         while time.monotonic() < until:  # other workers look for lost trials all the while
             with session_scope() as s:
