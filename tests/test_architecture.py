@@ -182,17 +182,17 @@ def test_lower_layers_do_not_import_flask_at_run_time() -> None:
     assert _run(code) == "[]"
 
 
-def test_importing_wsgi_connects_nothing_and_skips_ccxt() -> None:
+def test_importing_wsgi_connects_nothing_and_skips_ccxt_and_optuna() -> None:
     code = (
         "import threading, sys\n"
         "before = threading.active_count()\n"
         "import wsgi\n"
         "from app.store import db\n"
         "pool = db.get_engine().pool\n"
-        "print('ccxt' in sys.modules, threading.active_count() - before, pool.checkedout(),"
-        " pool.checkedin())\n"
+        "print('ccxt' in sys.modules, 'optuna' in sys.modules,"
+        " threading.active_count() - before, pool.checkedout(), pool.checkedin())\n"
     )
-    assert _run(code) == "False 0 0 0"
+    assert _run(code) == "False False 0 0 0"
 
 
 def test_every_command_is_registered_under_its_own_name() -> None:

@@ -19,9 +19,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import optuna
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -49,6 +50,9 @@ from app.store.job_contract import JobCancelled
 from app.store.models import Job
 from app.store.paging import fetch_page
 
+if TYPE_CHECKING:
+    import optuna
+
 log = logging.getLogger("tradewind.searches")
 
 KIND = "search"
@@ -57,7 +61,16 @@ MAX_SECONDS = 24 * 3600
 MAX_TRIALS_IN_RESULT = 1_000
 MAX_FOLDS = 20
 MIN_FOLD_CANDLES = 10  # a window shorter than this cannot say anything
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@cache
+def _optuna() -> ModuleType:
+    """Optuna, imported when a search first proposes a trial: it costs a web worker about
+    0.2 s of start-up, and most processes never run a search."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
 
 
 def _invalid(field: str, message: str, code: str = "validation_error") -> ValidationFailed:
@@ -173,11 +186,12 @@ OnTrial = Callable[[int, "Trial | None"], None]
 
 
 def _distribution(r: ParamRange) -> optuna.distributions.BaseDistribution:
+    distributions = _optuna().distributions
     if r.kind == "choice":
-        return optuna.distributions.CategoricalDistribution(list(r.choices or ()))
+        return distributions.CategoricalDistribution(list(r.choices or ()))
     if r.kind == "int":
-        return optuna.distributions.IntDistribution(int(r.low or 0), int(r.high or 0))
-    return optuna.distributions.FloatDistribution(float(r.low or 0), float(r.high or 0))
+        return distributions.IntDistribution(int(r.low or 0), int(r.high or 0))
+    return distributions.FloatDistribution(float(r.low or 0), float(r.high or 0))
 
 
 def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -195,16 +209,16 @@ class Proposer:
     def __init__(self, ranges: list[ParamRange], seed: int | None) -> None:
         self.distributions = {r.name: _distribution(r) for r in ranges}
         self.seed = seed
-        self.study = optuna.create_study(direction="maximize")
+        self.study = _optuna().create_study(direction="maximize")
         self.scored: dict[tuple[tuple[str, Any], ...], Trial] = {}
         self.best: Trial | None = None
         self.recorded = 0
 
     def ask(self, number: int) -> dict[str, Any]:
         seed = None if self.seed is None else (self.seed * 1_000_003 + number) % 2**32
-        self.study.sampler = optuna.samplers.TPESampler(seed=seed)
+        self.study.sampler = _optuna().samplers.TPESampler(seed=seed)
         asked = self.study.ask(self.distributions)
-        self.study.tell(asked, state=optuna.trial.TrialState.FAIL)  # a placeholder: see add
+        self.study.tell(asked, state=_optuna().trial.TrialState.FAIL)  # a placeholder: see add
         return dict(asked.params)
 
     def known(self, number: int, proposed: dict[str, Any]) -> Trial | None:
@@ -213,10 +227,9 @@ class Proposer:
                                                seen.metrics)  # fmt: skip
 
     def add(self, trial: Trial) -> None:
-        state = optuna.trial.TrialState.COMPLETE
-        if trial.value is None:
-            state = optuna.trial.TrialState.FAIL
-        self.study.add_trial(optuna.trial.create_trial(
+        states = _optuna().trial.TrialState
+        state = states.FAIL if trial.value is None else states.COMPLETE
+        self.study.add_trial(_optuna().trial.create_trial(
             params=trial.params, distributions=self.distributions, value=trial.value, state=state,
         ))  # fmt: skip
         self.scored.setdefault(_key(trial.params), trial)
