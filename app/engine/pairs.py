@@ -22,6 +22,8 @@ broker's fill rules, `ExitScanner` for stops and ROI); only the walk is new. Con
 from __future__ import annotations
 
 import heapq
+import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from app.domain.candles import Candles
-from app.domain.metrics import ClosedTrade, PerformanceMetrics, compute_metrics
+from app.domain.metrics import PerformanceMetrics, compute_metrics
 from app.domain.sizing import SizingConfig, size_position
 from app.domain.strategies import ENTER, EXIT, Strategy
 from app.engine.backtest import BacktestTrade, Progress, SkippedEntry
@@ -47,12 +49,22 @@ from app.engine.fill_model import (
     prepare_order,
     reserve,
 )
+from app.engine.scaled_ledger import (
+    SCALE,
+    UNIT,
+    ScaledLedger,
+    exact_multiply,
+    to_units,
+    units_decimal,
+)
 from app.market.base import MarketInfo, to_decimal
 
-__all__ = ["PairData", "PairSummary", "PairsResult", "run_pairs_backtest"]
+__all__ = ["PairData", "PairSummary", "PairsResult", "run_pairs_backtest",
+           "run_pairs_backtest_in_decimal"]
 
 _FIRST_WINDOW = 256
 ZERO = Decimal(0)
+_EXACT_WALLET = 10**40  # a wallet no budget is capped at (the budget before that cap)
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class PairsResult:
     start_capital: Decimal
     max_open_trades: int
     pairs: list[PairSummary]
+    ledger: str = "decimal"  # "scaled": the fills ran on `ScaledLedger`s (same numbers)
 
 
 @dataclass(frozen=True)
@@ -100,11 +113,11 @@ class _Pair:
     sig: np.ndarray
     tags: list[str | None] | None
     scanner: ExitScanner | None
-    exits: np.ndarray  # candles with an exit signal that counts
+    exits: list[int]  # candles with an exit signal that counts, ascending
     book: Book = field(default_factory=Book)
     entry: tuple[int, FillResult, Any, str | None] | None = None  # index, fill, sizing, tag
     exit: _Exit | None = None
-    fills: list[tuple[int, Decimal]] = field(default_factory=list)  # (candle, position after)
+    fills: list[tuple[int, float]] = field(default_factory=list)  # (candle, position after)
 
     @property
     def symbol(self) -> str:
@@ -122,7 +135,7 @@ class _Walk:
     pnls: list[Decimal] = field(default_factory=list)
     trades: list[BacktestTrade] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
-    wallet_fills: list[tuple[int, Decimal]] = field(default_factory=list)  # (ts, wallet after)
+    wallet_fills: list[tuple[int, float]] = field(default_factory=list)  # (ts, wallet after)
     open_count: int = 0
 
 
@@ -140,6 +153,41 @@ def run_pairs_backtest(
 ) -> PairsResult:
     """Trade `strategy` over every pair in `pairs` (list order = order at one timestamp)
     from one wallet of `capital`, with at most `max_open_trades` trades open."""
+    return _run(pairs, strategy, params, capital, fees, sizing, timeframe_seconds,
+                max_open_trades, progress, scaled=True)  # fmt: skip
+
+
+def run_pairs_backtest_in_decimal(
+    pairs: Sequence[PairData],
+    strategy: Strategy[Any],
+    params: Any,
+    *,
+    capital: Decimal,
+    fees: FeeSchedule,
+    sizing: SizingConfig | None = None,
+    timeframe_seconds: int,
+    max_open_trades: int,
+    progress: Progress | None = None,
+) -> PairsResult:
+    """`run_pairs_backtest` with every fill in `Decimal` by `fill_model`: the reference the
+    integer walk is held to (tests, bench)."""
+    return _run(pairs, strategy, params, capital, fees, sizing, timeframe_seconds,
+                max_open_trades, progress, scaled=False)  # fmt: skip
+
+
+def _run(
+    pairs: Sequence[PairData],
+    strategy: Strategy[Any],
+    params: Any,
+    capital: Decimal,
+    fees: FeeSchedule,
+    sizing: SizingConfig | None,
+    timeframe_seconds: int,
+    max_open_trades: int,
+    progress: Progress | None,
+    *,
+    scaled: bool,
+) -> PairsResult:
     quotes = {p.market.quote for p in pairs}
     if len(quotes) > 1:
         raise ValueError(f"the pairs must share their quote currency, got {sorted(quotes)}")
@@ -160,12 +208,20 @@ def run_pairs_backtest(
         exits = np.flatnonzero(sig[: max(n - 1, 0)] == EXIT)
         if not rules.use_exit_signal:
             exits = exits[:0]
-        walkers.append(_Pair(k, pair, sig, tags, scanner, exits))
+        walkers.append(_Pair(k, pair, sig, tags, scanner, exits.tolist()))
         enters = np.flatnonzero(sig[: max(n - 1, 0)] == ENTER)
         fill_ts = np.asarray(c.ts, dtype=np.int64)[enters + 1]
         candidates.extend(zip(fill_ts.tolist(), [k] * enters.size, enters.tolist(), strict=True))
     candidates.sort()
-    walk = _Walk(capital, capital, fees, sizing or SizingConfig(), max_open_trades, walkers)
+    sizing = sizing or SizingConfig()
+    if scaled and all(ScaledLedger.usable(p.market, capital) for p in pairs):
+        walk = _Walk(capital, capital, fees, sizing, max_open_trades, walkers)
+        if _scaled_walk(walk, walkers, candidates, progress):
+            result = _result(walk, walkers, capital, max_open_trades, progress)
+            result.ledger = "scaled"
+            return result
+        walkers = [_Pair(p.order, p.data, p.sig, p.tags, p.scanner, p.exits) for p in walkers]
+    walk = _Walk(capital, capital, fees, sizing, max_open_trades, walkers)
     _walk(walk, walkers, candidates, progress)
     return _result(walk, walkers, capital, max_open_trades, progress)
 
@@ -205,6 +261,230 @@ def _walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, int, in
                         heapq.heappush(pending, (exit_ts, k))
             if k in exiting:
                 _exit(walk, pair)
+
+
+def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, int, int]],
+                 progress: Progress | None) -> bool:  # fmt: skip
+    """`_walk` with every fill on a `ScaledLedger` per pair (the wallet an integer count of
+    1e-18 lent to the pair's ledger for each fill): the same trades, skipped entries and
+    wallet as `_walk`, to the unit and in the same spelling. False (and `walk` half-filled)
+    when an order would be refused or a value leaves the exact range: the caller then walks
+    again in `Decimal`, which says why."""
+    fees, sizing, capital = walk.fees, walk.sizing, walk.capital
+    mode = sizing.mode
+    taker_up = 1 + fees.taker
+    capital_units = to_units(capital)
+    assert capital_units is not None
+    wallet = capital_units
+    filled = False  # the Decimal walk spells the wallet as `capital` until its first fill
+    ledgers = [ScaledLedger(0, p.data.market, fees) for p in walkers]
+    ts_of = [p.data.candles.ts for p in walkers]
+    symbols = [p.symbol for p in walkers]
+    fills_of = [p.fills for p in walkers]
+    # what entries and signal exits read, gathered once by numpy (floats as float(a[i]))
+    at_entry: list[dict[int, tuple[float, float]]] = []
+    at_exit: list[tuple[list[int], list[float]]] = []
+    for p in walkers:
+        c = p.data.candles
+        enters = np.flatnonzero(p.sig[: max(len(c) - 1, 0)] == ENTER)
+        prices = zip(c.close[enters].tolist(), c.open[enters + 1].tolist(), strict=True)
+        at_entry.append(dict(zip(enters.tolist(), prices, strict=True)))
+        after = np.array(p.exits, dtype=np.int64) + 1
+        at_exit.append((c.ts[after].tolist(), c.open[after].tolist()))
+    # per open pair: (entry candle, entry price, amount, cost, fee, decision, tag, exit)
+    entries: list[tuple[Any, ...] | None] = [None] * len(walkers)
+    stake_n, stake_d = (sizing.stake or ZERO).as_integer_ratio()
+    plain: Any = None  # the fixed stake's decision while the wallet covers it
+    stake_floor = -((-stake_n * UNIT) // stake_d)  # the least wallet the stake is not capped at
+    plain_floor = 0  # the least wallet that pays the plain stake and its fee
+    plain_budget = 0  # its budget before the cap at the wallet
+    max_open = walk.max_open
+    open_count = 0
+    trades, skipped, pnls, wallet_fills = walk.trades, walk.skipped, walk.pnls, walk.wallet_fills
+    mul, D, S = exact_multiply, Decimal, SCALE
+
+    def wallet_decimal() -> Decimal:
+        return units_decimal(wallet) if filled else capital
+
+    def skip(k: int, i: int, reason: str) -> None:
+        skipped.append(SkippedEntry(i, int(ts_of[k][i]), reason, symbols[k]))
+
+    def enter(k: int, i: int, now: int) -> int | None:
+        """1 when the entry signalled at candle i of pair k filled (at `now`, the time of
+        candle i+1), 0 when refused (a skipped entry), None when only Decimal can say."""
+        nonlocal wallet, filled, plain, plain_floor, plain_budget
+        pair = walkers[k]
+        c = pair.data.candles
+        close, next_open = at_entry[k][i]
+        if not math.isfinite(close):
+            return None
+        decision = plain
+        if decision is None or wallet < stake_floor:
+            cash = wallet_decimal()
+            equity = cash if mode == "fixed" else _scaled_equity(cash, walkers, ledgers,
+                                                                  int(c.ts[i]))  # fmt: skip
+            decision = size_position(pnls if mode == "kelly" else (), equity=equity,
+                                     capital=capital, cash=cash, config=sizing)  # fmt: skip
+            if decision.stake <= 0 and not decision.capped_by_cash:
+                skip(k, i, f"no stake: {decision.reason}")
+                return 0
+            if decision.capped_by_cash or decision.stake * taker_up > cash:
+                skip(k, i, f"wallet cannot pay the stake: {decision.reason}; free {cash}")
+                return 0
+            ledger = ledgers[k]
+            ledger.quote = wallet
+            budget = ledger.budget(decision.stake)
+            if mode == "fixed":
+                plain_n, plain_d = (decision.stake * taker_up).as_integer_ratio()
+                plain, plain_floor = decision, -((-plain_n * UNIT) // plain_d)
+                ledger.quote = _EXACT_WALLET
+                plain_budget = ledger.budget(decision.stake)
+        elif wallet < plain_floor:
+            skip(k, i, f"wallet cannot pay the stake: {decision.reason}; "
+                       f"free {wallet_decimal()}")  # fmt: skip
+            return 0
+        else:
+            budget = min(plain_budget, wallet)
+        ledger = ledgers[k]
+        ledger.quote = wallet
+        ledger.realised = ledger.fees_paid = 0
+        price = ledger.buy_price(next_open)
+        bought = None if price is None else ledger.buy(budget, price)
+        if bought is None or price is None:
+            return None
+        wallet = ledger.quote
+        filled = True
+        wallet_fills.append((now, wallet / UNIT))
+        pair.fills.append((i + 1, ledger.held / UNIT))
+        price_text = ledger.price_decimal(price)
+        if pair.scanner is None:  # the exit signal's next open, or the last open
+            exits = pair.exits
+            b = bisect_left(exits, i + 1)
+            priced = None
+            if b < len(exits):
+                at, at_ts, reason = exits[b] + 1, at_exit[k][0][b], "exit_signal"
+                sell_at = ledger.sell_price(at_exit[k][1][b])
+            else:
+                at = len(c) - 1
+                at_ts, reason = int(c.ts[at]), "end_of_data"
+                sell_at = ledger.sell_price(float(c.open[at]))
+        else:
+            hit = _find_exit(pair, i + 1, price_text)
+            at, at_ts, reason = hit.index, int(c.ts[hit.index]), hit.reason
+            priced = hit.price if hit.priced else None
+            sell_at = to_units(hit.price) if hit.priced else ledger.sell_price(float(hit.price))
+        if sell_at is None or sell_at <= 0:
+            return None
+        tag = pair.tags[i] if pair.tags is not None else None
+        entries[k] = (at_ts, now, i + 1, price_text, *bought, decision, tag, at,
+                      reason, priced, sell_at)  # fmt: skip
+        return 1
+
+    def leave(k: int) -> bool:
+        """Carry out the exit of pair k's open trade; False when only Decimal can."""
+        nonlocal wallet
+        entry = entries[k]
+        assert entry is not None
+        (exit_ts, e_ts, e, e_price, amount, cost, fee, decision, tag, at, reason, priced,
+         sell_at) = entry
+        ledger = ledgers[k]
+        ledger.quote = wallet
+        sold = ledger.sell(sell_at)
+        if sold is None:
+            return False
+        wallet = ledger.quote
+        wallet_fills.append((exit_ts, wallet / UNIT))
+        fills_of[k].append((at, 0.0))
+        pnl = mul(D(sold[3]), S)  # units_decimal, inlined: five a trade
+        pnls.append(pnl)
+        trades.append(BacktestTrade(
+            e, e_ts, e_price, mul(D(amount), S), mul(D(cost), S), mul(D(fee), S), at,
+            exit_ts, ledger.price_decimal(sell_at) if priced is None else priced,
+            mul(D(sold[0]), S), mul(D(sold[1]), S), pnl, reason, decision.bootstrap,
+            decision.reason, tag, symbols[k],
+        ))  # fmt: skip
+        entries[k] = None
+        return True
+
+    pending: list[tuple[int, int]] = []  # heap of (exit ts, pair order)
+    total = len(candidates)
+    step = max(1, total // 100)
+    c = 0
+    while c < total or pending:
+        if pending and (c >= total or pending[0][0] < candidates[c][0]):
+            now = pending[0][0]  # exits only: each pair's in list order
+            while pending and pending[0][0] == now:
+                if not leave(heapq.heappop(pending)[1]):
+                    return False
+                open_count -= 1
+            continue
+        now, k, i = candidates[c]
+        c += 1
+        if progress is not None and c % step == 0:
+            progress(c / total)
+        if (c == total or candidates[c][0] != now) and not (pending and pending[0][0] == now):
+            if entries[k] is not None:  # the usual timestamp: one entry signal, nothing else
+                continue
+            if open_count >= max_open:
+                skip(k, i, f"max_open_trades ({max_open}) reached")
+                continue
+            done = enter(k, i, now)
+            if done is None:
+                return False
+            if done:
+                open_count += 1
+                if entries[k][0] != now:  # type: ignore[index]
+                    heapq.heappush(pending, (entries[k][0], k))  # type: ignore[index]
+                elif leave(k):
+                    open_count -= 1
+                else:
+                    return False
+            continue
+        slots_used = open_count  # freqtrade's open_trade_count_start
+        group = {k: i}
+        while c < total and candidates[c][0] == now:
+            _, k, i = candidates[c]
+            group.setdefault(k, i)
+            c += 1
+            if progress is not None and c % step == 0:
+                progress(c / total)
+        exiting: set[int] = set()
+        while pending and pending[0][0] == now:
+            exiting.add(heapq.heappop(pending)[1])
+        for k in sorted(group.keys() | exiting):
+            if k in group and entries[k] is None:
+                if slots_used >= max_open:
+                    skip(k, group[k], f"max_open_trades ({max_open}) reached")
+                else:
+                    done = enter(k, group[k], now)
+                    if done is None:
+                        return False
+                    if done:
+                        slots_used += 1
+                        open_count += 1
+                        exit_ts = entries[k][0]  # type: ignore[index]
+                        if exit_ts == now:
+                            exiting.add(k)
+                        else:
+                            heapq.heappush(pending, (exit_ts, k))
+            if k in exiting:
+                if not leave(k):
+                    return False
+                open_count -= 1
+    walk.wallet = wallet_decimal()
+    return True
+
+
+def _scaled_equity(cash: Decimal, walkers: list[_Pair], ledgers: list[ScaledLedger],
+                   at_ms: int) -> Decimal:  # fmt: skip
+    """`_equity` of the scaled walk: the same sum, from the ledgers' positions."""
+    total = cash
+    for pair, ledger in zip(walkers, ledgers, strict=True):
+        if ledger.held:
+            c = pair.data.candles
+            j = int(np.searchsorted(c.ts, at_ms, "right")) - 1
+            total += units_decimal(ledger.held) * to_decimal(float(c.close[max(j, 0)]))
+    return total
 
 
 def _skip(walk: _Walk, pair: _Pair, i: int, reason: str) -> None:
@@ -260,12 +540,12 @@ def _enter(walk: _Walk, pair: _Pair, i: int) -> bool:
         return False
     after = outcome.book
     walk.wallet = after.cash
-    walk.wallet_fills.append((int(c.ts[i + 1]), walk.wallet))
+    walk.wallet_fills.append((int(c.ts[i + 1]), float(walk.wallet)))
     walk.open_count += 1
     pair.book = Book(ZERO, ZERO, after.base_free, after.base_locked, after.cost_basis,
                      after.realised_pnl, after.fees_paid, after.trip_pnl,
                      after.trip_fees)  # fmt: skip
-    pair.fills.append((i + 1, pair.book.position))
+    pair.fills.append((i + 1, float(pair.book.position)))
     tag = pair.tags[i] if pair.tags is not None else None
     pair.entry = (i + 1, outcome, decision, tag)
     pair.exit = _find_exit(pair, i + 1, outcome.price)
@@ -277,8 +557,9 @@ def _find_exit(pair: _Pair, j: int, entry_price: Decimal) -> _Exit:
     next open), the end of the data (at the last open) - as `run_backtest` decides them."""
     c = pair.data.candles
     n = len(c)
-    b = int(np.searchsorted(pair.exits, j))
-    signal_at = int(pair.exits[b]) + 1 if b < pair.exits.size else None
+    exits = pair.exits
+    b = bisect_left(exits, j)
+    signal_at = exits[b] + 1 if b < len(exits) else None
     if pair.scanner is not None:
         trade = pair.scanner.open(j, entry_price)
         stop = signal_at if signal_at is not None else n
@@ -313,11 +594,11 @@ def _exit(walk: _Walk, pair: _Pair) -> None:
     assert pnl is not None
     ts = pair.data.candles.ts
     walk.wallet = walk.wallet + outcome.book.cash
-    walk.wallet_fills.append((int(ts[hit.index]), walk.wallet))
+    walk.wallet_fills.append((int(ts[hit.index]), float(walk.wallet)))
     walk.open_count -= 1
     walk.pnls.append(pnl)
     pair.book = Book()
-    pair.fills.append((hit.index, ZERO))
+    pair.fills.append((hit.index, 0.0))
     entry_index, bought, decision, tag = pair.entry
     walk.trades.append(BacktestTrade(
         entry_index, int(ts[entry_index]), bought.price, bought.amount, bought.cost, bought.fee,
@@ -330,12 +611,11 @@ def _exit(walk: _Walk, pair: _Pair) -> None:
 def _result(walk: _Walk, walkers: list[_Pair], capital: Decimal, max_open: int,
             progress: Progress | None) -> PairsResult:  # fmt: skip
     stamps = [np.asarray(p.data.candles.ts, dtype=np.int64) for p in walkers]
-    ts = np.unique(np.concatenate(stamps)) if stamps else np.empty(0, dtype=np.int64)
+    ts = _union(stamps)
     equity = _wallet_curve(ts, walk.wallet_fills, capital)
     for pair, own in zip(walkers, stamps, strict=True):
         equity += _position_value(ts, own, pair)
-    trades = [ClosedTrade(t.pnl, t.entry_ts, t.exit_ts) for t in walk.trades]
-    metrics = compute_metrics(ts, equity, trades)
+    metrics = compute_metrics(ts, equity, walk.trades)
     if progress is not None:
         progress(1.0)
     summaries = [
@@ -349,10 +629,23 @@ def _result(walk: _Walk, walkers: list[_Pair], capital: Decimal, max_open: int,
     )  # fmt: skip
 
 
-def _wallet_curve(ts: np.ndarray, fills: list[tuple[int, Decimal]], capital: Decimal) -> np.ndarray:
+def _union(stamps: list[np.ndarray]) -> np.ndarray:
+    """The sorted distinct timestamps of all pairs (`np.unique` of them, without its hash
+    table: a stable sort of ascending runs is a merge)."""
+    if not stamps:
+        return np.empty(0, dtype=np.int64)
+    ts = np.concatenate(stamps)
+    ts.sort(kind="stable")
+    keep = np.empty(ts.size, dtype=bool)
+    keep[:1] = True
+    np.not_equal(ts[1:], ts[:-1], out=keep[1:])
+    return ts[keep]
+
+
+def _wallet_curve(ts: np.ndarray, fills: list[tuple[int, float]], capital: Decimal) -> np.ndarray:
     """The free cash at each timestamp (after the fills at it), from the walk's fills."""
     at = np.array([t for t, _ in fills], dtype=np.int64)
-    cash = np.array([float(capital)] + [float(w) for _, w in fills])
+    cash = np.array([float(capital)] + [w for _, w in fills])
     return cash[np.searchsorted(at, ts, "right")]
 
 
@@ -362,7 +655,7 @@ def _position_value(ts: np.ndarray, own: np.ndarray, pair: _Pair) -> np.ndarray:
     if n == 0:
         return np.zeros(ts.size)
     starts = np.array([f for f, _ in pair.fills], dtype=np.int64)
-    held = np.array([0.0] + [float(h) for _, h in pair.fills])
+    held = np.array([0.0] + [h for _, h in pair.fills])
     seg = np.cumsum(np.bincount(starts, minlength=n))
     value = held[seg] * np.asarray(pair.data.candles.close, dtype=np.float64)
     idx = np.searchsorted(own, ts, "right") - 1
