@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Flask, request
-from pydantic import BaseModel, Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from app.api.auth import UserOut
 from app.api.jwt import admin_required, current_user
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
 from app.services import accounts
@@ -36,7 +37,7 @@ class UserPatch(RequestModel):
         return self
 
 
-class UsersPage(BaseModel):
+class UsersPage(ApiModel):
     items: list[UserOut]
     page: int
     per_page: int
@@ -50,7 +51,7 @@ class AuditQuery(Page):
     until: datetime | None = None
 
 
-class AuditEntry(BaseModel):
+class AuditEntry(ApiModel):
     id: int
     created_at: datetime
     action: str
@@ -60,7 +61,7 @@ class AuditEntry(BaseModel):
     details: dict[str, Any]
 
 
-class AuditPage(BaseModel):
+class AuditPage(ApiModel):
     items: list[AuditEntry]
     page: int
     per_page: int

@@ -13,12 +13,12 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Flask, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
-from app.api.types import DecimalText
+from app.api.types import ApiModel, DecimalText
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
 from app.patterns import get_pattern_registry
@@ -82,7 +82,7 @@ class ResultsQuery(OffsetQuery):
     job_id: int | None = Field(None, ge=1)
 
 
-class JobSummary(BaseModel):
+class JobSummary(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -106,14 +106,14 @@ class JobOut(JobSummary):
     result: dict[str, Any] | None
 
 
-class JobPage(BaseModel):
+class JobPage(ApiModel):
     items: list[JobSummary]
     total: int
     limit: int
     offset: int
 
 
-class AnalysisResultOut(BaseModel):
+class AnalysisResultOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -130,25 +130,25 @@ class AnalysisResultOut(BaseModel):
     created_at: datetime
 
 
-class ResultPage(BaseModel):
+class ResultPage(ApiModel):
     items: list[AnalysisResultOut]
     total: int
     limit: int
     offset: int
 
 
-class WatchlistItemOut(BaseModel):
+class WatchlistItemOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     ticker: str
     created_at: datetime
 
 
-class WatchlistOut(BaseModel):
+class WatchlistOut(ApiModel):
     items: list[WatchlistItemOut]
 
 
-class PatternsOut(BaseModel):
+class PatternsOut(ApiModel):
     patterns: list[dict[str, Any]]
     problems: list[dict[str, Any]] = Field(
         description="pattern files that failed validation (file, line, reason); the last good "

@@ -7,12 +7,13 @@ from datetime import datetime
 
 from flask import Blueprint, Flask, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from app.api import rate_limit
 from app.api.jwt import auth_required, current_user, mint_tokens, refresh_lifetime
 from app.api.rate_limit import json_field_key, limiter
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, response
 from app.openapi import answers
 from app.services import accounts, logins
@@ -66,7 +67,7 @@ class RegisterBody(Credentials):
         return value
 
 
-class UserOut(BaseModel):
+class UserOut(ApiModel):
     id: int
     email: str
     role: str
@@ -86,11 +87,11 @@ class UserOut(BaseModel):
         )
 
 
-class RegisterOut(BaseModel):
+class RegisterOut(ApiModel):
     user: UserOut
 
 
-class TokensOut(BaseModel):
+class TokensOut(ApiModel):
     access_token: str
     refresh_token: str
     token_type: str = "Bearer"

@@ -10,11 +10,12 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from flask import Blueprint, Flask, request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
 from app.services.backtests import get_backtest as get_job
@@ -57,7 +58,7 @@ class BacktestListQuery(OffsetQuery):
     pass  # no filters yet; its own name keeps the OpenAPI component as it was
 
 
-class BacktestOut(BaseModel):
+class BacktestOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -73,7 +74,7 @@ class BacktestOut(BaseModel):
     finished_at: datetime | None
 
 
-class BacktestSummaryOut(BaseModel):
+class BacktestSummaryOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -85,7 +86,7 @@ class BacktestSummaryOut(BaseModel):
     finished_at: datetime | None
 
 
-class BacktestPage(BaseModel):
+class BacktestPage(ApiModel):
     items: list[BacktestSummaryOut]
     total: int
     limit: int

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import response
 from app.services.bot_report import bot_report
 from app.services.bots import get_bot
@@ -16,7 +17,7 @@ from app.services.bots import get_bot
 bp = Blueprint("bot_reports", __name__)
 
 
-class ReportOut(BaseModel):
+class ReportOut(ApiModel):
     bot_id: int
     round_trips: list[dict[str, Any]] = Field(description="closed trades, oldest first")
     totals: dict[str, Any] = Field(description="docs/backtesting.md, 'The report'")

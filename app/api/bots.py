@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from flask import Blueprint, Flask
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from app.api.jwt import auth_required, current_user
 from app.api.ledger_models import (
@@ -27,7 +27,7 @@ from app.api.ledger_models import (
 )
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session, read_only
-from app.api.types import DecimalText, UtcTime
+from app.api.types import ApiModel, DecimalText, UtcTime
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
 from app.services import bot_overview as overview_service
@@ -107,7 +107,7 @@ class EquityQuery(RequestModel):
     since: datetime | None = None
 
 
-class BotOut(BaseModel):
+class BotOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -138,14 +138,14 @@ class BotOut(BaseModel):
     updated_at: UtcTime
 
 
-class BotPage(BaseModel):
+class BotPage(ApiModel):
     items: list[BotOut]
     total: int
     limit: int
     offset: int
 
 
-class BotSummary(BaseModel):
+class BotSummary(ApiModel):
     """Equity and profit in the quote currency (decimal text), the largest drawdown as a
     fraction of its peak, and up to 40 equity points (numbers, for drawing)."""
 
@@ -161,7 +161,7 @@ class BotOverview(BotOut):
     summary: BotSummary
 
 
-class BotOverviewPage(BaseModel):
+class BotOverviewPage(ApiModel):
     items: list[BotOverview]
     total: int
     limit: int

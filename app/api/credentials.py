@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Blueprint, Flask, request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, response
 from app.openapi import answers
 from app.services import credentials
@@ -27,7 +28,7 @@ class CredentialBody(RequestModel):
     uid: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-class CredentialOut(BaseModel):
+class CredentialOut(ApiModel):
     id: int
     exchange: str
     label: str
@@ -45,7 +46,7 @@ class CredentialOut(BaseModel):
         )
 
 
-class CredentialList(BaseModel):
+class CredentialList(ApiModel):
     items: list[CredentialOut]
 
 

@@ -3,12 +3,12 @@ and performance. Money is decimal text (`DecimalText`), moments ISO 8601 UTC (`U
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from app.api.types import DecimalText, UtcTime
+from app.api.types import ApiModel, DecimalText, UtcTime
 
 
-class OrderOut(BaseModel):
+class OrderOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -34,7 +34,7 @@ class OrderOut(BaseModel):
     closed_at: UtcTime | None
 
 
-class TradeOut(BaseModel):
+class TradeOut(ApiModel):
     """One execution (fill); the fill that closed a position carries the round trip's net
     result in `closed_trade_pnl`."""
 
@@ -60,12 +60,12 @@ class TradeOut(BaseModel):
     filled_at: UtcTime
 
 
-class BalanceOut(BaseModel):
+class BalanceOut(ApiModel):
     free: DecimalText
     locked: DecimalText
 
 
-class PositionOut(BaseModel):
+class PositionOut(ApiModel):
     """The bot's book for its symbol, valued at the market's last price when one is known."""
 
     symbol: str
@@ -85,7 +85,7 @@ class PositionOut(BaseModel):
     balances: dict[str, BalanceOut]
 
 
-class EquityPointOut(BaseModel):
+class EquityPointOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     ts: UtcTime
@@ -95,7 +95,7 @@ class EquityPointOut(BaseModel):
     price: DecimalText
 
 
-class MetricsOut(BaseModel):
+class MetricsOut(ApiModel):
     """Performance metrics; docs/metrics.md says what each one means. Ratios are plain
     numbers; a metric that cannot be computed is null and `unavailable` says why."""
 
@@ -121,41 +121,41 @@ class MetricsOut(BaseModel):
     unavailable: dict[str, str] = Field(description="metric -> why it is null")
 
 
-class EquitySummaryOut(BaseModel):
+class EquitySummaryOut(ApiModel):
     points: int = Field(description="equity points the metrics are computed on")
     start: float | None
     end: float | None
     capital: DecimalText | None
 
 
-class PerformanceOut(BaseModel):
+class PerformanceOut(ApiModel):
     bot_id: int
     metrics: MetricsOut
     equity: EquitySummaryOut
 
 
-class OrderPage(BaseModel):
+class OrderPage(ApiModel):
     items: list[OrderOut]
     total: int
     limit: int
     offset: int
 
 
-class TradePage(BaseModel):
+class TradePage(ApiModel):
     items: list[TradeOut]
     total: int
     limit: int
     offset: int
 
 
-class PositionList(BaseModel):
+class PositionList(ApiModel):
     items: list[PositionOut]
     total: int
     limit: int
     offset: int = 0
 
 
-class EquityList(BaseModel):
+class EquityList(ApiModel):
     items: list[EquityPointOut]
     total: int | None = None
     limit: int

@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.api.jwt import auth_required, current_user
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, query, response
 from app.domain.numbers import optional_decimal_text
 from app.domain.times import iso_ms
@@ -34,7 +35,7 @@ def url_symbol(raw: str) -> str:
 # -- markets and candles -----------------------------------------------------------------
 
 
-class MarketOut(BaseModel):
+class MarketOut(ApiModel):
     symbol: str
     base: str
     quote: str
@@ -44,7 +45,7 @@ class MarketOut(BaseModel):
     min_notional: str | None = Field(None, description="smallest order value (quote), if any")
 
 
-class MarketList(BaseModel):
+class MarketList(ApiModel):
     exchange: str
     items: list[MarketOut]
 
@@ -54,7 +55,7 @@ class CandleQuery(RequestModel):
     limit: int = Field(100, ge=1, le=1000)
 
 
-class CandlesOut(BaseModel):
+class CandlesOut(ApiModel):
     exchange: str
     symbol: str
     timeframe: str
@@ -125,7 +126,7 @@ class PortfolioQuery(RequestModel):
     )
 
 
-class AssetValue(BaseModel):
+class AssetValue(ApiModel):
     asset: str
     exchange: str
     amount: str
@@ -136,14 +137,14 @@ class AssetValue(BaseModel):
     reason: str | None = Field(None, description="why the asset is unpriced")
 
 
-class Unpriced(BaseModel):
+class Unpriced(ApiModel):
     asset: str
     exchange: str
     amount: str
     reason: str
 
 
-class BotValue(BaseModel):
+class BotValue(ApiModel):
     bot_id: int
     name: str
     exchange: str
@@ -153,7 +154,7 @@ class BotValue(BaseModel):
     complete: bool
 
 
-class PortfolioOut(BaseModel):
+class PortfolioOut(ApiModel):
     snapshot_id: int
     as_of: str
     base_currency: str = Field(description="the currency the values are in")

@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Flask
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
 from app.services import notifications
@@ -46,7 +47,7 @@ class ChannelPatch(RequestModel):
         return self
 
 
-class ChannelOut(BaseModel):
+class ChannelOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -66,11 +67,11 @@ class CreatedChannelOut(ChannelOut):
     )
 
 
-class ChannelList(BaseModel):
+class ChannelList(ApiModel):
     items: list[ChannelOut]
 
 
-class AttemptOut(BaseModel):
+class AttemptOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -84,14 +85,14 @@ class AttemptOut(BaseModel):
     created_at: datetime
 
 
-class AttemptPage(BaseModel):
+class AttemptPage(ApiModel):
     items: list[AttemptOut]
     total: int
     limit: int
     offset: int
 
 
-class EventKindsOut(BaseModel):
+class EventKindsOut(ApiModel):
     events: dict[str, str]
 
 

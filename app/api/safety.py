@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Flask, request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.api.jwt import admin_required, auth_required, current_user
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, query, response
 from app.services import alerts as alert_service
 from app.services import emergency, incidents, live_gates
@@ -27,7 +28,7 @@ class ResumeRequest(RequestModel):
     note: str | None = Field(None, max_length=500)
 
 
-class EmergencyState(BaseModel):
+class EmergencyState(ApiModel):
     active: bool
     reason: str | None
     changed_at: datetime | None
@@ -47,7 +48,7 @@ class ResumeResult(EmergencyState):
     was_active: bool
 
 
-class GateReasonOut(BaseModel):
+class GateReasonOut(ApiModel):
     code: Literal[
         "live_trading_disabled",
         "emergency_stop_active",
@@ -60,7 +61,7 @@ class GateReasonOut(BaseModel):
     message: str
 
 
-class Eligibility(BaseModel):
+class Eligibility(ApiModel):
     live_allowed: bool
     reasons: list[GateReasonOut]
 
@@ -71,7 +72,7 @@ class AlertQuery(RequestModel):
     limit: int = Field(50, ge=1, le=200)
 
 
-class AlertOut(BaseModel):
+class AlertOut(ApiModel):
     id: int
     user_id: int | None
     bot_id: int | None
@@ -83,7 +84,7 @@ class AlertOut(BaseModel):
     system: bool
 
 
-class AlertList(BaseModel):
+class AlertList(ApiModel):
     items: list[AlertOut]
 
 
@@ -94,7 +95,7 @@ class IncidentQuery(RequestModel):
     limit: int = Field(50, ge=1, le=200)
 
 
-class IncidentOut(BaseModel):
+class IncidentOut(ApiModel):
     id: int
     kind: str
     message: str
@@ -104,7 +105,7 @@ class IncidentOut(BaseModel):
     created_at: datetime
 
 
-class IncidentList(BaseModel):
+class IncidentList(ApiModel):
     items: list[IncidentOut]
 
 

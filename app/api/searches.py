@@ -7,12 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Flask, request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from app.api.bots import BotOut
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
 from app.services import jobs as jobs_service
@@ -65,7 +66,7 @@ class SearchListQuery(OffsetQuery):
     pass
 
 
-class SearchOut(BaseModel):
+class SearchOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -83,7 +84,7 @@ class SearchOut(BaseModel):
     finished_at: datetime | None
 
 
-class SearchSummaryOut(BaseModel):
+class SearchSummaryOut(ApiModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -95,7 +96,7 @@ class SearchSummaryOut(BaseModel):
     finished_at: datetime | None
 
 
-class SearchPage(BaseModel):
+class SearchPage(ApiModel):
     items: list[SearchSummaryOut]
     total: int
     limit: int

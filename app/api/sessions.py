@@ -21,7 +21,6 @@ from flask_jwt_extended import (
     unset_jwt_cookies,
     verify_jwt_in_request,
 )
-from pydantic import BaseModel
 
 from app.api.auth import (
     Credentials,
@@ -34,13 +33,14 @@ from app.api.auth import (
     sign_in,
 )
 from app.api.jwt import auth_required
+from app.api.types import ApiModel
 from app.api.validation import body, response
 from app.openapi import answers
 
 bp = Blueprint("sessions", __name__)
 
 
-class SessionOut(BaseModel):
+class SessionOut(ApiModel):
     """The signed-in user and the access token's lifetime; the tokens are in cookies."""
 
     user: UserOut

@@ -8,12 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Flask, request
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.rate_limit import hashed, limiter
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
 from app.services import signals
@@ -50,7 +51,7 @@ class SignalBody(RequestModel):
         return self
 
 
-class SignalOut(BaseModel):
+class SignalOut(ApiModel):
     id: int
     alert_id: str | None
     action: str
@@ -64,16 +65,16 @@ class SignalOut(BaseModel):
     processed_at: datetime | None
 
 
-class ReceivedOut(BaseModel):
+class ReceivedOut(ApiModel):
     signal: SignalOut
     duplicate: bool
 
 
-class TokenOut(BaseModel):
+class TokenOut(ApiModel):
     token: str = Field(description="shown once; POST signals to /api/signals/{token}")
 
 
-class SignalPage(BaseModel):
+class SignalPage(ApiModel):
     items: list[SignalOut]
     total: int
     limit: int

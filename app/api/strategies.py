@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
 from app.api.request_context import db_session
+from app.api.types import ApiModel
 from app.api.validation import RequestModel, body, query, response
 from app.domain.strategies import get_strategy, list_strategies
 from app.domain.strategies import talib_catalog as ta
@@ -23,7 +24,7 @@ from app.services import strategies as service
 bp = Blueprint("strategies", __name__)
 
 
-class StrategyOut(BaseModel):
+class StrategyOut(ApiModel):
     name: str
     description: str
     params_schema: dict[str, Any]
@@ -33,11 +34,11 @@ class StrategyOut(BaseModel):
     )
 
 
-class StrategyList(BaseModel):
+class StrategyList(ApiModel):
     items: list[StrategyOut]
 
 
-class FunctionList(BaseModel):
+class FunctionList(ApiModel):
     items: list[dict[str, Any]]
 
 
@@ -62,7 +63,7 @@ class ValidateIn(DocumentIn):
     timeframe: str | None = Field(None, max_length=8, description="the candles it would run on")
 
 
-class DocumentOut(BaseModel):
+class DocumentOut(ApiModel):
     id: int
     name: str
     version: int
@@ -72,7 +73,7 @@ class DocumentOut(BaseModel):
     updated_at: datetime
 
 
-class DocumentSummary(BaseModel):
+class DocumentSummary(ApiModel):
     id: int
     name: str
     latest_version: int
@@ -80,7 +81,7 @@ class DocumentSummary(BaseModel):
     updated_at: datetime
 
 
-class DocumentPage(BaseModel):
+class DocumentPage(ApiModel):
     items: list[DocumentSummary]
     total: int
     limit: int
@@ -91,7 +92,7 @@ class DocumentListQuery(OffsetQuery):
     pass
 
 
-class ValidationOut(BaseModel):
+class ValidationOut(ApiModel):
     name: str
     timeframe: str | None
     parameters: dict[str, Any]

@@ -6,12 +6,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
 from app.domain.numbers import decimal_text
 from app.domain.times import iso
 
-__all__ = ["DecimalText", "UtcTime"]
+__all__ = ["ApiModel", "DecimalText", "UtcTime"]
+
+
+class ApiModel(BaseModel):
+    """Every request and response model: its validator is built on first use, so a worker
+    does not build a hundred and fifty of them at start-up for routes it may never serve."""
+
+    model_config = ConfigDict(defer_build=True)
 
 DecimalText = Annotated[
     Decimal,

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 from flask import Response, request
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
+from app.api.types import ApiModel
 from app.errors import AppError, ValidationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,7 +32,7 @@ MAX_JSON_DEPTH = 32
 MAX_INT_DIGITS = 40
 
 
-class RequestModel(BaseModel):
+class RequestModel(ApiModel):
     """Base for request bodies and query strings: unknown fields are an error; integers fit a
     64-bit column; timestamps are read as UTC (naive ones are taken to be UTC) and lie between
     1970 and 9999."""
