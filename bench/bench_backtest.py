@@ -16,7 +16,9 @@ the whole `flask backtest` process, each next to a baseline measured in the same
   weighs on all of them.
 
 The core loop is also timed with every fill in `Decimal` (`run_backtest_in_decimal`, the
-reference the integer ledger is held to), with the same trades.
+reference the integer ledger is held to), with the same trades; and so is the engine with
+exits beyond the signal (the SMA crossover template with a stop-loss, ROI, a trailing stop
+and a maximum holding time, percent sizing), against the same with every fill in `Decimal`.
 
 Targets (the speed issue): the core loop at least as fast as the naive loop, with exact
 results; the several-pair walk within 1.3x the time of its pairs one by one; the whole
@@ -56,6 +58,8 @@ FREQTRADE_CANDLES = 25_968
 TARGET_VS_FREQTRADE = 10.0
 TARGET_PROCESS_MIB = 120
 PROCESS_FILE = "BINANCE_ETH-BTC_5m.csv"
+EXITS = {"stoploss": -0.004, "minimal_roi": {"0": 0.006, "60": 0.002},
+         "trailing": {"positive": 0.002, "offset": 0.003}, "max_hold_minutes": 600}
 
 
 def _verdict(ok: bool) -> str:
@@ -99,8 +103,21 @@ def naive_backtest(ts, o, c) -> tuple[int, float]:  # type: ignore[no-untyped-de
     return trades, cash
 
 
+def _exits_strategy():  # type: ignore[no-untyped-def]
+    """The SMA crossover template with every exit beyond the signal, set tight enough that
+    each of them ends trades."""
+    from app.domain.strategies.doc_model import parse_document
+    from app.domain.strategies.doc_strategy import DocumentStrategy
+    from app.domain.strategies.templates import template_document
+
+    doc = template_document("sma_crossover")
+    assert doc is not None
+    doc = parse_document({**doc.model_dump(mode="json", exclude_none=True), "exits": EXITS})
+    return DocumentStrategy(doc, timeframe="5m")
+
+
 def core(path: Path, repeat: int) -> None:
-    from app.engine.backtest import run_backtest_in_decimal
+    from app.engine.backtest import run_backtest, run_backtest_in_decimal
     from app.engine.fill_model import FeeSchedule
     from app.services.backtests import BacktestSpec, candle_file_data, execute
 
@@ -187,6 +204,28 @@ def core(path: Path, repeat: int) -> None:
           f"{_verdict(naive / ours >= TARGET_NAIVE_RATIO and exact)}")  # fmt: skip
     per_trade = (ours - signals) / max(len(result.trades), 1)
     print(f"  engine cost per round trip (sizing + 2 orders + 2 fills): {per_trade * 1e6:.0f} us")
+    exits_strategy = _exits_strategy()
+    exits_params = exits_strategy.default_params()
+    percent = SizingConfig(mode="percent", percent=Decimal(50))
+
+    def with_exits(run=run_backtest):  # type: ignore[no-untyped-def]
+        return run(c, exits_strategy, exits_params, capital=spec.capital, market=data.market,
+                   fees=fees, sizing=percent, timeframe_seconds=300)  # fmt: skip
+
+    fast_exits, decimal_exits = with_exits(), with_exits(run_backtest_in_decimal)
+    exits_exact = (fast_exits.trades == decimal_exits.trades and fast_exits.ledger == "scaled"
+                   and fast_exits.final_book == decimal_exits.final_book)  # fmt: skip
+    reasons = sorted({t.exit_reason for t in fast_exits.trades})
+    exits_time, exits_decimal_time = side_by_side(with_exits,
+                                                  lambda: with_exits(run_backtest_in_decimal))
+    print(f"  engine with stop-loss, ROI, trailing stop and max hold ({len(fast_exits.trades)} "
+          f"trades: {', '.join(reasons)}): {n / exits_time / 1e6:6.2f} M candles/s "
+          f"({exits_time * 1000:6.1f} ms)")  # fmt: skip
+    speedup = exits_decimal_time / exits_time
+    print(f"    baseline, the same with every fill in Decimal: "
+          f"{n / exits_decimal_time / 1e6:6.2f} M candles/s ({exits_decimal_time * 1000:6.1f} "
+          f"ms); ratio: {speedup:.2f}x faster; same trades and final book, integer ledger "
+          f"used: {exits_exact}")  # fmt: skip
     slow_spec = BacktestSpec.from_payload(
         {**spec.payload(), "strategy_params": {"fast": 50, "slow": 200}}
     )

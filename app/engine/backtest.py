@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -271,6 +272,13 @@ def _run(
     if rules.active or not rules.use_exit_signal:
         scanner = ExitScanner(rules, candles, fees=fees, price_step=market.price_step,
                               timeframe_seconds=timeframe_seconds)  # fmt: skip
+        if scaled and ScaledLedger.usable(market, capital):
+            fast = _State(book=state.book, tags=state.tags)
+            if _scaled_trade_with_exits(fast, sig, scanner, candles, capital, market, fees,
+                                        sizing, progress):  # fmt: skip
+                result = _result(candles, events, fast, capital, timeframe_seconds, progress)
+                result.ledger = "scaled"
+                return result
         _trade_with_exits(state, sig, scanner, candles, capital, market, fees, sizing, progress)
         return _result(candles, events, state, capital, timeframe_seconds, progress)
     step = max(1, len(events) // 100)
@@ -489,6 +497,104 @@ def _trade_with_exits(
             _exit(state, n - 1, to_decimal(float(opens[n - 1])), "end_of_data", candles, market,
                   fees)  # fmt: skip
             break
+
+
+def _scaled_trade_with_exits(
+    state: _State,
+    sig: np.ndarray,
+    scanner: ExitScanner,
+    candles: Candles,
+    capital: Decimal,
+    market: MarketInfo,
+    fees: FeeSchedule,
+    sizing: SizingConfig,
+    progress: Progress | None,
+) -> bool:
+    """`_trade_with_exits` on a `ScaledLedger`: the same trades as the `Decimal` loop, to the
+    unit and in the same spelling (a stop's or ROI's fill price is the scanner's own
+    decimal). False (and `state` half-filled) when an order would be refused or a value
+    leaves the exact range: the caller then runs the `Decimal` loop, which says why."""
+    n = len(candles)
+    enters = np.flatnonzero(sig[: max(n - 1, 0)] == ENTER)
+    exits = np.flatnonzero(sig[: max(n - 1, 0)] == EXIT)
+    if not scanner.rules.use_exit_signal:
+        exits = exits[:0]
+    enter_at, exit_at = enters.tolist(), exits.tolist()
+    opens, ts = candles.open, candles.ts
+    capital_units = to_units(capital)
+    assert capital_units is not None
+    ledger = ScaledLedger(capital_units, market, fees)
+    price_text = ledger.price_decimal
+    fill_at, fill_cash, fill_held = state.fills
+    tags, pnls, mode = state.tags, state.pnls, sizing.mode
+    start = 0
+    while True:
+        a = bisect_left(enter_at, start)
+        if a >= len(enter_at):
+            break
+        i = enter_at[a]
+        if progress is not None:
+            progress(i / max(n, 1))
+        if not math.isfinite(float(candles.close[i])):  # the Decimal rules refuse such a reference
+            return False
+        cash = units_decimal(ledger.quote)  # flat: the equity is the cash
+        decision = size_position(pnls if mode == "kelly" else (), equity=cash, capital=capital,
+                                 cash=cash, config=sizing)  # fmt: skip
+        if decision.stake <= 0:
+            state.skipped.append(SkippedEntry(i, int(ts[i]), f"no stake: {decision.reason}"))
+            start = i + 1
+            continue
+        budget = ledger.budget(decision.stake)
+        price = ledger.buy_price(float(opens[i + 1]))
+        bought = None if price is None else ledger.buy(budget, price)
+        if bought is None or price is None:
+            return False
+        j = i + 1
+        fill_at.append(j)
+        fill_cash.append(ledger.quote / UNIT)
+        fill_held.append(ledger.held / UNIT)
+        trade = scanner.open(j, price_text(price))
+        b = bisect_left(exit_at, j)
+        signal_at = exit_at[b] + 1 if b < len(exit_at) else None
+        stop = signal_at if signal_at is not None else n
+        hit = None
+        lo, width = j, _FIRST_WINDOW
+        while hit is None and lo < stop:
+            hi = min(stop, lo + width)
+            hit = scanner.scan(trade, lo, hi)
+            lo, width = hi, width * 2
+        if hit is not None:
+            at, reason, sell_at, exit_price = hit.index, hit.reason, to_units(hit.price), hit.price
+        else:
+            at = signal_at if signal_at is not None else n - 1
+            reason = "exit_signal" if signal_at is not None else "end_of_data"
+            sell_at = ledger.sell_price(float(opens[at]))
+            exit_price = None
+        sold = None if sell_at is None or sell_at <= 0 else ledger.sell(sell_at)
+        if sold is None or sell_at is None:
+            return False
+        fill_at.append(at)
+        fill_cash.append(ledger.quote / UNIT)
+        fill_held.append(0.0)
+        pnl = units_decimal(sold[3])
+        pnls.append(pnl)
+        state.trades.append(BacktestTrade(
+            j, int(ts[j]), price_text(price), units_decimal(bought[0]), units_decimal(bought[1]),
+            units_decimal(bought[2]), at, int(ts[at]),
+            price_text(sell_at) if exit_price is None else exit_price, units_decimal(sold[0]),
+            units_decimal(sold[1]), pnl, reason, decision.bootstrap, decision.reason,
+            None if tags is None else tags[i],
+        ))  # fmt: skip
+        if hit is None and signal_at is None:
+            break
+        start = at
+    if fill_at:
+        state.book = Book(
+            units_decimal(ledger.quote), _ZERO_UNITS, units_decimal(ledger.held), _ZERO_UNITS,
+            units_decimal(ledger.cost_basis), units_decimal(ledger.realised),
+            units_decimal(ledger.fees_paid), ZERO, ZERO,
+        )  # fmt: skip
+    return True
 
 
 def _enter(
