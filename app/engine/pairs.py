@@ -117,7 +117,9 @@ class _Pair:
     book: Book = field(default_factory=Book)
     entry: tuple[int, FillResult, Any, str | None] | None = None  # index, fill, sizing, tag
     exit: _Exit | None = None
-    fills: list[tuple[int, float]] = field(default_factory=list)  # (candle, position after)
+    # the candle of each fill, and the position before the first and after each
+    fill_at: list[int] = field(default_factory=list)
+    fill_held: list[float] = field(default_factory=lambda: [0.0])
 
     @property
     def symbol(self) -> str:
@@ -135,7 +137,9 @@ class _Walk:
     pnls: list[Decimal] = field(default_factory=list)
     trades: list[BacktestTrade] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
-    wallet_fills: list[tuple[int, float]] = field(default_factory=list)  # (ts, wallet after)
+    # the time of each fill, and the wallet before the first (set later) and after each
+    fill_ts: list[int] = field(default_factory=list)
+    fill_cash: list[float] = field(default_factory=lambda: [0.0])
     open_count: int = 0
 
 
@@ -280,17 +284,24 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
     ledgers = [ScaledLedger(0, p.data.market, fees) for p in walkers]
     ts_of = [p.data.candles.ts for p in walkers]
     symbols = [p.symbol for p in walkers]
-    fills_of = [p.fills for p in walkers]
-    # what entries and signal exits read, gathered once by numpy (floats as float(a[i]))
-    at_entry: list[dict[int, tuple[float, float]]] = []
-    at_exit: list[tuple[list[int], list[float]]] = []
+    fill_at_of = [p.fill_at for p in walkers]
+    fill_held_of = [p.fill_held for p in walkers]
+    # what each entry reads, gathered once by numpy (floats as float(a[i])): its reference
+    # close, its fill open, and its signal exit (the next exit signal's next open, or the
+    # last open) as candle, time and open
+    at_entry: list[dict[int, tuple[float, float, int, int, float, bool]]] = []
     for p in walkers:
         c = p.data.candles
-        enters = np.flatnonzero(p.sig[: max(len(c) - 1, 0)] == ENTER)
-        prices = zip(c.close[enters].tolist(), c.open[enters + 1].tolist(), strict=True)
-        at_entry.append(dict(zip(enters.tolist(), prices, strict=True)))
-        after = np.array(p.exits, dtype=np.int64) + 1
-        at_exit.append((c.ts[after].tolist(), c.open[after].tolist()))
+        n = len(c)
+        enters = np.flatnonzero(p.sig[: max(n - 1, 0)] == ENTER)
+        exits = np.array(p.exits + [n - 2], dtype=np.int64)  # n - 2: the end, as a sentinel
+        b = np.searchsorted(exits, enters + 1)
+        signalled = b < len(p.exits)
+        at = exits[b] + 1
+        at_entry.append(dict(zip(enters.tolist(), zip(
+            c.close[enters].tolist(), c.open[enters + 1].tolist(), at.tolist(),
+            c.ts[at].tolist(), c.open[at].tolist(), signalled.tolist(), strict=True,
+        ), strict=True)))  # fmt: skip
     # per open pair: (entry candle, entry price, amount, cost, fee, decision, tag, exit)
     entries: list[tuple[Any, ...] | None] = [None] * len(walkers)
     stake_n, stake_d = (sizing.stake or ZERO).as_integer_ratio()
@@ -300,7 +311,8 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
     plain_budget = 0  # its budget before the cap at the wallet
     max_open = walk.max_open
     open_count = 0
-    trades, skipped, pnls, wallet_fills = walk.trades, walk.skipped, walk.pnls, walk.wallet_fills
+    trades, skipped, pnls = walk.trades, walk.skipped, walk.pnls
+    fill_ts, fill_cash = walk.fill_ts, walk.fill_cash
     mul, D, S = exact_multiply, Decimal, SCALE
 
     def wallet_decimal() -> Decimal:
@@ -315,7 +327,7 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
         nonlocal wallet, filled, plain, plain_floor, plain_budget
         pair = walkers[k]
         c = pair.data.candles
-        close, next_open = at_entry[k][i]
+        close, next_open, at, at_ts, at_open, signalled = at_entry[k][i]
         if not math.isfinite(close):
             return None
         decision = plain
@@ -354,20 +366,14 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
             return None
         wallet = ledger.quote
         filled = True
-        wallet_fills.append((now, wallet / UNIT))
-        pair.fills.append((i + 1, ledger.held / UNIT))
+        fill_ts.append(now)
+        fill_cash.append(wallet / UNIT)
+        pair.fill_at.append(i + 1)
+        pair.fill_held.append(ledger.held / UNIT)
         price_text = ledger.price_decimal(price)
         if pair.scanner is None:  # the exit signal's next open, or the last open
-            exits = pair.exits
-            b = bisect_left(exits, i + 1)
-            priced = None
-            if b < len(exits):
-                at, at_ts, reason = exits[b] + 1, at_exit[k][0][b], "exit_signal"
-                sell_at = ledger.sell_price(at_exit[k][1][b])
-            else:
-                at = len(c) - 1
-                at_ts, reason = int(c.ts[at]), "end_of_data"
-                sell_at = ledger.sell_price(float(c.open[at]))
+            reason, priced = "exit_signal" if signalled else "end_of_data", None
+            sell_at = ledger.sell_price(at_open)
         else:
             hit = _find_exit(pair, i + 1, price_text)
             at, at_ts, reason = hit.index, int(c.ts[hit.index]), hit.reason
@@ -393,8 +399,10 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
         if sold is None:
             return False
         wallet = ledger.quote
-        wallet_fills.append((exit_ts, wallet / UNIT))
-        fills_of[k].append((at, 0.0))
+        fill_ts.append(exit_ts)
+        fill_cash.append(wallet / UNIT)
+        fill_at_of[k].append(at)
+        fill_held_of[k].append(0.0)
         pnl = mul(D(sold[3]), S)  # units_decimal, inlined: five a trade
         pnls.append(pnl)
         trades.append(BacktestTrade(
@@ -407,6 +415,7 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
         return True
 
     pending: list[tuple[int, int]] = []  # heap of (exit ts, pair order)
+    push, pop = heapq.heappush, heapq.heappop
     total = len(candidates)
     step = max(1, total // 100)
     c = 0
@@ -414,7 +423,7 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
         if pending and (c >= total or pending[0][0] < candidates[c][0]):
             now = pending[0][0]  # exits only: each pair's in list order
             while pending and pending[0][0] == now:
-                if not leave(heapq.heappop(pending)[1]):
+                if not leave(pop(pending)[1]):
                     return False
                 open_count -= 1
             continue
@@ -434,7 +443,7 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
             if done:
                 open_count += 1
                 if entries[k][0] != now:  # type: ignore[index]
-                    heapq.heappush(pending, (entries[k][0], k))  # type: ignore[index]
+                    push(pending, (entries[k][0], k))  # type: ignore[index]
                 elif leave(k):
                     open_count -= 1
                 else:
@@ -450,7 +459,7 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
                 progress(c / total)
         exiting: set[int] = set()
         while pending and pending[0][0] == now:
-            exiting.add(heapq.heappop(pending)[1])
+            exiting.add(pop(pending)[1])
         for k in sorted(group.keys() | exiting):
             if k in group and entries[k] is None:
                 if slots_used >= max_open:
@@ -466,7 +475,7 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
                         if exit_ts == now:
                             exiting.add(k)
                         else:
-                            heapq.heappush(pending, (exit_ts, k))
+                            push(pending, (exit_ts, k))
             if k in exiting:
                 if not leave(k):
                     return False
@@ -540,12 +549,14 @@ def _enter(walk: _Walk, pair: _Pair, i: int) -> bool:
         return False
     after = outcome.book
     walk.wallet = after.cash
-    walk.wallet_fills.append((int(c.ts[i + 1]), float(walk.wallet)))
+    walk.fill_ts.append(int(c.ts[i + 1]))
+    walk.fill_cash.append(float(walk.wallet))
     walk.open_count += 1
     pair.book = Book(ZERO, ZERO, after.base_free, after.base_locked, after.cost_basis,
                      after.realised_pnl, after.fees_paid, after.trip_pnl,
                      after.trip_fees)  # fmt: skip
-    pair.fills.append((i + 1, float(pair.book.position)))
+    pair.fill_at.append(i + 1)
+    pair.fill_held.append(float(pair.book.position))
     tag = pair.tags[i] if pair.tags is not None else None
     pair.entry = (i + 1, outcome, decision, tag)
     pair.exit = _find_exit(pair, i + 1, outcome.price)
@@ -594,11 +605,13 @@ def _exit(walk: _Walk, pair: _Pair) -> None:
     assert pnl is not None
     ts = pair.data.candles.ts
     walk.wallet = walk.wallet + outcome.book.cash
-    walk.wallet_fills.append((int(ts[hit.index]), float(walk.wallet)))
+    walk.fill_ts.append(int(ts[hit.index]))
+    walk.fill_cash.append(float(walk.wallet))
     walk.open_count -= 1
     walk.pnls.append(pnl)
     pair.book = Book()
-    pair.fills.append((hit.index, 0.0))
+    pair.fill_at.append(hit.index)
+    pair.fill_held.append(0.0)
     entry_index, bought, decision, tag = pair.entry
     walk.trades.append(BacktestTrade(
         entry_index, int(ts[entry_index]), bought.price, bought.amount, bought.cost, bought.fee,
@@ -612,7 +625,7 @@ def _result(walk: _Walk, walkers: list[_Pair], capital: Decimal, max_open: int,
             progress: Progress | None) -> PairsResult:  # fmt: skip
     stamps = [np.asarray(p.data.candles.ts, dtype=np.int64) for p in walkers]
     ts = _union(stamps)
-    equity = _wallet_curve(ts, walk.wallet_fills, capital)
+    equity = _wallet_curve(ts, walk, capital)
     for pair, own in zip(walkers, stamps, strict=True):
         equity += _position_value(ts, own, pair)
     metrics = compute_metrics(ts, equity, walk.trades)
@@ -642,21 +655,25 @@ def _union(stamps: list[np.ndarray]) -> np.ndarray:
     return ts[keep]
 
 
-def _wallet_curve(ts: np.ndarray, fills: list[tuple[int, float]], capital: Decimal) -> np.ndarray:
+def _wallet_curve(ts: np.ndarray, walk: _Walk, capital: Decimal) -> np.ndarray:
     """The free cash at each timestamp (after the fills at it), from the walk's fills."""
-    at = np.array([t for t, _ in fills], dtype=np.int64)
-    cash = np.array([float(capital)] + [w for _, w in fills])
+    at = np.array(walk.fill_ts, dtype=np.int64)
+    cash = np.array(walk.fill_cash)
+    cash[0] = float(capital)
     return cash[np.searchsorted(at, ts, "right")]
 
 
 def _position_value(ts: np.ndarray, own: np.ndarray, pair: _Pair) -> np.ndarray:
     """position x close of one pair at each timestamp of the walk (its last candle's)."""
     n = own.size
-    if n == 0:
+    if n == 0 or not pair.fill_at:
         return np.zeros(ts.size)
-    starts = np.array([f for f, _ in pair.fills], dtype=np.int64)
-    held = np.array([0.0] + [h for _, h in pair.fills])
+    starts = np.array(pair.fill_at, dtype=np.int64)
+    held = np.array(pair.fill_held)
     seg = np.cumsum(np.bincount(starts, minlength=n))
     value = held[seg] * np.asarray(pair.data.candles.close, dtype=np.float64)
-    idx = np.searchsorted(own, ts, "right") - 1
-    return np.where(idx >= 0, value[np.maximum(idx, 0)], 0.0)
+    if np.array_equal(own, ts):
+        return value
+    out = value[np.searchsorted(own, ts, "right") - 1]
+    out[: int(np.searchsorted(ts, own[0]))] = 0.0  # before the pair's first candle
+    return out
