@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from app.store.redis import get_redis
 
@@ -52,13 +53,14 @@ def check_database(engine: Engine, heads: frozenset[str] | None = None) -> list[
     `heads` (read from the migration files when not given) is only local file work."""
     heads = migration_heads() if heads is None else heads
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            try:
-                rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
-                current = frozenset(rows)
-            except Exception:
-                current = frozenset()
+        try:
+            current = _applied_revisions(engine)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # a pooled connection the server dropped (say, a restart): the pool has now let
+            # go of its connections that old, so one more try says how the database is now
+            current = _applied_revisions(engine)
     except Exception as exc:
         return [
             Check(
@@ -81,6 +83,16 @@ def check_database(engine: Engine, heads: frozenset[str] | None = None) -> list[
             "" if at_head else "run `alembic upgrade head`",
         ),
     ]
+
+
+def _applied_revisions(engine: Engine) -> frozenset[str]:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        try:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            return frozenset(rows)
+        except Exception:
+            return frozenset()
 
 
 def check_redis() -> Check | None:
