@@ -147,7 +147,7 @@ class Settings(BaseSettings):
 
     # Bots and ticks
     tick_lease_seconds: float = Field(default=30.0, gt=0)
-    tick_batch_size: int = Field(default=25, ge=1)
+    tick_batch_size: int = Field(default=100, ge=1)
     tick_run_seconds: float = Field(default=1.0, gt=0)
     bootstrap_trades: int = Field(default=5, ge=0)
     # strategy documents: what one document may cost (see app/domain/strategies/doc_model.py)

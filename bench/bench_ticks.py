@@ -258,6 +258,35 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (Linux /proc), 0 for one that is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def process_ids(proc: subprocess.Popen[bytes], url: str) -> tuple[list[int], list[int]]:
+    """The gunicorn workers (children of its master) and the Postgres backends of the
+    bench database: whose CPU a tick costs, counted apart from the rest of the machine."""
+    import psycopg2
+
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    conn = psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()")  # fmt: skip
+        backends = [r[0] for r in cur.fetchall()]
+    conn.close()
+    return [int(c) for c in children], backends
+
+
 def run_gunicorn(url: str, prefix: str, speed: float, bots: int, seconds: float) -> dict:
     from sqlalchemy import func, select
 
@@ -278,14 +307,23 @@ def run_gunicorn(url: str, prefix: str, speed: float, bots: int, seconds: float)
                 if (s.scalar(select(func.count()).select_from(BotTick)) or 0) >= 2 * bots:
                     break
             time.sleep(0.5)
+        workers, backends = process_ids(proc, url)
+        cpu = (cpu_seconds(workers), cpu_seconds(backends))
         begin = time.time()
         time.sleep(seconds)
         end = time.time()
+        cpu = (cpu_seconds(workers) - cpu[0], cpu_seconds(backends) - cpu[1])
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     count, lags, skipped = measure((begin, end))
-    return {"ticks_per_s": count / (end - begin), "lags": lags, "skipped": skipped}
+    return {"ticks_per_s": count / (end - begin), "lags": lags, "skipped": skipped,
+            "cpu_ms": tuple(1000 * c / max(count, 1) for c in cpu)}  # fmt: skip
+
+
+def cpu_text(run: dict) -> str:
+    workers, postgres = run["cpu_ms"]
+    return f"CPU per tick: workers {workers:.2f} ms + Postgres {postgres:.2f} ms"
 
 
 def run_claim_only(url: str, prefix: str, speed: float, seconds: float, batch: int) -> float:
@@ -340,6 +378,11 @@ def print_claims(url: str, prefix: str, seconds: float, batch: int) -> float:
     return ours
 
 
+def print_saturated(run: dict) -> None:
+    print(f"saturated (2,000 ticks/s asked): {run['ticks_per_s']:7.0f} ticks/s sustained, "
+          f"skipped ticks {run['skipped']}; {cpu_text(run)}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bots", type=int, default=1000)
@@ -370,19 +413,18 @@ def main() -> None:
               f"gunicorn 2 workers, batch {batch}")  # fmt: skip
         if args.saturated_only:
             saturated = run_gunicorn(url, prefix, 600.0, args.bots, args.seconds)
-            print(f"saturated (2,000 ticks/s asked): {saturated['ticks_per_s']:7.0f} ticks/s "
-                  f"sustained, skipped ticks {saturated['skipped']}")  # fmt: skip
+            print_saturated(saturated)
             return
         target = run_gunicorn(url, prefix, 150.0, args.bots, args.seconds)
         lags = target["lags"]
         print(
             f"target load (500 ticks/s asked): {target['ticks_per_s']:7.0f} ticks/s, lag p50 "
             f"{pct(lags, 0.5) * 1000:.0f} ms, p99 {pct(lags, 0.99) * 1000:.0f} ms, "
-            f"max {pct(lags, 1.0) * 1000:.0f} ms, skipped ticks {target['skipped']}"
+            f"max {pct(lags, 1.0) * 1000:.0f} ms, skipped ticks {target['skipped']}; "
+            f"{cpu_text(target)}"
         )
         saturated = run_gunicorn(url, prefix, 600.0, args.bots, args.seconds)
-        print(f"saturated (2,000 ticks/s asked): {saturated['ticks_per_s']:7.0f} ticks/s "
-              f"sustained, skipped ticks {saturated['skipped']}")  # fmt: skip
+        print_saturated(saturated)
         claims = print_claims(url, prefix, args.seconds, args.claim_batch)
         print(f"ratio sustained ticks / bare claims: {saturated['ticks_per_s'] / claims:.2f}")
     finally:

@@ -92,6 +92,7 @@ class TickResult:
 
 _params_cache: dict[tuple[str, Any], Any] = {}
 _signal_cache: dict[tuple[Any, ...], int] = {}
+_params_texts: dict[int, tuple[Any, str]] = {}
 _market_cache: dict[tuple[str, str], tuple[float, MarketInfo]] = {}
 MARKET_INFO_TTL_SECONDS = 300.0
 
@@ -123,7 +124,7 @@ def latest_signal(
 ) -> int:
     """The signal of the newest closed candle; bots sharing a market, strategy and params
     compute it once per candle."""
-    full_key = (*key, strategy.cache_key, repr(params), int(candles.ts[-1]), len(candles))
+    full_key = (*key, strategy.cache_key, _params_text(params), int(candles.ts[-1]), len(candles))
     value = _signal_cache.get(full_key)
     if value is None:
         if len(candles) <= strategy.warmup(params):
@@ -134,6 +135,20 @@ def latest_signal(
             _signal_cache.clear()
         _signal_cache[full_key] = value
     return value
+
+
+def _params_text(params: Any) -> str:
+    """`repr(params)` once per params object (`strategy_params` hands out one object per
+    distinct params, and a pydantic repr costs more than the rest of an idle tick's signal
+    lookup). The entry keeps its object alive, so its id cannot be reused while cached."""
+    hit = _params_texts.get(id(params))
+    if hit is not None and hit[0] is params:
+        return hit[1]
+    text = repr(params)
+    if len(_params_texts) > 4096:
+        _params_texts.clear()
+    _params_texts[id(params)] = (params, text)
+    return text
 
 
 def market_info(source: MarketSource, exchange: str, symbol: str) -> MarketInfo:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.times import from_ms, to_ms
@@ -482,43 +482,56 @@ def _bot_values(
 
 
 def _write_back(session: Session, owner: str, outcomes: list[TickOutcome]) -> None:
-    """Release every bot of the batch with its new schedule, and insert the tick rows."""
+    """Release every bot of the batch with its new schedule, and insert the tick rows and
+    equity snapshots (Core inserts: rows, not ORM objects, one multi-row statement each)."""
     if not outcomes:
         return
     session.flush()
-    now = utcnow()
-    params = [
-        {
-            "b_id": o.bot.id,
-            "b_owner": owner,
-            "b_updated_at": now,
-            **{f"b_{c}": o.values[c] if c in o.values else getattr(o.bot, c) for c in RELEASED},
-        }
-        for o in outcomes
-    ]
-    _execute_many(session, _RELEASE_MANY, params)
+    _release(session, owner, outcomes, utcnow())
     rows = [o.row for o in outcomes if o.row is not None]
     if rows:
-        session.execute(insert(BotTick), rows)
+        session.execute(BotTick.__table__.insert(), rows)
     snapshots = [snap for o in outcomes for snap in o.snapshots]
     if snapshots:
-        session.execute(insert(EquitySnapshot), snapshots)
+        session.execute(EquitySnapshot.__table__.insert(), snapshots)
 
 
-def _execute_many(session: Session, statement: Any, params: list[dict[str, Any]]) -> None:
-    """An UPDATE for many parameter sets. psycopg2's `executemany` sends one statement per
-    set; `execute_batch` sends them in pages, one round trip each - a batch's write-back is
-    then a couple of round trips instead of one per bot. Other drivers use `executemany`."""
+# The whole batch's release in one statement on Postgres: every value is cast, so that a
+# column that is NULL in the first row still has its type.
+_RELEASE_SQL = (
+    "UPDATE bots AS b SET lease_owner = NULL, lease_until = NULL, updated_at = v.updated_at, "
+    + ", ".join(f"{c} = v.{c}" for c in RELEASED)
+    + " FROM (VALUES %s) AS v (id, owner, updated_at, "
+    + ", ".join(RELEASED)
+    + ") WHERE b.id = v.id AND b.lease_owner = v.owner"
+)
+_RELEASE_TEMPLATE = (
+    "(%s::integer, %s::text, %s::timestamptz, %s::text, %s::text, %s::timestamptz, "
+    "%s::timestamptz, %s::bigint, %s::integer, %s::text, %s::timestamptz)"
+)
+
+
+def _release(session: Session, owner: str, outcomes: list[TickOutcome], now: datetime) -> None:
+    """Each bot's columns after its tick, its lease cleared, fenced on `owner`: one
+    `UPDATE ... FROM (VALUES ...)` on Postgres (a single round trip and a single statement
+    for the batch), an `executemany` elsewhere."""
+    values = [
+        [o.values[c] if c in o.values else getattr(o.bot, c) for c in RELEASED] for o in outcomes
+    ]
     connection = session.connection()
     if connection.dialect.driver != "psycopg2":
-        session.execute(statement, params)
+        params = [
+            {"b_id": o.bot.id, "b_owner": owner, "b_updated_at": now,
+             **{f"b_{c}": v for c, v in zip(RELEASED, row, strict=True)}}
+            for o, row in zip(outcomes, values, strict=True)
+        ]  # fmt: skip
+        session.execute(_RELEASE_MANY, params)
         return
-    from psycopg2.extras import execute_batch
+    from psycopg2.extras import execute_values
 
-    compiled = statement.compile(dialect=connection.dialect)
-    rows = [compiled.construct_params(p) for p in params]
+    rows = [(o.bot.id, owner, now, *row) for o, row in zip(outcomes, values, strict=True)]
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-        execute_batch(cursor, str(compiled), rows, page_size=200)
+        execute_values(cursor, _RELEASE_SQL, rows, template=_RELEASE_TEMPLATE, page_size=1000)
 
 
 def _news(outcomes: list[TickOutcome]) -> list[tuple[int | None, str, dict[str, Any]]]:
