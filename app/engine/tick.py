@@ -203,7 +203,12 @@ def warm_candles(bots: Sequence[tuple[Any, ...]]) -> None:
     compiles it). A failure here is left to the tick itself (it reads again and records the
     error as that bot's)."""
     wanted: dict[tuple[str, str, str], int] = {}
+    seen: set[tuple[Any, ...]] = set()
     for exchange, symbol, timeframe, strategy_name, params, *document in bots:
+        need = (exchange, symbol, timeframe, strategy_name, _params_key(params or {}), *document)
+        if need in seen:  # bots alike need the same candles: validate their params once
+            continue
+        seen.add(need)
         try:
             doc_id, version = (document + [None, None])[:2]
             strategy: Strategy[Any] | None = (

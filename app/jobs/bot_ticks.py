@@ -18,9 +18,9 @@ Why a tick cannot run twice:
   from (bot, planned tick), so even a fencing bug could not record a tick or an order twice.
 
 A batch gives way to the emergency stop: between bots it looks (every STOP_LOOK_SECONDS, and
-before every bot once it has placed an order) whether a stop is active or waits for the
-trading gate, and if so rolls back and hands its bots back, so the stop never waits for a
-whole batch; while the stop is active nothing is claimed.
+every STOP_LOOK_HOLDING_SECONDS once it has placed an order and so holds the trading gate)
+whether a stop is active or waits for the gate, and if so rolls back and hands its bots back,
+so the stop never waits for a whole batch; while the stop is active nothing is claimed.
 
 Why a tick is not lost: a worker killed mid-batch committed nothing; its leases expire after
 TICK_LEASE_SECONDS and another worker claims the bot. The next planned time always comes
@@ -76,6 +76,7 @@ _batches = Outage("tick batches")
 _dispatch = Outage("tick dispatch")
 MIN_WAIT_SECONDS = 0.01  # a bot due but just claimed by another worker: do not spin
 STOP_LOOK_SECONDS = 0.1  # a batch looks this often whether an emergency stop waits for it
+STOP_LOOK_HOLDING_SECONDS = 0.01  # and this often once it holds the trading gate
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,8 @@ def tick_batch(ids: list[int], owner: str, settings: TickSettings) -> int:
         for bot in bots:
             if _stopping.is_set():
                 raise _Abandoned()
-            if holds_gate(session) or time.monotonic() - looked > STOP_LOOK_SECONDS:
+            every = STOP_LOOK_HOLDING_SECONDS if holds_gate(session) else STOP_LOOK_SECONDS
+            if time.monotonic() - looked > every:
                 looked = time.monotonic()
                 if stop_waiting(session):
                     raise _Abandoned("an emergency stop is waiting")
