@@ -9,12 +9,15 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from app.store.base import utcnow
 from app.store.db import session_scope
+from app.store.locking import in_id_order
 from app.store.models import Bot
 from app.store.models.ledger import Order
 from tests.support.processes import ROOT, flask_command, gunicorn, service_env, stop_process
@@ -81,6 +84,27 @@ def trading_bots(app, settings, make_user) -> list[int]:
         use_settings(settings)
 
 
+def _press_while_orders_are_open(base: str, headers: dict[str, str], bots: list[int]) -> Any:
+    """Press the stop when orders are open, so that it meets trading in full flow. An order
+    can fill between the look and the press (a market order fills at the next candle, every
+    second here): then resume, set the bots running again, and press at the next chance."""
+    for _ in range(5):
+        _wait(lambda: _open_orders() > 0, 60, "an open order")
+        answer = requests.post(base + "/api/admin/emergency-stop",
+                               json={"reason": "multi-process drill"}, headers=headers,
+                               timeout=60)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        if answer.json()["cancelled_orders"] > 0:
+            return answer
+        resumed = requests.post(base + "/api/admin/emergency-resume", json={}, headers=headers,
+                                timeout=30)  # fmt: skip
+        assert resumed.status_code == 200, resumed.text
+        with session_scope() as db:
+            running = {"status": "running", "pause_reason": None, "next_tick_at": utcnow()}
+            db.execute(update(Bot).where(in_id_order(db, Bot, Bot.id.in_(bots))).values(running))
+    raise AssertionError("no press of five met an open order")
+
+
 def test_no_order_anywhere_once_the_stop_has_answered(
     settings, trading_bots, make_user, auth_headers, tmp_path
 ) -> None:
@@ -94,17 +118,9 @@ def test_no_order_anywhere_once_the_stop_has_answered(
         with gunicorn(env, workers=2, threads=4, log_path=tmp_path / "gunicorn.log") as (base, _):
             # trading is under way: orders keep coming, and some are open right now
             _wait(lambda: len(_orders()) >= 100, 120, "the bots to place orders")
-            _wait(lambda: _open_orders() > 0, 60, "an open order")
-
-            answer = requests.post(
-                base + "/api/admin/emergency-stop",
-                json={"reason": "multi-process drill"},
-                headers=auth_headers(admin),
-                timeout=60,
-            )
+            headers = auth_headers(admin)
+            answer = _press_while_orders_are_open(base, headers, trading_bots)
             answered_at = datetime.now(UTC)
-            assert answer.status_code == 200, answer.text
-            assert answer.json()["cancelled_orders"] > 0
             after_stop = _orders()
 
             time.sleep(3)  # several tick intervals for any process that did not get the news
