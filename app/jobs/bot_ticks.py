@@ -492,7 +492,7 @@ def _write_back(session: Session, owner: str, outcomes: list[TickOutcome]) -> No
     _release(session, owner, outcomes, utcnow())
     rows = [o.row for o in outcomes if o.row is not None]
     if rows:
-        session.execute(BotTick.__table__.insert(), rows)
+        _insert_ticks(session, rows)
     snapshots = [snap for o in outcomes for snap in o.snapshots]
     if snapshots:
         session.execute(EquitySnapshot.__table__.insert(), snapshots)
@@ -534,6 +534,30 @@ def _release(session: Session, owner: str, outcomes: list[TickOutcome], now: dat
     rows = [(o.bot.id, owner, now, *row) for o, row in zip(outcomes, values, strict=True)]
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         execute_values(cursor, _RELEASE_SQL, rows, template=_RELEASE_TEMPLATE, page_size=1000)
+
+
+_TICK_COLUMNS = (
+    "bot_id", "planned_at", "worker", "started_at", "finished_at", "outcome", "skipped",
+    "candle_ts", "signal", "action", "error", "details",
+)  # fmt: skip
+_TICKS_SQL = f"INSERT INTO bot_ticks ({', '.join(_TICK_COLUMNS)}) VALUES %s"
+
+
+def _insert_ticks(session: Session, rows: list[dict[str, Any]]) -> None:
+    """The batch's `bot_ticks` rows in one statement: on Postgres built by psycopg2 from
+    plain values (no column here needs our type conversions: aware datetimes, text,
+    integers, and `details` as JSON), a Core insert elsewhere."""
+    connection = session.connection()
+    if connection.dialect.driver != "psycopg2":
+        session.execute(BotTick.__table__.insert(), rows)
+        return
+    from psycopg2.extras import Json, execute_values
+
+    values = [
+        (*(row[c] for c in _TICK_COLUMNS[:-1]), Json(row["details"])) for row in rows
+    ]  # `details` None is stored as JSON null, as the JSON type does
+    with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        execute_values(cursor, _TICKS_SQL, values, page_size=1000)
 
 
 def _news(outcomes: list[TickOutcome]) -> list[tuple[int | None, str, dict[str, Any]]]:
