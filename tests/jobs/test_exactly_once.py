@@ -92,6 +92,19 @@ def tick_count() -> int:
         return int(s.scalar(select(func.count()).select_from(BotTick)) or 0)
 
 
+def _freeze_holding_leases(victim: subprocess.Popen[bytes], deadline: float) -> None:
+    """Stop `victim` (SIGSTOP) at a moment it holds leases, checked while it is frozen: a
+    batch can commit and release between a look and a kill, and a frozen worker cannot."""
+    while time.monotonic() < deadline + 60:
+        if held_by(victim.pid):
+            os.kill(victim.pid, signal.SIGSTOP)
+            if held_by(victim.pid):
+                return
+            os.kill(victim.pid, signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError("the victim never held a lease")
+
+
 def test_three_workers_tick_every_planned_tick_exactly_once_across_a_sigkill(
     app: Any, settings: Any, make_user: Any, tmp_path: Path
 ) -> None:
@@ -120,8 +133,7 @@ def test_three_workers_tick_every_planned_tick_exactly_once_across_a_sigkill(
         time.sleep(3 * g.interval_seconds)  # steady state
 
         victim = procs[0]
-        while not held_by(victim.pid) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _freeze_holding_leases(victim, deadline)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         killed_at = utcnow()
