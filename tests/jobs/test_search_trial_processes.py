@@ -72,6 +72,18 @@ def _pid(owner: str | None) -> int | None:
     return None if owner is None else int(owner.rsplit(":", 1)[1])
 
 
+def _progress(job_id: int) -> list[dict[str, Any]]:
+    """The search's `job_progress` events with a trial count, in the order they were written."""
+    with session_scope() as s:
+        events = s.scalars(select(Event).where(Event.type == "job_progress").order_by(Event.id))
+        return [e.data for e in events
+                if e.data.get("job_id") == job_id and "trials_done" in e.data]  # fmt: skip
+
+
+def _progress_counts(job_id: int) -> list[int]:
+    return [e["trials_done"] for e in _progress(job_id)]
+
+
 def _kill_mid_trial(job_id: int, workers: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
     """SIGKILL a worker while it holds a trial; (its pid, the trial's number)."""
     by_pid = {w.pid: w for w in workers}
@@ -114,6 +126,8 @@ def test_three_workers_share_a_search_and_a_killed_one_loses_one_trial(
             return {_pid(r.evaluated_by) for r in _rows(job_id)} >= pids
 
         _wait(all_three_took_trials, 120, "every worker to record a trial")
+        _wait(lambda: any(0 < c < TRIALS for c in _progress_counts(job_id)), 60,
+              "progress to stream while the workers run")  # fmt: skip
         killed, lost_number = _kill_mid_trial(job_id, workers)
         _wait(lambda: _job(job_id).state not in ("queued", "running"), 240, "the search to end")
     finally:
@@ -149,10 +163,7 @@ def test_three_workers_share_a_search_and_a_killed_one_loses_one_trial(
     assert killed in pids
     best = job.result["best"]
     assert best is not None and best["value"] == max(r.value for r in done if r.value is not None)
-    with session_scope() as s:  # progress streamed while the workers ran, then the final count
-        events = [e.data for e in s.scalars(select(Event).where(Event.type == "job_progress")
-                                            .order_by(Event.id))
-                  if e.data.get("job_id") == job_id and "trials_done" in e.data]  # fmt: skip
+    events = _progress(job_id)  # streamed while the workers ran, then the final count
     counts = [e["trials_done"] for e in events]
     assert counts == sorted(counts) and counts[-1] == TRIALS
     assert any(0 < c < TRIALS for c in counts)
