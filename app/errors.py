@@ -38,6 +38,14 @@ class ValidationFailed(AppError):
     status = 422
     code = "validation_error"
 
+    def under(self, field: str, code: str) -> ValidationFailed:
+        """This failure of a nested value, reported under the request body's `field` (each
+        detail's path prefixed with it) with `code`."""
+        details = [{"loc": ["body", field, *d.get("loc", [])], "msg": d.get("msg", "")}
+                   for d in self.details]  # fmt: skip
+        return ValidationFailed(f"{self.message}: {details[0]['msg'] if details else 'invalid'}",
+                                code=code, details=details)  # fmt: skip
+
 
 class Unauthorized(AppError):
     status = 401

@@ -527,16 +527,20 @@ def downsample(ts: np.ndarray, values: np.ndarray, limit: int = MAX_EQUITY_POINT
 
 def summary_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
     """What was run and how it ended (the `summary` of the result)."""
-    c = data.candles
+    return _summary(spec, result, data.candles.ts, symbol=data.market.symbol,
+                    timeframe=data.timeframe)  # fmt: skip
+
+
+def _summary(spec: BacktestSpec, result: Any, ts: Any, **ran: Any) -> dict[str, Any]:
+    """The summary fields one pair and several share; `ran` says over what."""
     trades = result.trades
     return {
         "strategy": spec.strategy,
         "strategy_params": spec.strategy_params,
-        "symbol": data.market.symbol,
-        "timeframe": data.timeframe,
+        **ran,
         "candles": result.candles,
-        "start": iso_ms(int(c.ts[0])) if len(c) else None,
-        "end": iso_ms(int(c.ts[-1])) if len(c) else None,
+        "start": iso_ms(int(ts[0])) if len(ts) else None,
+        "end": iso_ms(int(ts[-1])) if len(ts) else None,
         "capital": decimal_text(spec.capital),
         "final_equity": decimal_text(result.final_equity),
         "trades": len(trades),
@@ -578,27 +582,12 @@ def report_dict(
 def pairs_summary_dict(spec: BacktestSpec, result: PairsResult) -> dict[str, Any]:
     """What a several-pair backtest ran and how it ended; `candles` counts the timestamps
     walked, each pair's own count is in `pairs`."""
-    trades = result.trades
-    ts = result.ts
     return {
-        "strategy": spec.strategy,
-        "strategy_params": spec.strategy_params,
-        "symbol": spec.symbol,
-        "symbols": list(spec.symbols),
-        "max_open_trades": result.max_open_trades,
-        "timeframe": spec.timeframe,
-        "candles": result.candles,
-        "start": iso_ms(int(ts[0])) if ts.size else None,
-        "end": iso_ms(int(ts[-1])) if ts.size else None,
-        "capital": decimal_text(spec.capital),
-        "final_equity": decimal_text(result.final_equity),
-        "trades": len(trades),
-        "bootstrap_trades": sum(1 for t in trades if t.bootstrap),
-        "skipped_entries": len(result.skipped),
-        "signals": result.signals,
+        **_summary(spec, result, result.ts, symbol=spec.symbol, symbols=list(spec.symbols),
+                   max_open_trades=result.max_open_trades, timeframe=spec.timeframe),
         "pairs": [{"symbol": p.symbol, "candles": p.candles, "signals": p.signals}
-                  for p in result.pairs],  # fmt: skip
-    }
+                  for p in result.pairs],
+    }  # fmt: skip
 
 
 def pairs_report_dict(spec: BacktestSpec, datas: list[CandleData], result: PairsResult,
@@ -613,29 +602,30 @@ def pairs_report_dict(spec: BacktestSpec, datas: list[CandleData], result: Pairs
 
 def pairs_result_dict(spec: BacktestSpec, datas: list[CandleData], result: PairsResult
                       ) -> dict[str, Any]:  # fmt: skip
-    """The stored result of a several-pair backtest (the keys of `result_dict`)."""
-    return {
-        "summary": pairs_summary_dict(spec, result),
-        "metrics": result.metrics.to_dict(),
-        "report": pairs_report_dict(spec, datas, result, MAX_TRADES_IN_RESULT),
-        "trades": [t.to_dict() for t in result.trades[:MAX_TRADES_IN_RESULT]],
-        "skipped_entries": [
-            {"time": iso_ms(s.ts), "symbol": s.symbol, "reason": s.reason}
-            for s in result.skipped[:100]
-        ],
-        "equity_curve": downsample(result.ts, result.equity),
-    }
+    """The stored result of a several-pair backtest (the keys of `result_dict`; each skipped
+    entry names its pair)."""
+    return _result(pairs_summary_dict(spec, result),
+                   pairs_report_dict(spec, datas, result, MAX_TRADES_IN_RESULT), result,
+                   lambda s: {"symbol": s.symbol})  # fmt: skip
 
 
 def result_dict(spec: BacktestSpec, data: CandleData, result: Any) -> dict[str, Any]:
     """The job's stored result: summary, metrics, report, trades, the equity curve."""
+    return _result(summary_dict(spec, data, result),
+                   report_dict(spec, data, result, MAX_TRADES_IN_RESULT), result,
+                   lambda s: {})  # fmt: skip
+
+
+def _result(summary: dict[str, Any], report: dict[str, Any], result: Any,
+            skipped_where: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     return {
-        "summary": summary_dict(spec, data, result),
+        "summary": summary,
         "metrics": result.metrics.to_dict(),
-        "report": report_dict(spec, data, result, MAX_TRADES_IN_RESULT),
+        "report": report,
         "trades": [t.to_dict() for t in result.trades[:MAX_TRADES_IN_RESULT]],
         "skipped_entries": [
-            {"time": iso_ms(s.ts), "reason": s.reason} for s in result.skipped[:100]
+            {"time": iso_ms(s.ts), **skipped_where(s), "reason": s.reason}
+            for s in result.skipped[:100]
         ],
         "equity_curve": downsample(result.ts, result.equity),
     }

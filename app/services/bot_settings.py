@@ -72,15 +72,7 @@ def normalised_params(strategy: str, params: dict[str, Any] | None) -> dict[str,
     try:
         return impl.validate_params(params or {}).model_dump(mode="json")
     except ValidationFailed as exc:
-        details = [
-            {"loc": ["body", "strategy_params", *d.get("loc", [])], "msg": d.get("msg", "")}
-            for d in exc.details
-        ]
-        raise ValidationFailed(
-            f"{exc.message}: {details[0]['msg'] if details else 'invalid'}",
-            code="invalid_strategy_params",
-            details=details,
-        ) from None
+        raise exc.under("strategy_params", "invalid_strategy_params") from None
 
 
 def default_bootstrap_trades() -> int:
@@ -95,15 +87,7 @@ def normalised_sizing(sizing: dict[str, Any] | None) -> dict[str, Any]:
     try:
         config = validate_sizing_config(data)
     except ValidationFailed as exc:
-        details = [
-            {"loc": ["body", "sizing", *d.get("loc", [])], "msg": d.get("msg", "")}
-            for d in exc.details
-        ]
-        raise ValidationFailed(
-            f"{exc.message}: {details[0]['msg'] if details else 'invalid'}",
-            code="invalid_sizing",
-            details=details,
-        ) from None
+        raise exc.under("sizing", "invalid_sizing") from None
     return {
         k: decimal_text(v) if isinstance(v, Decimal) else v
         for k, v in config.model_dump(exclude_none=True).items()

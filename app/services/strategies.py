@@ -209,13 +209,5 @@ def resolve_strategy(
     try:
         values = strategy.validate_params(params or {}).model_dump(mode="json")
     except ValidationFailed as exc:
-        details = [
-            {"loc": ["body", "strategy_params", *d.get("loc", [])], "msg": d.get("msg", "")}
-            for d in exc.details
-        ]
-        raise ValidationFailed(
-            f"{exc.message}: {details[0]['msg'] if details else 'invalid'}",
-            code="invalid_strategy_params",
-            details=details,
-        ) from None
+        raise exc.under("strategy_params", "invalid_strategy_params") from None
     return StrategyChoice(strategy, values, label, document_id, number)
