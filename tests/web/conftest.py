@@ -21,6 +21,7 @@ import requests
 from flask import Flask
 
 from config import Settings
+from tests.support.databases import truncate_all
 from tests.support.processes import ROOT, gunicorn, service_env
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -53,11 +54,14 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(
-    _app: Flask, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    _app: Flask, settings: Settings, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
+    """A gunicorn over an emptied database (what a test before left - an emergency stop still
+    active, say - must not reach the pages), shared by the module's tests."""
     from config import use_settings
 
     use_settings(settings)
+    truncate_all(database_url)
     log_path = tmp_path_factory.mktemp("web") / "gunicorn.log"
     env = service_env(
         settings,
