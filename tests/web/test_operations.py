@@ -61,6 +61,8 @@ def test_a_backtest_over_two_pairs_from_one_wallet(open_page: Any, server: Serve
     page.select_option("#strategy", "sma_crossover")
     page.fill("#param-fast", "5")
     page.fill("#param-slow", "20")
+    chosen = page.locator("#symbol").evaluate("s => [...s.selectedOptions].map(o => o.value)")
+    assert chosen == [page.locator("#symbol option").first.get_attribute("value")]  # a default
     page.select_option("#symbol", ["ETH/BTC", "LTC/BTC"])
     page.fill("#max-open-trades", "1")
     page.click("#backtest-form button[type=submit]")

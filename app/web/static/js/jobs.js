@@ -76,6 +76,7 @@ export async function loadChoices(strategySelect, symbolSelect, keep = () => tru
   const strategies = strats.items.filter(keep);
   strategySelect.replaceChildren(...strategies.map((s) => el("option", { value: s.name }, s.name)));
   symbolSelect.replaceChildren(...markets.items.map((m) => el("option", { value: m.symbol }, m.symbol)));
+  if (symbolSelect.options.length) symbolSelect.options[0].selected = true; // as a single select would
   return strategies;
 }
 
