@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Flask, request
 from pydantic import ConfigDict, Field
 
+from app.api.backtests import BacktestRequest
 from app.api.bots import BotOut
 from app.api.jwt import auth_required, current_user
 from app.api.paging import OffsetQuery, offset_page
@@ -24,13 +24,9 @@ from app.services.searches import list_searches as list_jobs
 bp = Blueprint("searches", __name__)
 
 
-class SearchRequest(RequestModel):
-    strategy: str | None = Field(
-        None, min_length=1, max_length=50, examples=["sma_crossover"],
-        description="a template name (GET /api/strategies); or give strategy_document_id",
-    )  # fmt: skip
-    strategy_document_id: int | None = Field(None, ge=1, description="one of your documents")
-    strategy_version: int | None = Field(None, ge=1, description="default: its latest version")
+class SearchRequest(BacktestRequest):
+    """The backtest the search varies (one pair, or several sharing one wallet), and how."""
+
     strategy_params: dict[str, Any] = Field(
         default_factory=dict, description="values of the parameters not searched"
     )
@@ -50,16 +46,6 @@ class SearchRequest(RequestModel):
         description='{"folds": 2..20, "in_sample": 0.5..0.9}: search each fold\'s first share, '
         "check the best parameters on the rest",
     )
-    exchange: str = Field("replay", min_length=1, max_length=50)
-    symbol: str = Field(min_length=1, max_length=40, examples=["ETH/BTC"])
-    timeframe: str = Field(min_length=1, max_length=8, examples=["5m"])
-    start: datetime | None = Field(None, description="first candle (inclusive), UTC")
-    end: datetime | None = Field(None, description="end of the range (exclusive), UTC")
-    capital: Decimal = Field(gt=0, le=Decimal("1e15"))
-    sizing: dict[str, Any] | None = Field(None, description='e.g. {"mode": "fixed", "stake": 0.1}')
-    maker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=Decimal("0.1"))
-    taker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=Decimal("0.1"))
-    slippage_bps: Decimal = Field(Decimal("0"), ge=0, le=1000)
 
 
 class SearchListQuery(OffsetQuery):
@@ -155,6 +141,10 @@ def cancel_search(search_id: int) -> Any:
 
 class BotFromSearch(RequestModel):
     name: str | None = Field(None, min_length=1, max_length=100, description="the bot's name")
+    symbol: str | None = Field(
+        None, min_length=1, max_length=40,
+        description="the pair the bot trades: one of the search's pairs (default: its first)",
+    )  # fmt: skip
 
 
 @bp.post("/api/searches/<int:search_id>/bot")
@@ -163,9 +153,9 @@ class BotFromSearch(RequestModel):
 @body(BotFromSearch)
 @response(BotOut, 201)
 def create_bot(search_id: int, body: BotFromSearch) -> Any:
-    """A paper bot (created, not started) with the search's best parameters, on its market,
-    capital, sizing and fees; 409 while the search has not succeeded."""
-    bot = bot_from_search(db_session(), current_user().id, search_id, body.name)
+    """A paper bot (created, not started) with the search's best parameters, on its market
+    (one of its pairs), capital, sizing and fees; 409 while the search has not succeeded."""
+    bot = bot_from_search(db_session(), current_user().id, search_id, body.name, body.symbol)
     return BotOut.model_validate(bot)
 
 

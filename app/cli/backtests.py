@@ -107,7 +107,7 @@ def backtest_command(
     if symbols is not None:
         if path is not None or symbol is not None:
             raise click.UsageError("give one of --file, --symbol or --symbols")
-        listed = [s.strip() for s in symbols.split(",") if s.strip()]
+        listed = listed_symbols(symbols)
         if len(listed) > 1:
             _pairs_backtest(listed, max_open_trades, timeframe, strategy, strategy_file, params,
                             start, end, capital, stake, sizing, fee, slippage_bps, show_trades,
@@ -165,15 +165,10 @@ def _pairs_backtest(
 ) -> None:
     """`--symbols`: one wallet over several pairs of the replay data (docs/backtesting.md)."""
     try:
-        service.requested_symbols({"symbols": symbols})
-        payload = _payload(symbols[0], timeframe or "5m", strategy, strategy_file, params, start,
-                           end, capital, stake, sizing, fee, slippage_bps)  # fmt: skip
-        payload |= {"symbols": symbols, "max_open_trades": max_open_trades or len(symbols)}
-        spec = service.BacktestSpec.from_payload(payload)
-        datas = service.load_pairs(spec)
-        for name, data in zip(symbols, datas, strict=True):
-            if len(data.candles) == 0:
-                raise click.ClickException(f"no candles of {name} in the requested range")
+        spec, datas = pairs_spec_and_data(
+            symbols, max_open_trades, timeframe, strategy, strategy_file, params, start, end,
+            capital, stake, sizing, fee, slippage_bps,
+        )  # fmt: skip
         with _progress_bar() as progress:
             result = service.execute_pairs(spec, datas, progress)
     except AppError as exc:
@@ -269,6 +264,40 @@ def spec_and_data(
     if len(data.candles) == 0:
         raise click.ClickException("no candles in the requested range")
     return spec, data
+
+
+def listed_symbols(symbols: str) -> list[str]:
+    """`--symbols` as a list: comma-separated pairs."""
+    return [s.strip() for s in symbols.split(",") if s.strip()]
+
+
+def pairs_spec_and_data(
+    symbols: list[str],
+    max_open_trades: int | None,
+    timeframe: str | None,
+    strategy: str,
+    strategy_file: str | None,
+    params: str | None,
+    start: str | None,
+    end: str | None,
+    capital: Decimal,
+    stake: Decimal | None,
+    sizing: str | None,
+    fee: Decimal,
+    slippage_bps: Decimal,
+) -> tuple[service.BacktestSpec, list[service.CandleData]]:
+    """The several-pair backtest the options describe, and each pair's candles (shared with
+    `flask search --symbols`); AppError when the request is bad."""
+    service.requested_symbols({"symbols": symbols})
+    payload = _payload(symbols[0], timeframe or "5m", strategy, strategy_file, params, start,
+                       end, capital, stake, sizing, fee, slippage_bps)  # fmt: skip
+    payload |= {"symbols": symbols, "max_open_trades": max_open_trades or len(symbols)}
+    spec = service.BacktestSpec.from_payload(payload)
+    datas = service.load_pairs(spec)
+    for name, data in zip(symbols, datas, strict=True):
+        if len(data.candles) == 0:
+            raise click.ClickException(f"no candles of {name} in the requested range")
+    return spec, datas
 
 
 def _params(strategy: str, params: dict[str, Any] | None) -> dict[str, Any]:

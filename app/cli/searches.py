@@ -1,4 +1,5 @@
-"""`flask search`: a parameter search over recorded candles, in this process."""
+"""`flask search`: a parameter search over recorded candles (one pair, or several sharing
+one wallet), in this process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from app.cli import said_once
-from app.cli.backtests import spec_and_data
+from app.cli.backtests import listed_symbols, pairs_spec_and_data, spec_and_data
 from app.domain.search import OBJECTIVES
 from app.errors import AppError
 from app.services import searches as service
@@ -20,6 +21,10 @@ from app.services import searches as service
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
               help="candle CSV named <EXCHANGE>_<BASE>-<QUOTE>_<TF>.csv")  # fmt: skip
 @click.option("--symbol", help="symbol of the replay data (instead of --file), e.g. ETH/BTC")
+@click.option("--symbols", help="several pairs of the replay data sharing one wallet, "
+              "comma-separated (instead of --symbol)")  # fmt: skip
+@click.option("--max-open-trades", type=click.IntRange(min=1),
+              help="with --symbols: trades open at once (default: one per pair)")  # fmt: skip
 @click.option("--timeframe", help="timeframe (default: the file's)")
 @click.option("--strategy", default="sma_crossover", show_default=True)
 @click.option("--strategy-file", "strategy_file", type=click.Path(exists=True, dir_okay=False),
@@ -46,6 +51,8 @@ from app.services import searches as service
 def search_command(
     path: str | None,
     symbol: str | None,
+    symbols: str | None,
+    max_open_trades: int | None,
     timeframe: str | None,
     strategy: str,
     strategy_file: str | None,
@@ -71,11 +78,24 @@ def search_command(
         wanted = json.loads(ranges)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc.msg}", param_hint="--ranges") from None
+    listed: list[str] = []
+    if symbols is not None:
+        if path is not None or symbol is not None:
+            raise click.UsageError("give one of --file, --symbol or --symbols")
+        listed = listed_symbols(symbols)
+        symbol = listed[0] if listed else ""
     try:
-        spec, data = spec_and_data(
-            path, symbol, timeframe, strategy, strategy_file, params, start, end, capital,
-            stake, sizing, fee, slippage_bps,
-        )  # fmt: skip
+        data: Any
+        if len(listed) > 1:
+            spec, data = pairs_spec_and_data(
+                listed, max_open_trades, timeframe, strategy, strategy_file, params, start, end,
+                capital, stake, sizing, fee, slippage_bps,
+            )  # fmt: skip
+        else:
+            spec, data = spec_and_data(
+                path, symbol, timeframe, strategy, strategy_file, params, start, end, capital,
+                stake, sizing, fee, slippage_bps,
+            )  # fmt: skip
         search = service.check_search(spec, {
             "ranges": wanted, "objective": objective, "trials": trials,
             "timeout_seconds": timeout_seconds, "seed": seed,

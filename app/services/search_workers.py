@@ -36,18 +36,18 @@ from typing import Any
 from sqlalchemy import select
 
 from app.domain.search import Fold
-from app.errors import ValidationFailed
 from app.market.errors import ExchangeUnavailable
-from app.services import backtests
 from app.services.events import publish_event
 from app.services.searches import (
     KIND,
     Proposer,
+    SearchData,
     SearchSpec,
     Trial,
     TrialRunner,
     fold_seed,
     folds_of,
+    load_search_data,
     search_result,
     summary,
     throttled,
@@ -80,7 +80,7 @@ class Prepared:
     job_id: int
     started: datetime  # the run's start: a job id alone may name another search after a reset
     spec: SearchSpec
-    data: backtests.CandleData
+    data: SearchData  # one pair's candles, or several pairs'
     runner: TrialRunner  # over all the candles (walk-forward checks its folds with it)
     folds: list[Fold] | None
     runners: list[TrialRunner]
@@ -113,9 +113,7 @@ def prepare(job_id: int, started: datetime, payload: dict[str, Any]) -> Prepared
             _prepared.move_to_end((job_id, started))
             return found
     spec = SearchSpec.from_payload(payload)
-    data = backtests.load_candles(spec.backtest)
-    if len(data.candles) == 0:
-        raise ValidationFailed("no candles in the requested range", code="no_candles")
+    data = load_search_data(spec)
     runner = TrialRunner.build(spec, data)
     if spec.walk_forward:
         folds: list[Fold] | None = folds_of(spec, data)

@@ -1,15 +1,16 @@
 """Parameter searches: the request, the trials, the result; `flask search` and jobs share it.
 
-A request is the backtest request (strategy, data range, symbol, capital, sizing, fees) plus
-the parameter ranges, an objective, a trial budget and a time budget. All of it is checked
-before anything is queued (422: ranges outside the strategy's declared ones, zero budgets,
-an unknown objective, a range without candles). Optuna's TPE sampler proposes parameter sets
-(`Proposer`), and each trial is one backtest with the live bot's code
-(`app.engine.backtest.run_backtest`, through `TrialRunner`), so a trial's figures are those
-of a backtest of the same parameters; trials that differ only in exit parameters reuse the
-signals. A parameter set proposed twice is scored once. `run_search` runs the trials in this
-process; a background search (job kind "search") spreads them over every worker
-(`app.services.search_workers`).
+A request is the backtest request (strategy, data range, one symbol or several pairs sharing
+one wallet, capital, sizing, fees) plus the parameter ranges, an objective, a trial budget
+and a time budget. All of it is checked before anything is queued (422: ranges outside the
+strategy's declared ones, zero budgets, an unknown objective, a range without candles).
+Optuna's TPE sampler proposes parameter sets (`Proposer`), and each trial is one backtest
+with the live bot's code (`app.engine.backtest.run_backtest`, or
+`app.engine.pairs.run_pairs_backtest` for several pairs, through `TrialRunner`), so a trial's
+figures are those of a backtest of the same parameters; trials that differ only in exit
+parameters reuse the signals. A parameter set proposed twice is scored once. `run_search`
+runs the trials in this process; a background search (job kind "search") spreads them over
+every worker (`app.services.search_workers`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -42,6 +44,7 @@ from app.domain.strategies.cached import CachedSignals
 from app.domain.times import iso_ms
 from app.engine.backtest import run_backtest
 from app.engine.fill_model import FeeSchedule
+from app.engine.pairs import PairData, run_pairs_backtest
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.market.base import TIMEFRAME_SECONDS
 from app.services import backtests, bots
@@ -239,14 +242,50 @@ class Proposer:
             self.best = trial
 
 
+@dataclass(frozen=True)
+class SearchData:
+    """The candles a search runs over: one pair, or several walked together from one wallet.
+
+    `ts` is the walk's time axis (the union of the pairs' candle times; one pair's own), so
+    a window [lo, hi) of it - a walk-forward fold - is a span of time, cut alike from every
+    pair."""
+
+    pairs: tuple[backtests.CandleData, ...]
+    ts: np.ndarray
+
+    @classmethod
+    def of(cls, data: backtests.CandleData | Sequence[backtests.CandleData]) -> SearchData:
+        pairs = (data,) if isinstance(data, backtests.CandleData) else tuple(data)
+        if len(pairs) == 1:
+            return cls(pairs, pairs[0].candles.ts)
+        return cls(pairs, np.unique(np.concatenate([d.candles.ts for d in pairs])))
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def timeframe(self) -> str:
+        return self.pairs[0].timeframe
+
+    def window(self, lo: int, hi: int) -> SearchData:
+        """The candles of times ts[lo:hi] of every pair."""
+        if len(self.pairs) == 1:
+            return SearchData((_window(self.pairs[0], lo, hi),), self.ts[lo:hi])
+        first = int(self.ts[lo]) if lo < len(self.ts) else None
+        end = int(self.ts[hi]) if hi < len(self.ts) else None
+        cut = tuple(backtests.CandleData(backtests._clip(d.candles, first, end), d.market,
+                                         d.timeframe, d.source) for d in self.pairs)  # fmt: skip
+        return SearchData(cut, self.ts[lo:hi])
+
+
 @dataclass
 class TrialRunner:
     """Evaluates trials over one window of candles: a backtest with the live bot's code,
     through a strategy that computes its signals once per signal-moving parameter set
-    (`CachedSignals`), so trials differing only in exits reuse them."""
+    (`CachedSignals`, per pair), so trials differing only in exits reuse them."""
 
     spec: SearchSpec
-    data: backtests.CandleData
+    data: SearchData
     strategy: CachedSignals
     fees: FeeSchedule
     sizing: Any
@@ -254,18 +293,22 @@ class TrialRunner:
 
     @classmethod
     def build(
-        cls, spec: SearchSpec, data: backtests.CandleData, strategy: CachedSignals | None = None
+        cls,
+        spec: SearchSpec,
+        data: backtests.CandleData | Sequence[backtests.CandleData] | SearchData,
+        strategy: CachedSignals | None = None,
     ) -> TrialRunner:
         bt = spec.backtest
+        pairs = data if isinstance(data, SearchData) else SearchData.of(data)
         return cls(
-            spec, data, strategy or CachedSignals(backtests.spec_strategy(bt)),
+            spec, pairs, strategy or CachedSignals(backtests.spec_strategy(bt)),
             FeeSchedule(maker=bt.maker_fee, taker=bt.taker_fee, slippage_bps=bt.slippage_bps),
-            validate_sizing_config(bt.sizing), TIMEFRAME_SECONDS[data.timeframe],
+            validate_sizing_config(bt.sizing), TIMEFRAME_SECONDS[pairs.timeframe],
         )  # fmt: skip
 
     def window(self, lo: int, hi: int) -> TrialRunner:
-        """The same search over candles [lo, hi) (sharing the signal cache)."""
-        return replace(self, data=_window(self.data, lo, hi))
+        """The same search over the times [lo, hi) of the walk (sharing the signal cache)."""
+        return replace(self, data=self.data.window(lo, hi))
 
     def evaluate(self, number: int, proposed: dict[str, Any]) -> Trial:
         """Trial `number`: the backtest of the search's parameters with `proposed` over them."""
@@ -274,10 +317,19 @@ class TrialRunner:
                                                     **proposed})  # fmt: skip
         except ValidationFailed:
             return Trial(number, proposed, None, "invalid")  # e.g. fast >= slow
-        result = run_backtest(self.data.candles, self.strategy, params,
-                              capital=self.spec.backtest.capital, market=self.data.market,
-                              fees=self.fees, sizing=self.sizing,
-                              timeframe_seconds=self.tf_seconds)  # fmt: skip
+        bt = self.spec.backtest
+        pairs = self.data.pairs
+        if bt.multi:
+            result: Any = run_pairs_backtest(
+                [PairData(d.candles, d.market) for d in pairs], self.strategy, params,
+                capital=bt.capital, fees=self.fees, sizing=self.sizing,
+                timeframe_seconds=self.tf_seconds,
+                max_open_trades=bt.max_open_trades or len(pairs),
+            )  # fmt: skip
+        else:
+            result = run_backtest(pairs[0].candles, self.strategy, params, capital=bt.capital,
+                                  market=pairs[0].market, fees=self.fees, sizing=self.sizing,
+                                  timeframe_seconds=self.tf_seconds)  # fmt: skip
         value = objective_value(self.spec.objective, result.metrics)
         if value is not None and not math.isfinite(value):
             value = None
@@ -313,13 +365,14 @@ def search_result(
 
 def run_search(
     spec: SearchSpec,
-    data: backtests.CandleData,
+    data: backtests.CandleData | Sequence[backtests.CandleData],
     *,
     on_trial: OnTrial | None = None,
     should_stop: Callable[[], bool] | None = None,
     runner: TrialRunner | None = None,
 ) -> dict[str, Any]:
-    """Run the trials over `data` in this process (candles loaded once) and return the
+    """Run the trials over `data` (one pair's candles, or several pairs') in this process
+    (candles loaded once) and return the
     search's result; `flask search` and walk-forward folds use it. A background search runs
     the same trials spread over workers (`app.services.search_workers`)."""
     runner = runner or TrialRunner.build(spec, data)
@@ -360,14 +413,14 @@ def _window(data: backtests.CandleData, lo: int, hi: int) -> backtests.CandleDat
                                 data.source)  # fmt: skip
 
 
-def folds_of(spec: SearchSpec, data: backtests.CandleData) -> list[Fold]:
-    """The walk-forward folds over `data`; 422 when a window would be too short."""
+def folds_of(spec: SearchSpec, data: SearchData) -> list[Fold]:
+    """The walk-forward folds over `data`'s time axis; 422 when a window would be too short."""
     wf = spec.walk_forward or {}
-    folds = walk_forward_folds(len(data.candles), wf["folds"], wf["in_sample"])
+    folds = walk_forward_folds(len(data), wf["folds"], wf["in_sample"])
     short = [f for f in folds if min(f.is_hi - f.is_lo, f.oos_hi - f.oos_lo) < MIN_FOLD_CANDLES]
     if short:
         raise ValidationFailed(
-            f"{len(data.candles)} candles are too few for {wf['folds']} folds: every window "
+            f"{len(data)} candles are too few for {wf['folds']} folds: every window "
             f"needs at least {MIN_FOLD_CANDLES}", code="too_few_candles",
         )  # fmt: skip
     return folds
@@ -379,15 +432,15 @@ def fold_seed(spec: SearchSpec, k: int) -> int | None:
 
 def run_walk_forward(
     spec: SearchSpec,
-    data: backtests.CandleData,
+    data: backtests.CandleData | Sequence[backtests.CandleData],
     *,
     on_trial: OnTrial | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Search each fold's in-sample window, then backtest its best parameters on the
     out-of-sample window that follows; compare the two per fold and across folds."""
-    folds = folds_of(spec, data)
     runner = TrialRunner.build(spec, data)
+    folds = folds_of(spec, runner.data)
     deadline = time.monotonic() + spec.timeout_seconds
     done_before = [0]
 
@@ -401,8 +454,8 @@ def run_walk_forward(
         inner = SearchSpec(spec.backtest, spec.ranges, spec.objective, spec.trials, left,
                            fold_seed(spec, k))  # fmt: skip
         window = runner.window(fold.is_lo, fold.is_hi)
-        fitted = run_search(inner, window.data, on_trial=fold_progress, should_stop=should_stop,
-                            runner=window)  # fmt: skip
+        fitted = run_search(inner, window.data.pairs, on_trial=fold_progress,
+                            should_stop=should_stop, runner=window)  # fmt: skip
         done_before[0] += fitted["trials_done"]
         fitted_folds.append(fitted)
     return walk_forward_result(spec, runner, folds, fitted_folds)
@@ -447,8 +500,8 @@ def walk_forward_result(
             "walk_forward": _verdict(rows, spec.ranges)}  # fmt: skip
 
 
-def _span(data: backtests.CandleData, lo: int, hi: int) -> dict[str, Any]:
-    ts = data.candles.ts
+def _span(data: SearchData, lo: int, hi: int) -> dict[str, Any]:
+    ts = data.ts
     return {"start": iso_ms(int(ts[lo])), "end": iso_ms(int(ts[hi - 1])), "candles": hi - lo}
 
 
@@ -479,18 +532,35 @@ def _verdict(rows: list[dict[str, Any]], ranges: list[ParamRange]) -> dict[str, 
             "parameter_stability": stable, "holds": holds, "verdict": said}  # fmt: skip
 
 
-def summary(spec: SearchSpec, data: backtests.CandleData) -> dict[str, Any]:
-    """What the trials ran over."""
-    c = data.candles
+def summary(
+    spec: SearchSpec, data: backtests.CandleData | Sequence[backtests.CandleData] | SearchData
+) -> dict[str, Any]:
+    """What the trials ran over (`candles`: timestamps of the walk, for several pairs)."""
+    walk = data if isinstance(data, SearchData) else SearchData.of(data)
+    ts = walk.ts
+    several = {"symbols": [d.market.symbol for d in walk.pairs],
+               "max_open_trades": spec.backtest.max_open_trades} if spec.backtest.multi else {}
     return {
         "strategy": spec.backtest.strategy,
-        "symbol": data.market.symbol,
-        "timeframe": data.timeframe,
-        "candles": len(c),
-        "start": iso_ms(int(c.ts[0])) if len(c) else None,
-        "end": iso_ms(int(c.ts[-1])) if len(c) else None,
+        "symbol": walk.pairs[0].market.symbol,
+        **several,
+        "timeframe": walk.timeframe,
+        "candles": len(ts),
+        "start": iso_ms(int(ts[0])) if len(ts) else None,
+        "end": iso_ms(int(ts[-1])) if len(ts) else None,
         "ranges": {r.name: r.to_dict() for r in spec.ranges},
-    }
+    }  # fmt: skip
+
+
+def load_search_data(spec: SearchSpec) -> SearchData:
+    """The candles of every pair the search runs over; 422 when a pair has none in range."""
+    bt = spec.backtest
+    pairs = backtests.load_pairs(bt) if bt.multi else [backtests.load_candles(bt)]
+    for symbol, data in zip(bt.symbols or (bt.symbol,), pairs, strict=True):
+        if len(data.candles) == 0:
+            raise ValidationFailed(f"no candles of {symbol} in the requested range",
+                                   code="no_candles")  # fmt: skip
+    return SearchData.of(pairs)
 
 
 def get_search(session: Session, user_id: int, job_id: int) -> Job:
@@ -517,15 +587,22 @@ def best_params(job: Job) -> dict[str, Any]:
     return dict(best["params"])
 
 
-def bot_from_search(session: Session, user_id: int, job_id: int, name: str | None) -> Any:
+def bot_from_search(
+    session: Session, user_id: int, job_id: int, name: str | None, symbol: str | None = None
+) -> Any:
     """A paper bot (state `created`) running the searched strategy with the found parameters,
-    on the search's market, capital, sizing and fees."""
+    on the search's market (`symbol`: one of its pairs, by default the first), capital,
+    sizing and fees."""
     job = get_search(session, user_id, job_id)
     params = best_params(job)
     p = job.payload["backtest"]
+    pairs = p.get("symbols") or [p["symbol"]]
+    if symbol is not None and symbol not in pairs:
+        raise _invalid("symbol", f"search {job.id} ran over {', '.join(pairs)}, not {symbol}",
+                       "symbol_not_searched")  # fmt: skip
     data = {
         "name": name or f"{p['strategy']} from search {job.id}"[:100],
-        "exchange": p.get("exchange") or "replay", "symbol": p["symbol"],
+        "exchange": p.get("exchange") or "replay", "symbol": symbol or pairs[0],
         "timeframe": p["timeframe"], "strategy": p["strategy"], "strategy_params": params,
         "capital": p["capital"], "sizing": p.get("sizing"),
         "maker_fee": p.get("maker_fee", "0.001"), "taker_fee": p.get("taker_fee", "0.001"),

@@ -95,7 +95,7 @@ def test_a_search_runs_its_trials_as_backtests(client, owner, fixture_data) -> N
         ({"walk_forward": {"folds": 3, "in_sample": 0.99}}, "walk_forward.in_sample",
          "validation_error"),
         ({"strategy": "moon"}, "strategy", "unknown_strategy"),
-        ({"symbols": ["AAA/BBB", "CCC/BBB"]}, "symbols", "validation_error"),  # one pair
+        ({"symbols": ["AAA/BBB", "CCC/BBB"]}, "symbols", "validation_error"),  # and symbol
     ],
 )
 def test_bad_input_answers_422_before_anything_runs(client, owner, fixture_data, changes, field,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.cli import test_backtest as shared
+from tests.cli import test_backtest_pairs as pairs_shared
 
 fixture_file = shared.fixture_file
 
@@ -53,3 +54,22 @@ def test_bad_input_is_a_clear_error(app: Any, fixture_file: Path, args: tuple[st
                                     said: str) -> None:  # fmt: skip
     r = search(app, "--file", str(fixture_file), *args)
     assert r.exit_code != 0 and said in r.output + r.stderr
+
+
+recorded = pairs_shared.recorded
+
+
+def test_several_pairs_search_from_one_wallet(app: Any, recorded: Path) -> None:
+    pairs = ("--symbols", "CCC/BBB,AAA/BBB", "--max-open-trades", "1", "--timeframe", "1h")
+    r = search(app, *pairs, "--ranges", RANGES, "--trials", "6", *ARGS, "--json")
+    assert r.exit_code == 0, r.output + r.stderr
+    out = json.loads(r.stdout)
+    assert out["summary"]["symbols"] == ["CCC/BBB", "AAA/BBB"]
+    assert out["summary"]["max_open_trades"] == 1
+    best = out["best"]
+    run = pairs_shared.invoke(app, *pairs, "--params", json.dumps(best["params"]), "--capital",
+                              "1000", "--stake", "100", "--json")  # fmt: skip
+    assert best["value"] == pytest.approx(json.loads(run.stdout)["metrics"]["total_return"],
+                                          abs=1e-15)  # fmt: skip
+    mixed = search(app, "--symbols", "AAA/BBB,AAA/EUR", "--timeframe", "1h", "--ranges", RANGES)
+    assert mixed.exit_code != 0 and "share their quote currency" in mixed.output + mixed.stderr

@@ -64,3 +64,39 @@ def test_a_bad_range_is_shown_next_to_the_form(open_page: Any, server: Server) -
     assert page.url == server.base + "/searches"  # nothing was started
     assert server.api("GET", "/api/searches", token).json()["total"] == 0
     assert axe_violations(page) == []
+
+
+def test_search_several_pairs_and_make_a_bot_on_one(open_page: Any, server: Server) -> None:
+    email, token = server.register()
+    page = open_page()
+    sign_in(page, email, then="/bots")
+    page.goto("/searches")
+    page.wait_for_selector("body[data-loaded=true]")
+    page.select_option("#strategy", "sma_crossover")
+    page.fill("#range-fast-low", "5")
+    page.fill("#range-fast-high", "8")
+    page.fill("#range-slow-low", "20")
+    page.fill("#range-slow-high", "24")
+    page.select_option("#symbol", ["ETH/BTC", "LTC/BTC"])
+    page.fill("#max-open-trades", "1")
+    page.select_option("#objective", "profit")
+    page.fill("#trials", "3")
+    page.click("#search-form button[type=submit]")
+    page.wait_for_url("**/searches/*")
+    page.locator("#result").wait_for(state="visible", timeout=120_000)
+    search_id = page.url.rsplit("/", 1)[-1]
+    job = server.api("GET", f"/api/searches/{search_id}", token).json()
+    assert job["payload"]["backtest"]["symbols"] == ["ETH/BTC", "LTC/BTC"]
+    assert job["payload"]["backtest"]["max_open_trades"] == 1
+    assert "ETH/BTC, LTC/BTC" in page.locator("#best").inner_text()
+    page.select_option("#bot-pair", "LTC/BTC")
+    assert axe_violations(page) == []
+    page.click("#make-bot")
+    page.locator("dialog.confirm button[value=yes]").click()
+    page.wait_for_url("**/bots/*")
+    bot = server.api("GET", f"/api/bots/{page.url.rsplit('/', 1)[-1]}", token).json()
+    assert bot["symbol"] == "LTC/BTC"
+    assert bot["strategy_params"] == job["result"]["best"]["params"]
+    page.goto("/searches")
+    page.wait_for_selector("body[data-loaded=true]")
+    assert "ETH/BTC, LTC/BTC" in page.locator("#searches tbody tr").first.inner_text()

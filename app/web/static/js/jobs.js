@@ -88,8 +88,11 @@ export function jobBody() {
     timeframe: $("#timeframe").value,
     capital: $("#capital").value.trim(),
   };
-  if (pairs.length > 1) body.symbols = pairs;
-  else body.symbol = $("#symbol").value;
+  if (pairs.length > 1) {
+    body.symbols = pairs;
+    const maxOpen = $("#max-open-trades");
+    if (maxOpen && maxOpen.value) body.max_open_trades = Number(maxOpen.value);
+  } else body.symbol = $("#symbol").value;
   if ($("#start").value) body.start = `${$("#start").value}T00:00:00Z`;
   if ($("#end").value) body.end = `${$("#end").value}T00:00:00Z`;
   return body;

@@ -35,7 +35,6 @@ form.addEventListener("submit", async (e) => {
     strategy_params: collectParams($("#params")),
     sizing: { mode: "percent", percent: $("#sizing-percent").value.trim() },
   };
-  if (body.symbols && $("#max-open-trades").value) body.max_open_trades = Number($("#max-open-trades").value);
   try {
     const job = await api("/api/backtests", { method: "POST", body });
     location.assign(`/backtests/${job.id}`);

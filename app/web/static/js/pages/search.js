@@ -13,12 +13,18 @@ function result(job) {
   const wf = r.walk_forward;
   const lastFold = wf ? [...r.folds].reverse().find((f) => f.params) : null;
   const best = wf ? (lastFold ? { params: lastFold.params, value: lastFold.in_sample_value } : null) : r.best;
+  const pairs = job.payload.backtest.symbols || [job.payload.backtest.symbol];
   cards("#best", [
+    [pairs.length > 1 ? "Pairs" : "Symbol", pairs.join(", ")],
+    ...(pairs.length > 1 ? [["Max open trades", String(job.payload.backtest.max_open_trades)]] : []),
     ["Objective", r.objective], ["Trials run", r.trials_done], ["Stopped by", r.stopped_by],
     ["Parameters", best ? params(best.params) : null],
     ["Objective value", best ? fixed(best.value) : null],
   ]);
   $("#make-bot").hidden = !best;
+  // a bot trades one pair: which of the searched ones
+  $("#bot-pair-box").hidden = !best || pairs.length < 2;
+  $("#bot-pair").replaceChildren(...pairs.map((p) => el("option", { value: p }, p)));
   if (wf) {
     $("#walk-forward").hidden = false;
     // the verdict is a whole sentence ("holds out of sample: …" / "falls apart out of sample: …")
@@ -45,7 +51,8 @@ $("#make-bot").addEventListener("click", async () => {
   if (!(await confirmDialog("Create a paper bot (not started) with the parameters this search found?",
     { confirm: "Create the bot" }))) return;
   try {
-    const bot = await api(`/api/searches/${id}/bot`, { method: "POST", body: {} });
+    const body = $("#bot-pair-box").hidden ? {} : { symbol: $("#bot-pair").value };
+    const bot = await api(`/api/searches/${id}/bot`, { method: "POST", body });
     location.assign(`/bots/${bot.id}`);
   } catch (err) {
     show(problem, errorText(err));

@@ -43,7 +43,8 @@ async function load() {
       (s) => Object.keys(s.params_schema.properties || {}).length);
     showRanges();
     await listJobs("/api/searches", "#searches tbody", "/searches", "search",
-      (j) => [j.payload.backtest?.strategy, j.payload.backtest?.symbol, j.payload.objective, j.created_at]);
+      (j) => [j.payload.backtest?.strategy, (j.payload.backtest?.symbols || [j.payload.backtest?.symbol]).join(", "),
+        j.payload.objective, j.created_at]);
     document.body.dataset.loaded = "true";
   } catch (err) {
     show(form.querySelector(".form-error"), errorText(err));
