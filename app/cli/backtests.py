@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +43,24 @@ def _when(value: str | None, name: str) -> datetime | None:
         return as_utc(value)
     except ValueError:
         raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint=name) from None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options `flask backtest` and `flask search` share: what runs, over which range,
+    with which money (as given on the command line; `_payload` checks them)."""
+
+    timeframe: str | None
+    strategy: str
+    strategy_file: str | None
+    params: str | None
+    start: str | None
+    end: str | None
+    capital: Decimal
+    stake: Decimal | None
+    sizing: str | None
+    fee: Decimal
+    slippage_bps: Decimal
 
 
 @click.command("backtest")
@@ -103,22 +122,18 @@ def backtest_command(
     as_json: bool,
 ) -> None:
     """Backtest a strategy over recorded candles with the live bot's code."""
-
+    options = RunOptions(timeframe, strategy, strategy_file, params, start, end, capital, stake,
+                         sizing, fee, slippage_bps)  # fmt: skip
     if symbols is not None:
         if path is not None or symbol is not None:
             raise click.UsageError("give one of --file, --symbol or --symbols")
         listed = listed_symbols(symbols)
         if len(listed) > 1:
-            _pairs_backtest(listed, max_open_trades, timeframe, strategy, strategy_file, params,
-                            start, end, capital, stake, sizing, fee, slippage_bps, show_trades,
-                            as_json)  # fmt: skip
+            _pairs_backtest(listed, max_open_trades, options, show_trades, as_json)
             return
         symbol = listed[0] if listed else ""
     try:
-        spec, data = spec_and_data(
-            path, symbol, timeframe, strategy, strategy_file, params, start, end, capital,
-            stake, sizing, fee, slippage_bps,
-        )  # fmt: skip
+        spec, data = spec_and_data(path, symbol, options)
         with _progress_bar() as progress:
             result = service.execute(spec, data, progress)
     except AppError as exc:
@@ -149,26 +164,13 @@ def _progress_bar() -> Iterator[Callable[[float], None]]:
 def _pairs_backtest(
     symbols: list[str],
     max_open_trades: int | None,
-    timeframe: str | None,
-    strategy: str,
-    strategy_file: str | None,
-    params: str | None,
-    start: str | None,
-    end: str | None,
-    capital: Decimal,
-    stake: Decimal | None,
-    sizing: str | None,
-    fee: Decimal,
-    slippage_bps: Decimal,
+    options: RunOptions,
     show_trades: bool,
     as_json: bool,
 ) -> None:
     """`--symbols`: one wallet over several pairs of the replay data (docs/backtesting.md)."""
     try:
-        spec, datas = pairs_spec_and_data(
-            symbols, max_open_trades, timeframe, strategy, strategy_file, params, start, end,
-            capital, stake, sizing, fee, slippage_bps,
-        )  # fmt: skip
+        spec, datas = pairs_spec_and_data(symbols, max_open_trades, options)
         with _progress_bar() as progress:
             result = service.execute_pairs(spec, datas, progress)
     except AppError as exc:
@@ -182,76 +184,49 @@ def _pairs_backtest(
     _print_report(service.pairs_report_dict(spec, datas, result, max_round_trips=0))
 
 
-def _payload(
-    symbol: str | None,
-    tf: str,
-    strategy: str,
-    strategy_file: str | None,
-    params: str | None,
-    start: str | None,
-    end: str | None,
-    capital: Decimal,
-    stake: Decimal | None,
-    sizing: str | None,
-    fee: Decimal,
-    slippage_bps: Decimal,
-) -> dict[str, Any]:
+def _payload(symbol: str | None, o: RunOptions) -> dict[str, Any]:
     """The job payload the options describe (strategy checked, range parsed)."""
-    sizing_data = _json_option(sizing, "--sizing")
-    if stake is not None:
-        sizing_data = {**(sizing_data or {}), "mode": "fixed", "stake": str(stake)}
-    start_at, end_at = _when(start, "--start"), _when(end, "--end")
+    tf, strategy = o.timeframe or "5m", o.strategy
+    sizing_data = _json_option(o.sizing, "--sizing")
+    if o.stake is not None:
+        sizing_data = {**(sizing_data or {}), "mode": "fixed", "stake": str(o.stake)}
+    start_at, end_at = _when(o.start, "--start"), _when(o.end, "--end")
     document = None
-    if strategy_file is not None:
-        checked = check_document(Path(strategy_file).read_text(encoding="utf-8"), tf)
+    if o.strategy_file is not None:
+        checked = check_document(Path(o.strategy_file).read_text(encoding="utf-8"), tf)
         document = checked.doc.model_dump(mode="json", exclude_none=True)
         strategy = checked.doc.name
-        values = checked.validate_params(_json_option(params, "--params") or {})
+        values = checked.validate_params(_json_option(o.params, "--params") or {})
         strategy_params = values.model_dump(mode="json")
     else:
-        strategy_params = _params(strategy, _json_option(params, "--params"))
+        strategy_params = _params(strategy, _json_option(o.params, "--params"))
     return {
         "strategy": strategy,
         "strategy_params": strategy_params,
         "strategy_document": document,
         "symbol": symbol,
         "timeframe": tf,
-        "capital": str(capital),
+        "capital": str(o.capital),
         "sizing": _sizing(sizing_data),
-        "maker_fee": str(fee),
-        "taker_fee": str(fee),
-        "slippage_bps": str(slippage_bps),
+        "maker_fee": str(o.fee),
+        "taker_fee": str(o.fee),
+        "slippage_bps": str(o.slippage_bps),
         "start_ms": None if start_at is None else to_ms(start_at),
         "end_ms": None if end_at is None else to_ms(end_at),
     }
 
 
 def spec_and_data(
-    path: str | None,
-    symbol: str | None,
-    timeframe: str | None,
-    strategy: str,
-    strategy_file: str | None,
-    params: str | None,
-    start: str | None,
-    end: str | None,
-    capital: Decimal,
-    stake: Decimal | None,
-    sizing: str | None,
-    fee: Decimal,
-    slippage_bps: Decimal,
+    path: str | None, symbol: str | None, options: RunOptions
 ) -> tuple[service.BacktestSpec, service.CandleData]:
     """The backtest the options describe, and its candles (shared with `flask search`);
     AppError when the request is bad."""
     if (path is None) == (symbol is None):
         raise click.UsageError("give exactly one of --file or --symbol")
     if path is not None:
-        data = service.candle_file_data(path, timeframe)
-        symbol, timeframe = data.market.symbol, data.timeframe
-    spec = service.BacktestSpec.from_payload(_payload(
-        symbol, timeframe or "5m", strategy, strategy_file, params, start, end, capital, stake,
-        sizing, fee, slippage_bps,
-    ))  # fmt: skip
+        data = service.candle_file_data(path, options.timeframe)
+        symbol, options = data.market.symbol, replace(options, timeframe=data.timeframe)
+    spec = service.BacktestSpec.from_payload(_payload(symbol, options))
     if path is None:
         data = service.load_candles(spec)
     else:
@@ -272,25 +247,12 @@ def listed_symbols(symbols: str) -> list[str]:
 
 
 def pairs_spec_and_data(
-    symbols: list[str],
-    max_open_trades: int | None,
-    timeframe: str | None,
-    strategy: str,
-    strategy_file: str | None,
-    params: str | None,
-    start: str | None,
-    end: str | None,
-    capital: Decimal,
-    stake: Decimal | None,
-    sizing: str | None,
-    fee: Decimal,
-    slippage_bps: Decimal,
+    symbols: list[str], max_open_trades: int | None, options: RunOptions
 ) -> tuple[service.BacktestSpec, list[service.CandleData]]:
     """The several-pair backtest the options describe, and each pair's candles (shared with
     `flask search --symbols`); AppError when the request is bad."""
     service.requested_symbols({"symbols": symbols})
-    payload = _payload(symbols[0], timeframe or "5m", strategy, strategy_file, params, start,
-                       end, capital, stake, sizing, fee, slippage_bps)  # fmt: skip
+    payload = _payload(symbols[0], options)
     payload |= {"symbols": symbols, "max_open_trades": max_open_trades or len(symbols)}
     spec = service.BacktestSpec.from_payload(payload)
     datas = service.load_pairs(spec)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from app.cli import said_once
-from app.cli.backtests import listed_symbols, pairs_spec_and_data, spec_and_data
+from app.cli.backtests import RunOptions, listed_symbols, pairs_spec_and_data, spec_and_data
 from app.domain.search import OBJECTIVES
 from app.errors import AppError
 from app.services import searches as service
@@ -84,18 +84,14 @@ def search_command(
             raise click.UsageError("give one of --file, --symbol or --symbols")
         listed = listed_symbols(symbols)
         symbol = listed[0] if listed else ""
+    options = RunOptions(timeframe, strategy, strategy_file, params, start, end, capital, stake,
+                         sizing, fee, slippage_bps)  # fmt: skip
     try:
         data: Any
         if len(listed) > 1:
-            spec, data = pairs_spec_and_data(
-                listed, max_open_trades, timeframe, strategy, strategy_file, params, start, end,
-                capital, stake, sizing, fee, slippage_bps,
-            )  # fmt: skip
+            spec, data = pairs_spec_and_data(listed, max_open_trades, options)
         else:
-            spec, data = spec_and_data(
-                path, symbol, timeframe, strategy, strategy_file, params, start, end, capital,
-                stake, sizing, fee, slippage_bps,
-            )  # fmt: skip
+            spec, data = spec_and_data(path, symbol, options)
         search = service.check_search(spec, {
             "ranges": wanted, "objective": objective, "trials": trials,
             "timeout_seconds": timeout_seconds, "seed": seed,

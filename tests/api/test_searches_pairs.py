@@ -13,22 +13,13 @@ import pytest
 from app.jobs.job_runner import run_once
 from app.services import backtests
 from tests.api import test_backtests_pairs as shared
+from tests.api import test_searches as single
 
 pairs_data = shared.pairs_data
 owner = shared.owner
 
-SEARCH = {
-    "strategy": "sma_crossover",
-    "symbols": ["AAA/BBB", "SSS/BBB"],
-    "max_open_trades": 1,
-    "timeframe": "1h",
-    "capital": "1000",
-    "sizing": {"mode": "fixed", "stake": "100"},
-    "ranges": {"fast": {"low": 2, "high": 3}, "slow": {"low": 3, "high": 5}},
-    "objective": "profit",
-    "trials": 8,
-    "timeout_seconds": 60,
-    "seed": 7,
+SEARCH = {k: v for k, v in single.SEARCH.items() if k != "symbol"} | {
+    "symbols": ["AAA/BBB", "SSS/BBB"], "max_open_trades": 1,
 }
 
 
@@ -36,7 +27,7 @@ def _direct_return(params: dict[str, Any]) -> float:
     """The several-pair backtest of `params`, outside the search."""
     spec = backtests.BacktestSpec.from_payload({
         "strategy": "sma_crossover", "strategy_params": params, "symbol": "AAA/BBB",
-        "symbols": ["AAA/BBB", "SSS/BBB"], "max_open_trades": 1, "timeframe": "1h",
+        "symbols": SEARCH["symbols"], "max_open_trades": 1, "timeframe": "1h",
         "capital": "1000", "sizing": {"mode": "fixed", "stake": "100"},
     })  # fmt: skip
     spec = replace(spec, sizing={"mode": "fixed", "stake": Decimal(100)})

@@ -8,17 +8,22 @@ from typing import Any
 from tests.web.conftest import Server, axe_violations, screenshot, sign_in
 
 
-def test_run_a_walk_forward_search_and_make_a_bot(open_page: Any, server: Server) -> None:
+def _search_form(open_page: Any, server: Server) -> tuple[Any, str]:
+    """A new user's search form, SMA crossover with fast 5-8 and slow 20-24; (page, token)."""
     email, token = server.register()
     page = open_page()
     sign_in(page, email, then="/bots")
     page.goto("/searches")
     page.wait_for_selector("body[data-loaded=true]")
     page.select_option("#strategy", "sma_crossover")
-    page.fill("#range-fast-low", "5")
-    page.fill("#range-fast-high", "8")
-    page.fill("#range-slow-low", "20")
-    page.fill("#range-slow-high", "24")
+    for field, value in (("fast-low", "5"), ("fast-high", "8"), ("slow-low", "20"),
+                         ("slow-high", "24")):  # fmt: skip
+        page.fill(f"#range-{field}", value)
+    return page, token
+
+
+def test_run_a_walk_forward_search_and_make_a_bot(open_page: Any, server: Server) -> None:
+    page, token = _search_form(open_page, server)
     page.select_option("#symbol", "ETH/BTC")
     page.select_option("#objective", "profit")  # Sharpe needs 14 days; short folds have fewer
     page.fill("#trials", "4")
@@ -67,16 +72,7 @@ def test_a_bad_range_is_shown_next_to_the_form(open_page: Any, server: Server) -
 
 
 def test_search_several_pairs_and_make_a_bot_on_one(open_page: Any, server: Server) -> None:
-    email, token = server.register()
-    page = open_page()
-    sign_in(page, email, then="/bots")
-    page.goto("/searches")
-    page.wait_for_selector("body[data-loaded=true]")
-    page.select_option("#strategy", "sma_crossover")
-    page.fill("#range-fast-low", "5")
-    page.fill("#range-fast-high", "8")
-    page.fill("#range-slow-low", "20")
-    page.fill("#range-slow-high", "24")
+    page, token = _search_form(open_page, server)
     page.select_option("#symbol", ["ETH/BTC", "LTC/BTC"])
     page.fill("#max-open-trades", "1")
     page.select_option("#objective", "profit")
