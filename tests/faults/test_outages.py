@@ -85,7 +85,9 @@ def test_redis_blackholed_trading_goes_on_and_the_stop_answers_fast(
 
 def test_postgres_blackholed_ready_says_503_fast_and_recovers(settings, tmp_path) -> None:
     with TcpProxy.for_url(settings.database_url) as proxy:
-        env = service_env(settings, DATABASE_URL=proxy.proxied_url(settings.database_url))
+        # a 1 s bound on the checks, so that "fast" (under 2 s) leaves room for a busy machine
+        env = service_env(settings, DATABASE_URL=proxy.proxied_url(settings.database_url),
+                          DB_READY_TIMEOUT_SECONDS="1")  # fmt: skip
         with gunicorn(env, workers=1, threads=4, log_path=tmp_path / "gunicorn.log",
                       ready_timeout=90) as (base, _):  # fmt: skip
             assert requests.get(base + "/api/health/ready", timeout=10).status_code == 200
