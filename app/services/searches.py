@@ -271,7 +271,9 @@ class SearchData:
         """The candles of times ts[lo:hi] of every pair."""
         if len(self.pairs) == 1:
             return SearchData((_window(self.pairs[0], lo, hi),), self.ts[lo:hi])
-        first = int(self.ts[lo]) if lo < len(self.ts) else None
+        if lo >= min(hi, len(self.ts)):
+            return SearchData(tuple(_window(d, 0, 0) for d in self.pairs), self.ts[0:0])
+        first = int(self.ts[lo])
         end = int(self.ts[hi]) if hi < len(self.ts) else None
         cut = tuple(backtests.CandleData(backtests._clip(d.candles, first, end), d.market,
                                          d.timeframe, d.source) for d in self.pairs)  # fmt: skip

@@ -120,3 +120,11 @@ def test_one_pair_windows_are_unchanged_by_the_time_axis() -> None:
     window = walk.window(10, 50)
     assert len(window.pairs) == 1 and len(window.pairs[0].candles) == 40
     assert int(window.pairs[0].candles.ts[0]) == int(data.candles.ts[10])
+
+
+def test_a_window_is_a_span_of_time_even_when_empty() -> None:
+    walk = searches.SearchData.of(_pairs(first_late_by=300))
+    early = walk.window(0, 100)  # before the late pair's first candle
+    assert [len(d.candles) for d in early.pairs] == [100, 0, 100]
+    assert [len(d.candles) for d in walk.window(528, 528).pairs] == [0, 0, 0]
+    assert [len(d.candles) for d in walk.window(500, 528).pairs] == [28, 28, 28]
