@@ -7,6 +7,8 @@ in the same run:
   sampler, no bookkeeping - the most a search could do per core;
 * the search: `app.services.searches.run_search`, Optuna's TPE proposing every trial;
 * memory: the process's peak RSS before and after the trials (it must not grow with them);
+* several pairs: the same search over ETH/BTC, LTC/BTC and XMR/BTC from one wallet (at most
+  two trades open), next to a plain loop of the several-pair backtests it runs;
 * with `--workers 1,3`: the same search as a background job on a throw-away Postgres
   database (`BENCH_POSTGRES_URL`, default the local one), run by that many `flask worker`
   processes, each count after the other in this run; trials/s from the search's start to its
@@ -45,6 +47,7 @@ from sqlalchemy import select  # noqa: E402
 from app.domain.sizing import validate_sizing_config  # noqa: E402
 from app.engine.backtest import run_backtest  # noqa: E402
 from app.engine.fill_model import FeeSchedule  # noqa: E402
+from app.engine.pairs import PairData, run_pairs_backtest  # noqa: E402
 from app.market.base import TIMEFRAME_SECONDS  # noqa: E402
 from app.services import backtests, searches  # noqa: E402
 from app.store.db import init_database, session_scope, shutdown_database  # noqa: E402
@@ -201,9 +204,44 @@ def main() -> None:
              else "; not comparable: this run has another number of candles"))  # fmt: skip
     verdict = "met" if rate >= GOAL else "NOT met"
     print(f"goal {GOAL:.0f} trials/s on this machine: {verdict}")
+    several_pairs(max(args.trials // 4, 10), max(args.plain // 4, 5))
     if args.workers:
         print(f"machine: {os.cpu_count()} cores, shared with whatever else runs on it")
         multi_worker([int(n) for n in args.workers.split(",")], args.trials)
+
+
+def several_pairs(trials: int, plain_runs: int) -> None:
+    """Trials/s of a search over three pairs from one wallet, beside a plain loop of the
+    several-pair backtests themselves."""
+    datas = [backtests.candle_file_data(candle_files(f"*{name}_5m.csv")[0])
+             for name in ("ETH-BTC", "LTC-BTC", "XMR-BTC")]  # fmt: skip
+    symbols = [d.market.symbol for d in datas]
+    spec = backtests.BacktestSpec.from_payload({
+        "strategy": "sma_crossover", "strategy_params": {"fast": 10, "slow": 30},
+        "symbol": symbols[0], "symbols": symbols, "max_open_trades": 2, "timeframe": "5m",
+        "capital": "1", "sizing": {"mode": "fixed", "stake": "0.1"},
+    })  # fmt: skip
+    wanted = {"ranges": RANGES, "objective": "sharpe", "trials": trials, "timeout_seconds": 3600,
+              "seed": 1}  # fmt: skip
+    search = searches.check_search(spec, wanted)
+    strategy = backtests.spec_strategy(spec)
+    fees = FeeSchedule(maker=spec.maker_fee, taker=spec.taker_fee, slippage_bps=spec.slippage_bps)
+    pairs = [PairData(d.candles, d.market) for d in datas]
+    rng = random.Random(2)
+    grid = [(f, s) for f in range(5, 31) for s in range(20, 101) if f < s]
+    started = time.perf_counter()
+    for fast, slow in (rng.choice(grid) for _ in range(plain_runs)):
+        run_pairs_backtest(pairs, strategy, strategy.validate_params({"fast": fast, "slow": slow}),
+                           capital=spec.capital, fees=fees,
+                           sizing=validate_sizing_config(spec.sizing), timeframe_seconds=300,
+                           max_open_trades=2)  # fmt: skip
+    plain = plain_runs / (time.perf_counter() - started)
+    started = time.perf_counter()
+    result = searches.run_search(search, datas)
+    rate = result["trials_done"] / (time.perf_counter() - started)
+    candles = sum(len(d.candles) for d in datas)
+    print(f"three pairs ({candles} candles, max 2 open): plain several-pair backtests "
+          f"{plain:.1f} /s, search trials {rate:.1f} /s ({rate / plain:.2f}x the plain loop)")
 
 
 if __name__ == "__main__":

@@ -295,7 +295,8 @@ def _scaled_walk(walk: _Walk, walkers: list[_Pair], candidates: list[tuple[int, 
         n = len(c)
         enters = np.flatnonzero(p.sig[: max(n - 1, 0)] == ENTER)
         exits = np.array(p.exits + [n - 2], dtype=np.int64)  # n - 2: the end, as a sentinel
-        b = np.searchsorted(exits, enters + 1)
+        # an entry on the last candle but one finds no exit at or after its fill: the end
+        b = np.minimum(np.searchsorted(exits, enters + 1), len(exits) - 1)
         signalled = b < len(p.exits)
         at = exits[b] + 1
         at_entry.append(dict(zip(enters.tolist(), zip(

@@ -183,3 +183,22 @@ def test_an_order_the_decimal_rules_refuse_sends_the_run_back_to_decimal() -> No
     assert scaled.ledger == "decimal" and exact.skipped and not exact.trades
     assert "rejected" in exact.skipped[0].reason
     _identical(scaled, exact)
+
+
+def test_an_entry_on_the_last_candle_but_one_exits_at_the_end() -> None:
+    """Its fill is the last candle, so no exit signal can follow: the integer walk once read
+    past the end of its exit table there (found by a several-pair search over the larger
+    recordings)."""
+    pairs = _shipped()
+    params = SMA.validate_params({"fast": 10, "slow": 30})
+    first = pairs[0]
+    sig = SMA.signals(first.candles, params)
+    n = 1 + next(i for i in range(len(sig) - 1, 0, -1) if sig[i] == 1)  # ENTER
+    cut = PairData(first.candles.slice(0, n + 1), first.market)
+    assert SMA.signals(cut.candles, params)[n - 1] == 1  # enters at the last candle but one
+    scaled, exact = _both([cut, *pairs[1:]], params=params,
+                          sizing=SizingConfig(mode="fixed", stake=D("0.1")))  # fmt: skip
+    assert scaled.ledger == "scaled"
+    last = [t for t in exact.trades if t.symbol == first.market.symbol][-1]
+    assert last.exit_reason == "end_of_data" and last.entry_index == last.exit_index == n
+    _identical(scaled, exact)
