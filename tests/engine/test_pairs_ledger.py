@@ -29,6 +29,7 @@ from app.engine.pairs import (
 from app.market.base import MarketInfo
 from app.market.csv_candles import load_candle_file
 from tests.engine.test_pairs import AAA, CCC, SSS, TIGHT_EXITS
+from tests.engine.test_scaled_ledger import _cuts_near_signals
 from tests.support.recorded import SHIPPED, recorded_files
 
 D = Decimal
@@ -202,3 +203,15 @@ def test_an_entry_on_the_last_candle_but_one_exits_at_the_end() -> None:
     last = [t for t in exact.trades if t.symbol == first.market.symbol][-1]
     assert last.exit_reason == "end_of_data" and last.entry_index == last.exit_index == n
     _identical(scaled, exact)
+
+
+def test_pairs_ending_at_any_signal_walk_the_same_on_integers() -> None:
+    pairs = _shipped()
+    first = pairs[0]
+    cuts = _cuts_near_signals(first.candles)
+    assert len(cuts) >= 8
+    for n in cuts:
+        cut = PairData(first.candles.slice(0, n), first.market)
+        scaled, exact = _both([cut, *pairs[1:]], sizing=SizingConfig(mode="fixed", stake=D("0.1")))
+        assert scaled.ledger == "scaled", n
+        _identical(scaled, exact)

@@ -135,3 +135,22 @@ def test_units_are_the_ledgers_scale() -> None:
     assert to_units(D("1E-19")) is None
     assert repr(units_decimal(0)) == "Decimal('0E-18')"
     assert units_decimal(123) == D("1.23E-16")
+
+
+def _cuts_near_signals(candles: Candles, count: int = 4) -> list[int]:
+    """Lengths that end the data on, just after and just before the last few entry and exit
+    signals: where a walk's look-ahead tables meet the end."""
+    sig = SMA.signals(candles, SMA.validate_params({"fast": 10, "slow": 30}))
+    marks = np.flatnonzero(sig != 0)[-count:]
+    return sorted({int(i) + d for i in marks for d in (1, 2, 3) if 2 < int(i) + d <= len(sig)})
+
+
+def test_data_ending_at_any_signal_trades_the_same_on_integers() -> None:
+    candles, market = _recorded()
+    cuts = _cuts_near_signals(candles)
+    assert len(cuts) >= 8
+    for n in cuts:
+        scaled, exact = _both(candles.slice(0, n), market,
+                              sizing=SizingConfig(mode="fixed", stake=D("0.1")))  # fmt: skip
+        assert scaled.ledger == "scaled", n
+        _identical(scaled, exact)
