@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, DefaultContext
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator, func
@@ -53,15 +53,18 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 MONEY_QUANTUM = Decimal("1E-18")
+# Room for 38 digits (the default context's 28 would refuse a large amount), built once:
+# entering a local context per call cost more than the quantize, and every money value read
+# from the database goes through it.
+_MONEY_CONTEXT = DefaultContext.copy()
+_MONEY_CONTEXT.prec = 60
+_ZERO = Decimal(0).quantize(MONEY_QUANTUM)
 
 
 def quantize(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    """`value` on the 18-decimal money grid (half-even unless told), with room for 38
-    digits (the default context's 28 would refuse a large amount)."""
-    with localcontext() as ctx:
-        ctx.prec = 60
-        result = value.quantize(MONEY_QUANTUM, rounding=rounding)
-    return result if result else Decimal(0).quantize(MONEY_QUANTUM)  # no "-0"
+    """`value` on the 18-decimal money grid (half-even unless told)."""
+    result = value.quantize(MONEY_QUANTUM, rounding=rounding, context=_MONEY_CONTEXT)
+    return result if result else _ZERO  # no "-0"
 
 
 class Money(TypeDecorator[Decimal]):
