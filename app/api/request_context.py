@@ -1,4 +1,5 @@
-"""Per-request plumbing: the request id and the one database session of the request.
+"""Per-request plumbing: the request id and the one database session of the request (or, for
+a read made of plain statements, its one read connection).
 
 The session is opened lazily, committed after a successful response and rolled back
 otherwise, so a failed request never leaves a half-written change behind. A view marked
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from app.store.db import new_read_session, new_session
+from app.store.db import new_read_connection, new_read_session, new_session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,6 +35,18 @@ def db_session() -> Session:
         session = new_read_session() if g.db_read_only else new_session()
         g.db_session = session
     return session
+
+
+def db_connection() -> Connection:
+    """The request's read connection (created on first use), for a `@read_only` view whose
+    reads are plain statements: cheaper than a session."""
+    connection = g.get("db_connection")
+    if connection is None:
+        view = current_app.view_functions.get(request.endpoint or "")
+        if not getattr(view, "_tw_read_only", False):
+            raise RuntimeError("db_connection() is for @read_only views; use db_session()")
+        connection = g.db_connection = new_read_connection()
+    return connection
 
 
 def read_only(view: F) -> F:
@@ -63,6 +77,9 @@ def _close_session(_exc: BaseException | None) -> None:
         if not g.get("db_read_only"):
             session.rollback()
         session.close()
+    connection: Connection | None = g.pop("db_connection", None)
+    if connection is not None:
+        connection.close()
 
 
 def init_app(app: Flask) -> None:

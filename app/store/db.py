@@ -9,7 +9,8 @@ IDLE_PING_SECONDS (a restarted server or a dropped link shows there); a pre-ping
 checkout would cost a round trip per request and per claim. A connection that fails its
 ping is replaced, and the pool drops its other connections of the same age.
 
-`new_read_session()` is for reads that need no transaction (the hot GET routes). On Postgres
+`new_read_session()` is for reads that need no transaction (the hot GET routes), and
+`new_read_connection()` for such reads made of plain statements only. On Postgres
 it draws from a second pool whose connections stay in autocommit for life (switching a
 connection in and out of autocommit costs a round trip each way, as much as the BEGIN and
 COMMIT it saves), so such a request sends only its queries; the session refuses to write.
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 
@@ -179,6 +180,13 @@ def new_read_session() -> Session:
     get_engine()
     assert _read_factory is not None
     return _read_factory()
+
+
+def new_read_connection() -> Connection:
+    """A connection for reads only, as `new_read_session` without the ORM session around it:
+    a hot read that sends plain statements skips the session's bookkeeping."""
+    engine = get_engine()
+    return (_read_engine or engine).connect()
 
 
 class ReadOnlySessionError(RuntimeError):

@@ -11,6 +11,7 @@ from app.store import db as db_module
 from app.store.db import (
     ReadOnlySessionError,
     build_engine,
+    new_read_connection,
     new_read_session,
     new_session,
     session_scope,
@@ -82,6 +83,20 @@ def test_read_session_opens_no_transaction(app) -> None:  # type: ignore[no-unty
         assert raw.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
     finally:
         session.close()
+
+
+def test_read_connection_opens_no_transaction(app) -> None:  # type: ignore[no-untyped-def]
+    """The plain read connection of a hot read comes from the same autocommit pool."""
+    if db_backend() == "sqlite":
+        pytest.skip("one writer and no round trips on the embedded database")
+    connection = new_read_connection()
+    try:
+        connection.scalar(select(func.count()).select_from(User))
+        raw = connection.connection.dbapi_connection
+        assert raw is not None and raw.autocommit
+        assert raw.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    finally:
+        connection.close()
 
 
 def test_idle_connection_dropped_by_the_server_is_replaced(app, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
