@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from flask import Blueprint, Flask
 from pydantic import ConfigDict, Field
 
-from app.api.jwt import auth_required, current_user
+from app.api.jwt import (
+    accept_subject,
+    auth_checked_in_query,
+    auth_required,
+    current_user,
+    token_claims,
+)
 from app.api.ledger_models import (
     BalanceOut,
     EquityList,
@@ -26,7 +32,7 @@ from app.api.ledger_models import (
     TradePage,
 )
 from app.api.paging import OffsetQuery, offset_page
-from app.api.request_context import db_session, read_only
+from app.api.request_context import db_connection, db_session, read_only
 from app.api.types import ApiModel, DecimalText, UtcTime
 from app.api.validation import RequestModel, body, query, response
 from app.openapi import answers
@@ -179,13 +185,14 @@ def create_bot(body: BotCreate) -> Any:
 
 @bp.get("/api/bots")
 @read_only
-@auth_required
+@auth_checked_in_query
 @query(BotListQuery)
 @response(BotPage)
 def list_bots(query: BotListQuery) -> Any:
     rows, total = service.list_bot_rows(
-        db_session(),
-        current_user().id,
+        db_connection(),
+        token_claims(),
+        accept_subject,
         status=query.status,
         symbol=query.symbol,
         strategy=query.strategy,
@@ -220,10 +227,12 @@ def bots_overview(query: BotListQuery) -> Any:
 
 @bp.get("/api/bots/<int:bot_id>")
 @read_only
-@auth_required
+@auth_checked_in_query
 @response(BotOut)
 def get_bot(bot_id: int) -> Any:
-    return BotOut.model_validate(service.bot_row(db_session(), current_user().id, bot_id))
+    return BotOut.model_validate(
+        service.bot_row(db_connection(), token_claims(), accept_subject, bot_id)
+    )
 
 
 @bp.patch("/api/bots/<int:bot_id>")

@@ -14,11 +14,12 @@ exit is pending on a bot that is not running); the tick claim only looks at such
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, String, and_, bindparam, case, func, or_, select
+from sqlalchemy import Connection, Row, String, and_, bindparam, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from app.domain.protections import parse_protections
@@ -40,6 +41,7 @@ from app.services.bot_settings import (
 from app.services.events import record_event
 from app.services.live_gates import assert_live_allowed
 from app.services.passwords import hash_password
+from app.services.revocation import SUBJECT_WIDTH, subject_of, subject_params, subject_select
 from app.services.strategies import resolve_strategy
 from app.store.base import utcnow
 from app.store.emergency_flag import TradingHalted, emergency_stop_active
@@ -133,8 +135,16 @@ def list_bots(
     return fetch_page(session, Bot, where, [Bot.id.desc()], limit=limit, offset=offset)
 
 
-# The bot list and a bot's page as plain rows, from statements built once (a statement built
-# per request costs more Python than its round trip); a filter left out is NULL.
+# The bot list and a bot's page as plain rows (for reading only), each read in one round trip
+# together with the token's subject check (`subject_select`): the user's columns and
+# "revoked" lead every row, the bot's columns follow. Statements are built once (a statement
+# built per request costs more Python than its round trip); a filter left out is NULL.
+Accept = Callable[[User | None, bool], None]
+_INTERNAL = frozenset(
+    {"user_id", "lease_owner", "lease_until", "cooldown_until", "deleted_at", "last_candle_ts"}
+)
+_READ = tuple(c for c in Bot.__table__.columns if c.key not in _INTERNAL)
+_READ_NAMES = tuple(c.key for c in _READ)
 _STATUS, _SYMBOL, _STRATEGY = (bindparam(n, type_=String) for n in ("status", "symbol", "strategy"))
 _LISTED = and_(
     Bot.user_id == bindparam("user_id"),
@@ -143,48 +153,86 @@ _LISTED = and_(
     or_(_SYMBOL.is_(None), Bot.symbol == _SYMBOL),
     or_(_STRATEGY.is_(None), Bot.strategy == _STRATEGY),
 )
-_BOT_PAGE = (
-    select(*Bot.__table__.columns, func.count().over().label("_total"))
+_PAGE = (
+    select(*_READ, func.count().over().label("_total"))
     .where(_LISTED)
     .order_by(Bot.id.desc())
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))
+    .subquery("page")
 )
 _BOT_COUNT = select(func.count()).select_from(Bot).where(_LISTED)
-_BOT_ROW = select(*Bot.__table__.columns).where(
-    Bot.id == bindparam("bot_id"), Bot.user_id == bindparam("user_id"), Bot.deleted_at.is_(None)
-)
+_SUBJECT_PAGE = {
+    in_family: subject_select(*_PAGE.c, in_family=in_family)
+    .select_from(User.__table__.outerjoin(_PAGE, true()))
+    .order_by(_PAGE.c.id.desc())
+    for in_family in (False, True)
+}
+_OWN_BOT = and_(Bot.id == bindparam("bot_id"), Bot.user_id == User.id, Bot.deleted_at.is_(None))
+_SUBJECT_BOT = {
+    in_family: subject_select(*_READ, in_family=in_family).select_from(
+        User.__table__.outerjoin(Bot.__table__, _OWN_BOT)
+    )
+    for in_family in (False, True)
+}
+
+
+def _bot_columns(row: Row[Any]) -> dict[str, Any] | None:
+    if row[SUBJECT_WIDTH] is None:  # the outer join found no bot
+        return None
+    return dict(zip(_READ_NAMES, row[SUBJECT_WIDTH:], strict=False))
 
 
 def list_bot_rows(
-    session: Session,
-    user_id: int,
+    connection: Connection,
+    claims: dict[str, Any],
+    accept: Accept,
     *,
     status: str | None = None,
     symbol: str | None = None,
     strategy: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[Row[Any]], int]:
-    """As `list_bots`, as plain rows of the bots' columns (for reading only), in one round
-    trip: the total rides along each row (only a page past the end costs a count)."""
-    params = {"user_id": user_id, "status": status or None, "symbol": symbol or None,
-              "strategy": strategy or None}  # fmt: skip
-    connection = session.connection()
-    rows = list(connection.execute(_BOT_PAGE, {**params, "limit": limit, "offset": offset}))
-    if rows:
-        return rows, int(rows[0]._total)
+) -> tuple[list[dict[str, Any]], int]:
+    """As `list_bots` for the user the token `claims` name, as plain column dicts, read in one
+    round trip with the token's check: `accept(user, revoked)` sees the subject first and
+    raises to refuse it (then nothing read is returned). Only a page past the end costs a
+    second query, its count."""
+    found = subject_params(claims)
+    if found is None:
+        accept(None, False)
+        return [], 0
+    params, in_family = found
+    params.update(status=status or None, symbol=symbol or None, strategy=strategy or None,
+                  limit=limit, offset=offset)  # fmt: skip
+    rows = connection.execute(_SUBJECT_PAGE[in_family], params).all()
+    accept(*subject_of(rows[0] if rows else None))
+    items = [item for item in map(_bot_columns, rows) if item is not None]
+    if items:
+        return items, int(rows[0][-1])
     if offset == 0:
         return [], 0
     return [], int(connection.execute(_BOT_COUNT, params).scalar_one())
 
 
-def bot_row(session: Session, user_id: int, bot_id: int) -> Row[Any]:
-    """The user's (not deleted) bot as a plain row, for reading only; NotFound as `get_bot`."""
-    row = session.connection().execute(_BOT_ROW, {"bot_id": bot_id, "user_id": user_id}).first()
-    if row is None:
+def bot_row(
+    connection: Connection, claims: dict[str, Any], accept: Accept, bot_id: int
+) -> dict[str, Any]:
+    """The bot `bot_id` of the user the token `claims` name (not deleted) as plain column
+    dicts, read in one round trip with the token's check (`accept`, as `list_bot_rows`);
+    NotFound as `get_bot`."""
+    found = subject_params(claims)
+    if found is None:
+        accept(None, False)
         raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
-    return row
+    params, in_family = found
+    params["bot_id"] = bot_id
+    row = connection.execute(_SUBJECT_BOT[in_family], params).first()
+    accept(*subject_of(row))
+    bot = None if row is None else _bot_columns(row)
+    if bot is None:
+        raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
+    return bot
 
 
 # -- writing -----------------------------------------------------------------------------

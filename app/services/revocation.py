@@ -15,13 +15,15 @@ No Flask here: the clean-up job calls `prune_expired_revocations` from a schedul
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy import Select, bindparam, delete, exists, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 
 from app.store.base import as_utc, utcnow
 from app.store.models import User
@@ -68,13 +70,60 @@ _REVOKED_JTI = exists().where(RevokedToken.jti == bindparam("jti"))
 _REVOKED_FAMILY = exists().where(
     RefreshToken.family_id == bindparam("family"), RefreshToken.revoked_at.is_not(None)
 )
+_USER_COLUMNS = tuple(User.__table__.columns)
+_USER_NAMES = tuple(column.key for column in _USER_COLUMNS)
+_USER_MANAGER = sa_inspect(User).class_manager
+SUBJECT_WIDTH = len(_USER_COLUMNS) + 1  # the user's columns and "revoked", leading each row
+
+
+def subject_select(*columns: Any, in_family: bool) -> Select[Any]:
+    """The user of `:user_id` as plain columns, whether the token (`:jti`, `:family`) is
+    revoked, then `columns`: a read of the same user's rows can ride along with the check (its
+    FROM joined to `users`), one round trip for both. Build it once, not per request."""
+    revoked = _REVOKED_JTI | _REVOKED_FAMILY if in_family else _REVOKED_JTI
+    return select(*_USER_COLUMNS, revoked.label("revoked"), *columns).where(
+        User.id == bindparam("user_id")
+    )
+
+
+def subject_params(payload: dict[str, Any]) -> tuple[dict[str, Any], bool] | None:
+    """The parameters of a `subject_select` for the token's claims and whether it names a
+    refresh family (which statement to use); None when it names no user."""
+    try:
+        user_id = int(payload["sub"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    params: dict[str, Any] = {"user_id": user_id, "jti": str(payload.get("jti") or "")}
+    family = payload.get("fam")
+    in_family = isinstance(family, str) and bool(family)
+    if in_family:
+        params["family"] = family
+    return params, in_family
+
+
+def subject_of(row: Sequence[Any] | None) -> tuple[User | None, bool]:
+    """(user, revoked?) from the leading columns of a `subject_select` row; the user is
+    transient (built from plain columns, in no session: for requests that never write)."""
+    if row is None:
+        return None, False
+    if not _USER_MANAGER.mapper.configured:  # what the constructor would have ensured
+        configure_mappers()
+    user = _USER_MANAGER.new_instance()  # filled as a loaded row is: no per-attribute events
+    user.__dict__.update(zip(_USER_NAMES, row, strict=False))
+    return user, bool(row[SUBJECT_WIDTH - 1])
+
+
 # Built once: a statement made per request costs more Python than its round trip. The user
 # comes as an ORM object, or as plain columns for a read that only needs to know who it is.
 _SUBJECT = {
-    (plain, in_family): select(
-        *(User.__table__.columns if plain else [User]),
-        (_REVOKED_JTI | _REVOKED_FAMILY if in_family else _REVOKED_JTI).label("revoked"),
-    ).where(User.id == bindparam("user_id"))
+    (plain, in_family): (
+        subject_select(in_family=in_family)
+        if plain
+        else select(
+            User,
+            (_REVOKED_JTI | _REVOKED_FAMILY if in_family else _REVOKED_JTI).label("revoked"),
+        ).where(User.id == bindparam("user_id"))
+    )
     for plain in (False, True)
     for in_family in (False, True)
 }
@@ -85,25 +134,15 @@ def token_subject(
 ) -> tuple[User | None, bool]:
     """(the token's user or None, revoked?) in one query. `transient`: the user is built from
     plain columns and belongs to no session (cheaper; for requests that never write)."""
-    try:
-        user_id = int(payload["sub"])
-    except (KeyError, TypeError, ValueError):
+    found = subject_params(payload)
+    if found is None:
         return None, False
-    params: dict[str, Any] = {"user_id": user_id, "jti": str(payload.get("jti") or "")}
-    family = payload.get("fam")
-    in_family = isinstance(family, str) and bool(family)
-    if in_family:
-        params["family"] = family
+    params, in_family = found
     statement = _SUBJECT[(transient, in_family)]
     if not transient:
         row = session.execute(statement, params).first()
         return (None, False) if row is None else (row[0], bool(row[1]))
-    found = session.connection().execute(statement, params).first()
-    if found is None:
-        return None, False
-    columns = found._asdict()
-    revoked = bool(columns.pop("revoked"))
-    return User(**columns), revoked
+    return subject_of(session.connection().execute(statement, params).first())
 
 
 def is_jti_revoked(session: Session, jti: str) -> bool:

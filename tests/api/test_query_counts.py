@@ -70,9 +70,10 @@ def test_bot_list(client, owner, market, count_queries) -> None:  # type: ignore
     with count_queries() as q:
         response = client.get("/api/bots", headers=owner)
     assert response.status_code == 200 and response.get_json()["total"] == 5
-    # the user with its revocation check, the page with its count; no BEGIN/COMMIT either (a
-    # read-only route: tests/store/test_db.py pins that its connection opens no transaction)
-    assert len(q) == 2, q.statements
+    # the user with its revocation check, the page and its count all in one statement; no
+    # BEGIN/COMMIT either (a read-only route: tests/store/test_db.py pins that its connection
+    # opens no transaction)
+    assert len(q) == 1, q.statements
 
 
 def test_bot_detail(client, owner, market, count_queries) -> None:  # type: ignore[no-untyped-def]
@@ -80,7 +81,7 @@ def test_bot_detail(client, owner, market, count_queries) -> None:  # type: igno
     with count_queries() as q:
         response = client.get(f"/api/bots/{bot_id}", headers=owner)
     assert response.status_code == 200
-    assert len(q) == 2, q.statements  # the user with its revocation check, the bot
+    assert len(q) == 1, q.statements  # the user with its revocation check and the bot
 
 
 def test_login(client, count_queries) -> None:  # type: ignore[no-untyped-def]

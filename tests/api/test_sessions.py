@@ -61,6 +61,9 @@ def test_state_changing_requests_need_the_csrf_header(
     csrf = _cookie(client, "csrf_access_token")
     made = client.post("/api/bots", json=bot, headers={"X-CSRF-TOKEN": csrf})
     assert made.status_code == 201, made.get_json()
+    # reads need no CSRF header, the hot ones (which check the token in their own query) too
+    assert client.get("/api/bots").get_json()["items"] == [made.get_json()]
+    assert client.get(f"/api/bots/{made.get_json()['id']}").get_json() == made.get_json()
 
 
 def test_bearer_tokens_still_work_without_csrf(

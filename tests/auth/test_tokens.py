@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import jwt as pyjwt
@@ -20,7 +21,7 @@ from sqlalchemy import select, update
 from app.services.revocation import prune_expired_revocations
 from app.store.base import utcnow
 from app.store.db import session_scope
-from app.store.models import User
+from app.store.models import Bot, User
 from app.store.models.accounts import AuditLog, RefreshToken, RevokedToken
 from app.store.redis import get_redis, redis_key, reset_redis
 from config import Settings, use_settings
@@ -116,6 +117,51 @@ def test_read_only_routes_refuse_a_remembered_token_at_once(
     assert client.post("/api/auth/logout", headers=headers).status_code == 204
     assert status_code(client.get("/api/bots", headers=headers)) == (401, "token_revoked")
     assert status_code(client.get("/api/bots/1", headers=headers)) == (401, "token_revoked")
+
+
+def _own_bot(user_id: int) -> int:
+    with session_scope() as db:
+        bot = Bot(user_id=user_id, name="mine", symbol="ETH/BTC", timeframe="5m",
+                  strategy="sma_crossover", capital=Decimal("1"))  # fmt: skip
+        db.add(bot)
+        db.flush()
+        return bot.id
+
+
+def test_reads_that_check_the_token_in_their_own_query_refuse_it_first(
+    client: FlaskClient, alice: dict[str, Any], register: Any, login: Any
+) -> None:
+    """The bot list and a bot's page read the token's user and revocation in the same query as
+    the bots: a refused token answers 401 whatever the view would have answered (a bad
+    filter, a missing bot, another user's bot, a page past the end), on a remembered token."""
+    headers = bearer(alice["access_token"])
+    mine = _own_bot(alice["user"]["id"])
+    theirs = _own_bot(register("bob@example.com")["id"])
+    listed = client.get("/api/bots", headers=headers).get_json()
+    assert [b["id"] for b in listed["items"]] == [mine] and listed["total"] == 1
+    assert client.get(f"/api/bots/{mine}", headers=headers).status_code == 200
+    assert status_code(client.get(f"/api/bots/{theirs}", headers=headers)) == (
+        404, "bot_not_found")  # fmt: skip
+    assert client.get("/api/bots?status=nonsense", headers=headers).status_code == 422
+    past_end = client.get("/api/bots?offset=5", headers=headers).get_json()
+    assert past_end["items"] == [] and past_end["total"] == 1
+
+    missing = mine + theirs
+    refused = ["/api/bots", "/api/bots?status=nonsense", "/api/bots?offset=5",
+               f"/api/bots/{mine}", f"/api/bots/{theirs}", f"/api/bots/{missing}"]  # fmt: skip
+    with session_scope() as db:
+        db.execute(update(User).where(User.id == alice["user"]["id"]).values(is_disabled=True))
+    for path in refused:
+        assert status_code(client.get(path, headers=headers)) == (401, "account_unavailable")
+    with session_scope() as db:
+        db.execute(update(User).where(User.id == alice["user"]["id"]).values(is_disabled=False))
+    assert client.get(f"/api/bots/{mine}", headers=headers).status_code == 200
+
+    # a replayed refresh token revokes its family, and with it this access token
+    assert refresh(client, alice["refresh_token"]).status_code == 200
+    assert status_code(refresh(client, alice["refresh_token"])) == (401, "refresh_token_reused")
+    for path in refused:
+        assert status_code(client.get(path, headers=headers)) == (401, "token_revoked")
 
 
 def test_token_types_are_not_interchangeable(client: FlaskClient, alice: dict[str, Any]) -> None:
