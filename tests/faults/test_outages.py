@@ -20,6 +20,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from app.domain.tick_grid import TickGrid
 from app.store.db import session_scope
 from app.store.models import Bot
 from tests.deploy.test_deploy_files import graceful_timeout
@@ -37,6 +38,7 @@ from tests.support.trading import (
 )
 
 SPEED = 300.0  # a 5m replay candle every second
+RATE_CANDLES = 6
 
 pytestmark = pytest.mark.skipif(
     db_backend() == "sqlite", reason="outages of a database server: Postgres"
@@ -54,15 +56,11 @@ def test_redis_blackholed_trading_goes_on_and_the_stop_answers_fast(
                           REDIS_URL=proxy.proxied_url(settings.redis_url))  # fmt: skip
         with three_processes(env, tmp_path) as base:
             wait_for(lambda: len(order_ids()) >= 20, 120, "the bots to trade")
-            start = time.time()
-            time.sleep(4)
-            normal = ticks_between(start, time.time()) / (time.time() - start)
+            normal = tick_rate(g)
 
             proxy.blackhole()
             time.sleep(1)  # every process meets the silence
-            start = time.time()
-            time.sleep(4)
-            during = ticks_between(start, time.time()) / (time.time() - start)
+            during = tick_rate(g)
 
             sleep_until_after_boundary(g, 0.1)
             pressed = time.monotonic()
@@ -81,6 +79,16 @@ def test_redis_blackholed_trading_goes_on_and_the_stop_answers_fast(
     assert not [oid for oid, created in later.items() if created >= answered_at]
     print(f"ticks/s normal {normal:.0f}, Redis blackholed {during:.0f}; stop {took:.2f}s")
     assert during >= normal / 2, f"ticks/s {during:.0f} without Redis, under half of {normal:.0f}"
+
+
+def tick_rate(g: TickGrid, candles: int = RATE_CANDLES) -> float:
+    """Ticks started per second over `candles` whole candle intervals, from just before a
+    boundary to just before another: a window that is not a whole number of candles would
+    count one burst of ticks more or less."""
+    start = sleep_until_after_boundary(g, -0.05)
+    end = start + candles * g.interval_seconds
+    time.sleep(max(end - time.time(), 0))
+    return ticks_between(start, end) / (end - start)
 
 
 def test_postgres_blackholed_ready_says_503_fast_and_recovers(settings, tmp_path) -> None:
