@@ -32,14 +32,24 @@ _outage = Outage("redis")
 
 
 class _Breaker:
-    """Open after a failure, for `cooldown` seconds; then half-open until a success."""
+    """Open after a failure, for `cooldown` seconds; then half-open: one caller probes Redis
+    while every other caller keeps its no-Redis path, so a dead Redis costs one timeout per
+    cooldown, not one per thread that happened to ask."""
 
     def __init__(self) -> None:
         self.open_until = 0.0
         self.cooldown = 5.0
+        self._probe_lock = threading.Lock()
 
     def is_open(self) -> bool:
-        return time.monotonic() < self.open_until
+        if not self.open_until:
+            return False
+        with self._probe_lock:
+            now = time.monotonic()
+            if now < self.open_until:
+                return True
+            self.open_until = now + self.cooldown  # this caller is the probe; a success closes
+        return False
 
     def failed(self, exc: BaseException) -> None:
         self.open_until = time.monotonic() + self.cooldown
