@@ -10,6 +10,11 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "8"))
+# The master builds the app once and every worker is forked from it: a worker starts in
+# milliseconds instead of importing everything again, and shares the frozen start-up objects
+# (wsgi.py) with its siblings. create_app opens no connection and starts no thread; post_fork
+# drops anything inherited. New code needs a restart, not a HUP, since HUP forks the old app.
+preload_app = True
 timeout = 120
 graceful_timeout = 30
 keepalive = 5

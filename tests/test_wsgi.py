@@ -3,7 +3,11 @@ built; it must hand the process back with the collector as it found it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
+
+import requests
 
 from tests.support.processes import ROOT, VENV_BIN
 
@@ -45,3 +49,21 @@ def test_collector_back_on_when_the_start_up_fails() -> None:
     )
     # production without a strong secret refuses to start (config.settings_or_exit)
     assert _run(code, APP_ENV="production", JWT_SECRET_KEY="short") == "refused True 0"
+
+
+def test_gunicorn_builds_the_app_once_in_the_master_and_forks_the_workers(settings, tmp_path):  # type: ignore[no-untyped-def]
+    """Preloading: the master imports the app (TA-Lib's library is mapped into it) before it
+    forks, so a worker starts without importing anything; each worker still runs its own
+    scheduler and answers requests."""
+    from tests.support.processes import child_pids, gunicorn, service_env
+
+    log = tmp_path / "gunicorn.log"
+    env = service_env(settings, SCHEDULER_ENABLED="true")
+    with gunicorn(env, workers=3, threads=2, log_path=log) as (base, proc):
+        workers = child_pids(proc.pid)
+        assert "talib" in Path(f"/proc/{proc.pid}/maps").read_text()
+        for _ in range(6):
+            assert requests.get(base + "/api/health/ping", timeout=10).status_code == 200
+    text = log.read_text()
+    assert sorted(map(int, re.findall(r"Booting worker with pid: (\d+)", text))) == sorted(workers)
+    assert sorted(map(int, re.findall(r"scheduler started in pid (\d+)", text))) == sorted(workers)

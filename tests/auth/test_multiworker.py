@@ -17,26 +17,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import gunicorn, service_env
+from tests.support.processes import child_pids, gunicorn, service_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 WORKERS = 3
 MAX_CONNECTIONS = 400
 PASSWORD = "correct horse battery"
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 def _socket_inode(server_port: int, client_port: int) -> str | None:
@@ -71,7 +58,7 @@ def _owner(inode: str, pids: set[int]) -> int | None:
 class Server:
     def __init__(self, base: str, master_pid: int) -> None:
         self.port = int(base.rsplit(":", 1)[1])
-        self.workers = _children(master_pid)
+        self.workers = child_pids(master_pid)
         assert len(self.workers) == WORKERS, self.workers
 
     def call(

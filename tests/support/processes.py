@@ -25,6 +25,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def child_pids(pid: int) -> set[int]:
+    """The live children of a process, read from the kernel."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
 def service_env(settings: object, **extra: str) -> dict[str, str]:
     """Environment for a child process that shares this test run's database and Redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
@@ -88,11 +102,22 @@ def gunicorn(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/api/health/ping", timeout=ready_timeout, proc=proc)
+        wait_for_children(proc, workers, timeout=ready_timeout)
         yield base, proc
     finally:
         stop_process(proc)
         if log_path:
             out.close()  # type: ignore[union-attr]
+
+
+def wait_for_children(proc: subprocess.Popen[bytes], count: int, timeout: float) -> None:
+    """The first preloaded worker answers within milliseconds, while the master may still be
+    forking the others: a test about every worker starts once all of them exist."""
+    deadline = time.monotonic() + timeout
+    while len(child_pids(proc.pid)) < count:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise AssertionError(f"gunicorn did not fork {count} workers")
+        time.sleep(0.05)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 40.0) -> int:
