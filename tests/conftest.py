@@ -20,6 +20,30 @@ from tests.support.databases import (
     drop_test_database,
     truncate_all,
 )
+from tests.support.parallel import (
+    DurationRecorder,
+    longest_units_first,
+    make_scheduler,
+    read_weights,
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store-durations", action="store_true",
+                     help="rewrite tests/durations.json from this run's times")  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--store-durations"):
+        config.pluginmanager.register(DurationRecorder(), "duration-recorder")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    longest_units_first(items, read_weights())
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return make_scheduler(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +97,11 @@ def app(_app: Flask, settings: Settings, database_url: str) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    """A test client whose address starts with no rate-limit hits: requests of earlier tests
+    (whichever ran before in this process) must not count against this one."""
+    from app.api.rate_limit import reset_rate_limits
+
+    reset_rate_limits()
     return app.test_client()
 
 
