@@ -13,8 +13,9 @@ threads = int(os.environ.get("WEB_THREADS", "8"))
 # The master builds the app once and every worker is forked from it: a worker starts in
 # milliseconds instead of importing everything again, and shares the frozen start-up objects
 # (wsgi.py) with its siblings. create_app opens no connection and starts no thread; post_fork
-# drops anything inherited. New code needs a restart, not a HUP, since HUP forks the old app.
-preload_app = True
+# drops anything inherited. New code needs a restart, not a HUP, since HUP forks the old app
+# (PRELOAD_APP=0 makes every worker import the app itself, so that a HUP reloads the code).
+preload_app = os.environ.get("PRELOAD_APP", "1") != "0"
 timeout = 120
 graceful_timeout = 30
 keepalive = 5

@@ -7,6 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.support.processes import ROOT, VENV_BIN
@@ -51,17 +52,20 @@ def test_collector_back_on_when_the_start_up_fails() -> None:
     assert _run(code, APP_ENV="production", JWT_SECRET_KEY="short") == "refused True 0"
 
 
-def test_gunicorn_builds_the_app_once_in_the_master_and_forks_the_workers(settings, tmp_path):  # type: ignore[no-untyped-def]
-    """Preloading: the master imports the app (TA-Lib's library is mapped into it) before it
-    forks, so a worker starts without importing anything; each worker still runs its own
-    scheduler and answers requests."""
+@pytest.mark.parametrize("preload", ["1", "0"])
+def test_gunicorn_builds_the_app_once_in_the_master_and_forks_the_workers(  # type: ignore[no-untyped-def]
+    settings, tmp_path, preload
+):
+    """Preloading (the default): the master imports the app (TA-Lib's library is mapped into
+    it) before it forks, so a worker starts without importing anything; with PRELOAD_APP=0
+    the master never imports it. Either way each worker runs its own scheduler and answers."""
     from tests.support.processes import child_pids, gunicorn, service_env
 
     log = tmp_path / "gunicorn.log"
-    env = service_env(settings, SCHEDULER_ENABLED="true")
+    env = service_env(settings, SCHEDULER_ENABLED="true", PRELOAD_APP=preload)
     with gunicorn(env, workers=3, threads=2, log_path=log) as (base, proc):
         workers = child_pids(proc.pid)
-        assert "talib" in Path(f"/proc/{proc.pid}/maps").read_text()
+        assert ("talib" in Path(f"/proc/{proc.pid}/maps").read_text()) == (preload == "1")
         for _ in range(6):
             assert requests.get(base + "/api/health/ping", timeout=10).status_code == 200
     text = log.read_text()
