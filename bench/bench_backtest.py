@@ -308,6 +308,7 @@ def process(path: Path, runs: int) -> None:
             "ENCRYPTION_KEY": "ZGV2LWluc2VjdXJlLWVuY3J5cHRpb24ta2V5LTAwMDA=",
         }
         env.pop("REDIS_URL", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # compiled modules cached, as after an install
         command = [str(BIN / "flask"), "--app", "wsgi", "backtest", "--file", str(path),
                    "--stake", str(STAKE), "--fee", str(FEE)]  # fmt: skip
         startup = [str(BIN / "python"), "-c", "import wsgi"]
