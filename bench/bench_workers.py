@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,25 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+from tests.support.processes import child_pids, free_port  # noqa: E402
 
 
 def private_mib(pid: int) -> float:
@@ -88,7 +71,7 @@ def start_once(preload: str, workers: int, directory: Path) -> tuple[float, floa
                     raise SystemExit(f"gunicorn did not start:\n{log.read_text()[-2000:]}")
                 time.sleep(0.005)
             up = time.perf_counter() - started
-            pids = [proc.pid, *children(proc.pid)]
+            pids = [proc.pid, *child_pids(proc.pid)]
             cpu = cpu_seconds(pids)
             uss = sum(private_mib(pid) for pid in pids[1:]) / max(len(pids) - 1, 1)
         finally:
