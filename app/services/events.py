@@ -326,6 +326,8 @@ class Broker:
         deadline = time.monotonic() + READY_TIMEOUT
         with self._lock:
             while True:
+                if self._stopping.is_set():  # never hold a shutting-down worker for a stream
+                    raise ServiceUnavailable("this worker is shutting down; retry shortly")
                 poller = self._ensure_threads()
                 # the first stream of an idle process waits for a poll that starts after it
                 # asked (the cursor may be a poll old, or from before a database reset)
@@ -333,11 +335,13 @@ class Broker:
                 self._poke.set()
                 ok = self._lock.wait_for(
                     lambda p=poller, t=target: (
-                        self._poller is not p or self._cycles >= t and self._ready.is_set()
+                        self._stopping.is_set()
+                        or self._poller is not p
+                        or (self._cycles >= t and self._ready.is_set())
                     ),
                     timeout=max(0.0, deadline - time.monotonic()),
                 )
-                if ok and self._poller is poller:
+                if ok and self._poller is poller and not self._stopping.is_set():
                     self._subs.add(sub)
                     return sub, self.cursor
                 if time.monotonic() >= deadline:
@@ -365,6 +369,8 @@ class Broker:
     def shutdown(self) -> None:
         self._stopping.set()
         self._poke.set()
+        with self._lock:
+            self._lock.notify_all()  # a stream still waiting to open gives up now
         self.close_all()
 
     @property

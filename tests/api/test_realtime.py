@@ -6,6 +6,7 @@ and streams that end after logout or when the account is disabled."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -407,3 +408,17 @@ def test_a_role_change_ends_the_stream_so_it_reopens_with_the_new_audience(
         publish_event(None, "alert", {"code": "stale_job"})  # for admins only
         rest = "".join(c.decode() if isinstance(c, bytes) else c for c in stream._chunks)
     assert ": closed role_changed" in rest and "stale_job" not in rest
+
+
+def test_a_stream_asked_of_a_worker_shutting_down_is_refused_at_once(app: Any) -> None:
+    """A worker that received SIGTERM ends its streams; a stream asked for then (the browser
+    reconnecting) gets 503 at once instead of holding the worker's exit for READY_TIMEOUT."""
+    from app.errors import ServiceUnavailable
+    from app.services.events import READY_TIMEOUT, Broker
+
+    stopping = Broker()
+    stopping.shutdown()
+    asked = time.monotonic()
+    with pytest.raises(ServiceUnavailable):
+        stopping.subscribe(1, is_admin=False)
+    assert time.monotonic() - asked < READY_TIMEOUT / 10
