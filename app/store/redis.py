@@ -7,12 +7,14 @@ and with Redis errors.
 An unreachable Redis must cost milliseconds, not seconds: every socket operation is bounded by
 `REDIS_TIMEOUT_SECONDS`, and a circuit breaker opens on the first connection failure or
 timeout. While it is open (`REDIS_BREAKER_SECONDS`) `get_redis()` answers `None`, so callers
-take their no-Redis path at once; then one caller tries again, and a success closes it. The
-outage is logged once when it starts (with its cause) and once when Redis is back.
+take their no-Redis path at once; each cooldown a background probe asks again, and its success
+closes it. The outage is logged once when it starts (with its cause) and once when Redis is
+back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -32,9 +34,9 @@ _outage = Outage("redis")
 
 
 class _Breaker:
-    """Open after a failure, for `cooldown` seconds; then half-open: one caller probes Redis
-    while every other caller keeps its no-Redis path, so a dead Redis costs one timeout per
-    cooldown, not one per thread that happened to ask."""
+    """Open after a failure, for `cooldown` seconds. Then a background thread asks Redis again
+    (a PING) while every caller keeps its no-Redis path; the probe's success closes it. After
+    the first failure, a dead Redis costs no caller a timeout at all."""
 
     def __init__(self) -> None:
         self.open_until = 0.0
@@ -48,8 +50,9 @@ class _Breaker:
             now = time.monotonic()
             if now < self.open_until:
                 return True
-            self.open_until = now + self.cooldown  # this caller is the probe; a success closes
-        return False
+            self.open_until = now + self.cooldown  # until the probe answers, or its next turn
+        threading.Thread(target=_probe, name="redis-probe", daemon=True).start()
+        return True
 
     def failed(self, exc: BaseException) -> None:
         self.open_until = time.monotonic() + self.cooldown
@@ -96,14 +99,16 @@ def _guarded_connection() -> type:
 def get_redis() -> Redis | None:
     """The process's Redis client for `REDIS_URL`; None when Redis is not configured or is
     known to be unreachable right now (the breaker is open)."""
+    settings = get_settings()
+    if not settings.redis_url or breaker.is_open():
+        return None
+    return _connected_client()
+
+
+def _connected_client() -> Redis:
     global _client, _client_pid
 
     settings = get_settings()
-    url = settings.redis_url
-    if not url:
-        return None
-    if breaker.is_open():
-        return None
     with _lock:
         if _client is None or _client_pid != os.getpid():
             import redis as redis_lib
@@ -111,7 +116,7 @@ def get_redis() -> Redis | None:
             timeout = settings.redis_timeout_seconds
             breaker.cooldown = settings.redis_breaker_seconds
             pool = redis_lib.ConnectionPool.from_url(
-                url,
+                settings.redis_url,
                 connection_class=_guarded_connection(),
                 socket_connect_timeout=timeout,
                 socket_timeout=timeout,
@@ -120,6 +125,12 @@ def get_redis() -> Redis | None:
             _client = redis_lib.Redis(connection_pool=pool)
             _client_pid = os.getpid()
         return _client
+
+
+def _probe() -> None:
+    """Ask a silent Redis again; its answer closes the breaker (`GuardedConnection`)."""
+    with contextlib.suppress(Exception):  # a failure already re-opened the breaker
+        _connected_client().ping()
 
 
 def redis_key(*parts: object) -> str:

@@ -1,6 +1,6 @@
 """The Redis circuit breaker against a real Redis behind a blackholing proxy: once Redis has
-gone silent, callers take the no-Redis path, and each cooldown lets exactly one of them probe
-(one timeout), however many threads are asking."""
+gone silent, no caller waits for it again, however many threads are asking (a background probe
+asks each cooldown), and once Redis answers again the breaker closes by itself."""
 
 from __future__ import annotations
 
@@ -49,14 +49,14 @@ def ask(key: str) -> tuple[str, float]:
     return "ok", time.monotonic() - started
 
 
-def test_a_silent_redis_costs_one_probe_per_cooldown_not_one_per_thread(silent_redis) -> None:
+def test_after_the_first_timeout_no_caller_waits_for_a_silent_redis(silent_redis) -> None:
     key = redis_key("breaker-test")
     assert ask(key)[0] == "ok"  # the connection is up before the silence
     silent_redis.blackhole()
     assert ask(key)[0] == "failed"  # the first timeout opens the breaker
 
     answers: list[tuple[str, float]] = []
-    until = time.monotonic() + 4 * COOLDOWN
+    until = time.monotonic() + 4 * COOLDOWN  # several cooldowns, so several probes fail
 
     def keep_asking() -> None:
         while time.monotonic() < until:
@@ -69,17 +69,12 @@ def test_a_silent_redis_costs_one_probe_per_cooldown_not_one_per_thread(silent_r
     for thread in threads:
         thread.join()
 
-    probes = [took for outcome, took in answers if outcome != "skipped"]
-    skipped = [took for outcome, took in answers if outcome == "skipped"]
-    assert probes, "no caller ever probed Redis again"
-    # one probe per cooldown (each probe's timeout delays the next window): 4 at most
-    assert len(probes) <= 4, f"{len(probes)} callers waited on the silent Redis"
-    assert all(outcome == "failed" for outcome, _ in answers if outcome != "skipped")
-    assert max(skipped) < TIMEOUT / 2, "a caller on the no-Redis path waited for Redis"
+    assert {outcome for outcome, _ in answers} == {"skipped"}
+    assert max(took for _, took in answers) < TIMEOUT / 2, "a caller waited on the silent Redis"
 
     silent_redis.heal()
     deadline = time.monotonic() + 10 * COOLDOWN
-    while ask(key)[0] != "ok":  # the next probe finds Redis back and closes the breaker
+    while ask(key)[0] != "ok":  # no caller probes: the background probe finds Redis back
         assert time.monotonic() < deadline, "the breaker never closed after Redis came back"
         time.sleep(0.05)
     assert [ask(key)[0] for _ in range(THREADS)] == ["ok"] * THREADS
