@@ -87,14 +87,19 @@ def test_every_press_answers_and_no_order_follows_any_answer(
         f"{trouble_in_logs(tmp_path)}"
     )
     assert all(body["complete"] for _, _, body in answers)
-    # trading went on between the presses (new orders before most presses, however busy the
-    # machine), and the stops met orders still open
-    placed_between = sum(
-        1 for (_, before), (_, after) in zip(presses, presses[1:], strict=False) if after - before
+    # the presses met trading in full flow: tick batches in flight gave way to them, or their
+    # orders were in before the press (placed since the previous one, or still open and
+    # cancelled by it); which of these depends on how busy the machine is
+    gave_way = sum(
+        log.read_text(errors="replace").count("(an emergency stop is waiting)")
+        for log in tmp_path.glob("*.log")
     )
-    assert placed_between >= PRESSES // 3, f"orders placed before only {placed_between} presses"
-    assert sum(body["cancelled_orders"] for _, _, body in answers) >= 1
+    placed = sum(1 for (_, before), (_, after) in zip(presses, presses[1:], strict=False)
+                 if after - before)  # fmt: skip
+    cancelling = sum(1 for _, _, body in answers if body["cancelled_orders"])
+    assert gave_way + placed + cancelling >= PRESSES // 3, (gave_way, placed, cancelling)
     print(
         f"{PRESSES} presses, answer times: max {max(t for _, t, _ in answers):.2f}s, "
-        f"orders {len(final)}, cancelled {sum(b['cancelled_orders'] for _, _, b in answers)}"
+        f"orders {len(final)}, cancelled {sum(b['cancelled_orders'] for _, _, b in answers)}, "
+        f"batches that gave way {gave_way}"
     )
