@@ -16,6 +16,9 @@ threads = int(os.environ.get("WEB_THREADS", "8"))
 # drops anything inherited. New code needs a restart, not a HUP, since HUP forks the old app
 # (PRELOAD_APP=0 makes every worker import the app itself, so that a HUP reloads the code).
 preload_app = os.environ.get("PRELOAD_APP", "1") != "0"
+# No runtime control socket (gunicorn 25+ opens one in the home folder by default): nothing
+# here uses it, and every server on the machine would share its path.
+control_socket_disable = True
 timeout = 120
 graceful_timeout = 30
 keepalive = 5

@@ -69,5 +69,6 @@ def test_gunicorn_builds_the_app_once_in_the_master_and_forks_the_workers(  # ty
         for _ in range(6):
             assert requests.get(base + "/api/health/ping", timeout=10).status_code == 200
     text = log.read_text()
+    assert "Control socket" not in text  # no management socket at a path shared by servers
     assert sorted(map(int, re.findall(r"Booting worker with pid: (\d+)", text))) == sorted(workers)
     assert sorted(map(int, re.findall(r"scheduler started in pid (\d+)", text))) == sorted(workers)
