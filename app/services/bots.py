@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, and_, bindparam, case, func, or_, select, true
+from sqlalchemy import Connection, Row, and_, bindparam, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from app.domain.protections import parse_protections
@@ -48,6 +48,7 @@ from app.store.emergency_flag import TradingHalted, emergency_stop_active
 from app.store.models import Bot, User
 from app.store.models.ledger import EquitySnapshot, Fill, Order, Position
 from app.store.paging import fetch_page
+from app.store.prepared import id_parameter, text_parameter
 
 log = logging.getLogger("tradewind.bots")
 
@@ -145,9 +146,9 @@ _INTERNAL = frozenset(
 )
 _READ = tuple(c for c in Bot.__table__.columns if c.key not in _INTERNAL)
 _READ_NAMES = tuple(c.key for c in _READ)
-_STATUS, _SYMBOL, _STRATEGY = (bindparam(n, type_=String) for n in ("status", "symbol", "strategy"))
+_STATUS, _SYMBOL, _STRATEGY = (text_parameter(n) for n in ("status", "symbol", "strategy"))
 _LISTED = and_(
-    Bot.user_id == bindparam("user_id"),
+    Bot.user_id == id_parameter("user_id"),
     Bot.deleted_at.is_(None),
     or_(_STATUS.is_(None), Bot.status == _STATUS),
     or_(_SYMBOL.is_(None), Bot.symbol == _SYMBOL),
@@ -168,7 +169,7 @@ _SUBJECT_PAGE = {
     .order_by(_PAGE.c.id.desc())
     for in_family in (False, True)
 }
-_OWN_BOT = and_(Bot.id == bindparam("bot_id"), Bot.user_id == User.id, Bot.deleted_at.is_(None))
+_OWN_BOT = and_(Bot.id == id_parameter("bot_id"), Bot.user_id == User.id, Bot.deleted_at.is_(None))
 _SUBJECT_BOT = {
     in_family: subject_select(*_READ, in_family=in_family).select_from(
         User.__table__.outerjoin(Bot.__table__, _OWN_BOT)

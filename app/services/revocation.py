@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, configure_mappers
 from app.store.base import as_utc, utcnow
 from app.store.models import User
 from app.store.models.accounts import RefreshToken, RevokedToken
+from app.store.prepared import PREPARED, id_parameter
 from app.store.redis import get_redis, redis_key
 
 log = logging.getLogger("tradewind.auth.revocation")
@@ -81,8 +82,10 @@ def subject_select(*columns: Any, in_family: bool) -> Select[Any]:
     revoked, then `columns`: a read of the same user's rows can ride along with the check (its
     FROM joined to `users`), one round trip for both. Build it once, not per request."""
     revoked = _REVOKED_JTI | _REVOKED_FAMILY if in_family else _REVOKED_JTI
-    return select(*_USER_COLUMNS, revoked.label("revoked"), *columns).where(
-        User.id == bindparam("user_id")
+    return (
+        select(*_USER_COLUMNS, revoked.label("revoked"), *columns)
+        .where(User.id == id_parameter("user_id"))
+        .execution_options(**PREPARED)
     )
 
 
@@ -122,7 +125,9 @@ _SUBJECT = {
         else select(
             User,
             (_REVOKED_JTI | _REVOKED_FAMILY if in_family else _REVOKED_JTI).label("revoked"),
-        ).where(User.id == bindparam("user_id"))
+        )
+        .where(User.id == id_parameter("user_id"))
+        .execution_options(**PREPARED)
     )
     for plain in (False, True)
     for in_family in (False, True)

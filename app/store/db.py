@@ -30,6 +30,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 
+from app.store.prepared import prepare_marked_statements
+
 if TYPE_CHECKING:
     from config import Settings
 
@@ -107,6 +109,7 @@ def build_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     ping_idle_connections(engine)
+    prepare_marked_statements(engine)
     return engine
 
 
