@@ -2,7 +2,8 @@
 
 Postgres: one statement claims and leases a batch,
 `UPDATE ... WHERE id = ANY(ARRAY(SELECT id ... FOR UPDATE SKIP LOCKED LIMIT n)) RETURNING id`,
-so concurrent claimers never wait on each other and never take the same row. SQLite: a
+so concurrent claimers never wait on each other and never take the same row; it is a prepared
+statement (`app.store.prepared`), planned once per connection rather than once a batch. SQLite: a
 single `UPDATE ... WHERE id IN (SELECT ...) AND <lease free> RETURNING id`, atomic because
 SQLite serialises writers (a compare-and-set on the lease). `release_batch` hands a batch
 back in one statement. Either way the lease has an expiry, so a worker that dies mid-run
@@ -20,6 +21,7 @@ from sqlalchemy import ColumnElement, and_, any_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.store.locking import id_array, in_id_order
+from app.store.prepared import PREPARED
 
 
 def lease_free(model: Any, now: datetime) -> ColumnElement[bool]:
@@ -56,7 +58,7 @@ def claim(
                 .where(model.id == any_(id_array(locked)))
                 .values(**changes)
                 .returning(model.id),
-                execution_options={"synchronize_session": False},
+                execution_options={"synchronize_session": False, **PREPARED},
             )
         )
     result = session.execute(

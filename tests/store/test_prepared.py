@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import String, bindparam, cast, literal_column, or_, select, text
+from sqlalchemy.orm import Session
 
+from app.store.base import utcnow
+from app.store.claims import claim
 from app.store.db import build_engine, new_read_connection
-from app.store.models import User
+from app.store.models import Bot, User
 from app.store.prepared import PREPARED
 from tests.support.databases import db_backend
 
@@ -89,3 +92,19 @@ def test_the_hot_reads_of_a_request_run_prepared(client, make_user, auth_headers
         "FROM users LEFT OUTER JOIN" in s and "count(*) OVER ()" in s and "revoked_tokens" in s
         for s in statements
     )
+
+
+def test_a_claim_runs_prepared(app, make_user, settings) -> None:  # type: ignore[no-untyped-def]
+    if db_backend() == "sqlite":
+        pytest.skip("SQLite has no server-side PREPARE")
+    engine = build_engine(settings)
+    try:
+        with Session(engine) as session:
+            for _ in range(2):
+                now = utcnow()
+                claim(session, Bot, owner="w", now=now, lease_seconds=30, limit=5,
+                      where=Bot.next_tick_at <= now, order_by=Bot.id)  # fmt: skip
+            statements = _prepared_here(session.connection())
+    finally:
+        engine.dispose()
+    assert len(statements) == 1 and "SKIP LOCKED" in statements[0]
