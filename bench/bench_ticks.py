@@ -55,7 +55,7 @@ CLAIM_LOOP = textwrap.dedent(
     from app.store.claims import claim, release_batch
     from app.jobs.bot_ticks import due_condition
     from app.store.base import utcnow
-    from app.store.db import init_database, session_scope
+    from app.store.db import init_database, single_statement_scope
     from app.store.models import Bot
     from config import get_settings
 
@@ -66,14 +66,14 @@ CLAIM_LOOP = textwrap.dedent(
     done = 0
     while time.monotonic() < end:
         now = utcnow()
-        with session_scope() as s:
-            ids = claim(s, Bot, owner=owner, now=now, lease_seconds=30, limit=batch,
+        with single_statement_scope() as db:
+            ids = claim(db, Bot, owner=owner, now=now, lease_seconds=30, limit=batch,
                         where=due_condition(now), order_by=Bot.next_tick_at)
         if not ids:
             time.sleep(0.005)
             continue
-        with session_scope() as s:
-            release_batch(s, Bot, ids, owner=owner,
+        with single_statement_scope() as db:
+            release_batch(db, Bot, ids, owner=owner,
                           values={"next_tick_at": now + timedelta(seconds=interval)})
         done += len(ids)
     print(done)

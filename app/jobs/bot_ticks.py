@@ -60,7 +60,7 @@ from app.services.engine_hooks import TICK_HOOKS
 from app.services.events import record_events
 from app.store.base import utcnow
 from app.store.claims import claim, lease_free, release_batch
-from app.store.db import new_session, session_scope
+from app.store.db import new_session, session_scope, single_statement_scope
 from app.store.emergency_flag import holds_gate, stop_waiting, trading_allowed_condition
 from app.store.locking import in_id_order
 from app.store.models import Bot
@@ -128,9 +128,9 @@ def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -
     """Lease a batch of due bots to `owner` (committed before any of them runs), and read
     their candles into the cache before the batch's transaction opens."""
     now = now or utcnow()
-    with session_scope() as session:
+    with single_statement_scope() as db:
         ids = claim(
-            session,
+            db,
             Bot,
             owner=owner,
             now=now,
@@ -140,7 +140,7 @@ def claim_due(owner: str, settings: TickSettings, now: datetime | None = None) -
             order_by=Bot.next_tick_at,
         )
         needs = (
-            session.execute(
+            db.execute(
                 select(Bot.exchange, Bot.symbol, Bot.timeframe, Bot.strategy,
                        Bot.strategy_params, Bot.strategy_document_id,
                        Bot.strategy_version).where(Bot.id.in_(ids))
@@ -157,8 +157,8 @@ def next_due_at(now: datetime | None = None) -> datetime | None:
     Bots leased to a worker are left out: while another worker ticks its batch, this one
     sleeps instead of polling for rows it cannot have."""
     now = now or utcnow()
-    with session_scope() as session:
-        return session.scalar(
+    with single_statement_scope() as db:
+        return db.scalar(
             select(func.min(Bot.next_tick_at)).where(
                 Bot.deleted_at.is_(None),
                 or_(Bot.status == "running", Bot.exit_requested_at.is_not(None)),
@@ -317,8 +317,8 @@ def hand_back(ids: list[int], owner: str) -> None:
     if not pending:
         return
     try:
-        with session_scope() as session:
-            release_batch(session, Bot, pending, owner=owner)
+        with single_statement_scope() as db:
+            release_batch(db, Bot, pending, owner=owner)
     except Exception:
         with _unreturned_lock:
             _unreturned.update(pending)

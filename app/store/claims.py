@@ -17,10 +17,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, any_, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.store.locking import id_array, in_id_order
+from app.store.locking import dialect_name, id_array, in_id_order
 from app.store.prepared import PREPARED
 
 
@@ -29,7 +29,7 @@ def lease_free(model: Any, now: datetime) -> ColumnElement[bool]:
 
 
 def claim(
-    session: Session,
+    session: Session | Connection,
     model: Any,
     *,
     owner: str,
@@ -42,7 +42,8 @@ def claim(
 ) -> list[int]:
     """Lease up to `limit` rows matching `where` whose lease is free; returns their ids.
 
-    The caller commits (`session_scope`) so the claim is durable before the work starts.
+    The caller commits (`session_scope`, or `single_statement_scope` where each statement
+    commits on its own) so the claim is durable before the work starts.
     `values` are extra columns set in the same statement (e.g. a job's state -> running).
     """
     lease_until = now + timedelta(seconds=lease_seconds)
@@ -50,7 +51,7 @@ def claim(
     candidates = (
         select(model.id).where(where, lease_free(model, now)).order_by(order_by).limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         locked = candidates.with_for_update(skip_locked=True)
         return list(
             session.scalars(
@@ -72,7 +73,12 @@ def claim(
 
 
 def release(
-    session: Session, model: Any, row_id: int, *, owner: str, values: dict[str, Any] | None = None
+    session: Session | Connection,
+    model: Any,
+    row_id: int,
+    *,
+    owner: str,
+    values: dict[str, Any] | None = None,
 ) -> bool:
     """Clear the lease (and set `values`) only if `owner` still holds it."""
     result = session.execute(
@@ -85,7 +91,7 @@ def release(
 
 
 def release_batch(
-    session: Session,
+    session: Session | Connection,
     model: Any,
     ids: list[int],
     *,
@@ -106,7 +112,7 @@ def release_batch(
 
 
 def renew(
-    session: Session,
+    session: Session | Connection,
     model: Any,
     row_id: int,
     *,

@@ -177,6 +177,21 @@ def new_session() -> Session:
     return _session_factory()
 
 
+@contextmanager
+def single_statement_scope() -> Iterator[Session | Connection]:
+    """Where each statement is a whole unit of work (a claim, a release, a single read): on
+    Postgres a connection of the autocommit engine, so a one-statement write costs one round
+    trip instead of three (BEGIN, the statement, COMMIT) and is durable when it returns; on
+    SQLite a `session_scope`."""
+    get_engine()
+    if _read_engine is None:
+        with session_scope() as session:
+            yield session
+        return
+    with _read_engine.connect() as connection:
+        yield connection
+
+
 def new_read_session() -> Session:
     """A session for reads only, without a transaction (each statement sees the data committed
     when it runs). Writing through it raises: a route that writes needs `new_session`."""

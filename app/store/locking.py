@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, any_, select
+from sqlalchemy import ColumnElement, Connection, Select, any_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement as _Element
@@ -45,12 +45,20 @@ def id_array(query: Select[Any]) -> ArrayOf:
     return ArrayOf(query)
 
 
+def dialect_name(db: Session | Connection) -> str:
+    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
+
+
 def in_id_order(
-    session: Session, model: Any, where: ColumnElement[bool], *, skip_locked: bool = False
+    session: Session | Connection,
+    model: Any,
+    where: ColumnElement[bool],
+    *,
+    skip_locked: bool = False,
 ) -> ColumnElement[bool]:
     """A WHERE clause selecting the rows of `model` matching `where`, locked in id order
     (Postgres) before the statement that uses it changes them."""
-    if session.get_bind().dialect.name != "postgresql":
+    if dialect_name(session) != "postgresql":
         return where
     locked = (
         select(model.id).where(where).order_by(model.id).with_for_update(skip_locked=skip_locked)

@@ -14,8 +14,9 @@ from sqlalchemy.engine.interfaces import CacheStats
 
 from app.store.base import utcnow
 from app.store.claims import claim, release, release_batch, renew
-from app.store.db import get_engine, session_scope
+from app.store.db import get_engine, session_scope, single_statement_scope
 from app.store.models import Bot
+from tests.support.databases import db_backend
 from tests.support.processes import ROOT, VENV_BIN, service_env
 
 CLAIMER = """
@@ -151,3 +152,25 @@ def test_claim_and_release_statements_come_from_the_compiled_cache(app, make_use
     assert hits[2:] == [CacheStats.CACHE_HIT, CacheStats.CACHE_HIT]  # the second claim, release
     with session_scope() as db:
         assert sorted(db.scalars(select(Bot.id).where(Bot.lease_owner.is_(None)))) == ids
+
+
+def test_a_claim_in_a_single_statement_scope_is_durable_as_it_returns(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The dispatcher claims in `single_statement_scope`: the lease is committed by the
+    statement itself (on Postgres, an autocommit connection), so another worker sees it taken
+    while the claimer still holds its connection, and a second claimer gets nothing."""
+    ids = _bots(make_user().id, 3)
+    now = utcnow()
+    due = (Bot.status == "running") & (Bot.next_tick_at <= now)
+    with single_statement_scope() as db:
+        taken = claim(db, Bot, owner="a", now=now, lease_seconds=10, limit=2, where=due,
+                      order_by=Bot.id)  # fmt: skip
+        assert taken == ids[:2]
+        if db_backend() != "sqlite":  # SQLite's one writer is this scope until it ends
+            with session_scope() as other:
+                owners = dict(other.execute(select(Bot.id, Bot.lease_owner)).tuples().all())
+                assert owners == {ids[0]: "a", ids[1]: "a", ids[2]: None}
+                assert claim(other, Bot, owner="b", now=now, lease_seconds=10, limit=5,
+                             where=due, order_by=Bot.id) == [ids[2]]  # fmt: skip
+        assert release_batch(db, Bot, taken, owner="a") == 2
+    with session_scope() as db:
+        assert db.scalar(select(Bot.lease_owner).where(Bot.id == ids[0])) is None
