@@ -1,13 +1,14 @@
-"""The emergency stop pressed again and again just after candle boundaries, while three real
-processes tick 120 bots that trade every few candles: the moment when tick batches hold the
-most bot rows and write the most orders. Every press must answer 200, and no order may be
-recorded while a stop is in force: the orders present when the stop answered are exactly the
-orders present just before the next resume (and, after the last press, after 5 s of quiet).
+"""The emergency stop pressed again and again just after candle boundaries, as soon as the
+boundary's ticks have begun, while three real processes tick 120 bots that trade every few
+candles: the moment when tick batches hold the most bot rows and write the most orders. Every
+press must answer 200, and no order may be recorded while a stop is in force: the orders
+present when the stop answered are exactly the orders present just before the next resume
+(and, after the last press, after 5 s of quiet).
 
 An order's `created_at` is the start of the tick that placed it, not its commit. A tick that
-started before a stop may still place its order after the following resume (a busy machine
-can hold a tick back for the whole stop-and-resume): that order is not late, so "late" is
-read from what was present at each moment, not from `created_at`.
+started before a stop may still place its order after the following resume (a busy machine can
+hold a tick back for the whole stop-and-resume): that order is not late, so "late" is read
+from what was present at each moment, not from `created_at`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+from sqlalchemy import func, or_, select
 
+from app.store.db import session_scope
+from app.store.models import Bot
 from tests.support.databases import db_backend
 from tests.support.processes import service_env
 from tests.support.trading import (
@@ -39,6 +43,20 @@ HOLD_SECONDS = 0.3  # how long each stop stays in force before the next resume
 pytestmark = pytest.mark.skipif(
     db_backend() == "sqlite", reason="three processes trading at once need Postgres"
 )
+
+
+def wait_for_ticking(bot_ids: list[int], boundary: datetime, timeout: float = 3.0) -> None:
+    """Until a batch holds some of the bots or has ticked them for `boundary`: a loaded
+    machine can start the boundary's ticks late, and a press before them meets no trading."""
+    deadline = time.monotonic() + timeout
+    ticking = select(func.count()).where(
+        Bot.id.in_(bot_ids), or_(Bot.lease_owner.is_not(None), Bot.last_tick_at >= boundary)
+    )
+    while time.monotonic() < deadline:
+        with session_scope() as db:
+            if db.scalar(ticking):
+                return
+        time.sleep(0.005)
 
 
 def test_every_press_answers_and_no_order_follows_any_answer(
@@ -64,7 +82,9 @@ def test_every_press_answers_and_no_order_follows_any_answer(
                                         headers=headers, timeout=30)  # fmt: skip
                 assert resumed.status_code == 200, resumed.text
                 resume_fleet(bots, g)
-            sleep_until_after_boundary(g, rng.uniform(0.02, 0.25))
+            boundary = sleep_until_after_boundary(g, 0.0)
+            wait_for_ticking(bots, datetime.fromtimestamp(boundary, UTC))
+            time.sleep(rng.uniform(0.0, 0.05))
             started = time.monotonic()
             answer = requests.post(base + "/api/admin/emergency-stop",
                                    json={"reason": f"drill {press}"}, headers=headers,
