@@ -8,7 +8,7 @@ from app.observability.multiprocess import prepare_dir
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+worker_class = "app.serving.BalancedThreadWorker"  # gthread, connections spread (app/serving.py)
 threads = int(os.environ.get("WEB_THREADS", "8"))
 # The master builds the app once and every worker is forked from it: a worker starts in
 # milliseconds instead of importing everything again, and shares the frozen start-up objects
