@@ -39,7 +39,7 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
 _read_factory: sessionmaker[Session] | None = None
-_read_engine: Engine | None = None
+_autocommit_engine: Engine | None = None
 _engine_pid: int | None = None
 
 IDLE_PING_SECONDS = 2.0
@@ -134,7 +134,7 @@ def postgres_connect_args(settings: Settings) -> dict[str, Any]:
 
 def init_database(settings: Settings) -> Engine:
     """Create (once per process) the engine and session factory for these settings."""
-    global _engine, _session_factory, _read_factory, _read_engine, _engine_pid
+    global _engine, _session_factory, _read_factory, _autocommit_engine, _engine_pid
     with _lock:
         if _engine is not None and str(_engine.url) == str(build_url(settings)):
             return _engine
@@ -142,9 +142,9 @@ def init_database(settings: Settings) -> Engine:
         _engine = build_engine(settings)
         _session_factory = sessionmaker(bind=_engine, expire_on_commit=False)
         if _engine.dialect.name == "postgresql":
-            _read_engine = build_engine(settings, autocommit=True)
+            _autocommit_engine = build_engine(settings, autocommit=True)
         _read_factory = sessionmaker(
-            bind=_read_engine or _engine, expire_on_commit=False, autoflush=False
+            bind=_autocommit_engine or _engine, expire_on_commit=False, autoflush=False
         )
         event.listen(_read_factory, "before_flush", _refuse_flush)
         event.listen(_read_factory, "do_orm_execute", _refuse_writes)
@@ -184,11 +184,11 @@ def single_statement_scope() -> Iterator[Session | Connection]:
     trip instead of three (BEGIN, the statement, COMMIT) and is durable when it returns; on
     SQLite a `session_scope`."""
     get_engine()
-    if _read_engine is None:
+    if _autocommit_engine is None:
         with session_scope() as session:
             yield session
         return
-    with _read_engine.connect() as connection:
+    with _autocommit_engine.connect() as connection:
         yield connection
 
 
@@ -204,7 +204,7 @@ def new_read_connection() -> Connection:
     """A connection for reads only, as `new_read_session` without the ORM session around it:
     a hot read that sends plain statements skips the session's bookkeeping."""
     engine = get_engine()
-    return (_read_engine or engine).connect()
+    return (_autocommit_engine or engine).connect()
 
 
 class ReadOnlySessionError(RuntimeError):
@@ -224,13 +224,13 @@ def _refuse_writes(state: ORMExecuteState) -> None:
 def engines() -> list[Engine]:
     """Every engine of this process (the read pool's too, when there is one)."""
     get_engine()
-    return [e for e in (_engine, _read_engine) if e is not None]
+    return [e for e in (_engine, _autocommit_engine) if e is not None]
 
 
 def dispose_after_fork() -> None:
     """Forget connections inherited from a parent process without closing them under it."""
     global _engine_pid
-    for engine in (_engine, _read_engine):
+    for engine in (_engine, _autocommit_engine):
         if engine is not None:
             engine.dispose(close=False)
     if _engine is not None:
@@ -238,11 +238,11 @@ def dispose_after_fork() -> None:
 
 
 def _dispose_all() -> None:
-    global _read_engine
-    for engine in (_engine, _read_engine):
+    global _autocommit_engine
+    for engine in (_engine, _autocommit_engine):
         if engine is not None:
             engine.dispose()
-    _read_engine = None
+    _autocommit_engine = None
 
 
 def shutdown_database() -> None:
