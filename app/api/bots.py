@@ -31,10 +31,10 @@ from app.api.ledger_models import (
     TradeOut,
     TradePage,
 )
-from app.api.paging import OffsetQuery, offset_page
+from app.api.paging import OffsetQuery, offset_page, offset_page_json
 from app.api.request_context import db_connection, db_session, read_only
 from app.api.types import ApiModel, DecimalText, UtcTime
-from app.api.validation import RequestModel, body, query, response
+from app.api.validation import RequestModel, body, json_text, query, response
 from app.openapi import answers
 from app.services import bot_overview as overview_service
 from app.services import bots as service
@@ -144,6 +144,9 @@ class BotOut(ApiModel):
     updated_at: UtcTime
 
 
+BOT_FIELDS = tuple(BotOut.model_fields)  # what the database writes for `BotOut` on Postgres
+
+
 class BotPage(ApiModel):
     items: list[BotOut]
     total: int
@@ -189,16 +192,15 @@ def create_bot(body: BotCreate) -> Any:
 @query(BotListQuery)
 @response(BotPage)
 def list_bots(query: BotListQuery) -> Any:
-    rows, total = service.list_bot_rows(
-        db_connection(),
-        token_claims(),
-        accept_subject,
-        status=query.status,
-        symbol=query.symbol,
-        strategy=query.strategy,
-        limit=query.limit,
-        offset=query.offset,
-    )
+    connection, claims = db_connection(), token_claims()
+    window = {"status": query.status, "symbol": query.symbol, "strategy": query.strategy,
+              "limit": query.limit, "offset": query.offset}  # fmt: skip
+    if service.renders_json(connection):
+        items, total = service.list_bots_json(
+            connection, claims, accept_subject, BOT_FIELDS, **window
+        )
+        return json_text(offset_page_json(items, total, query))
+    rows, total = service.list_bot_rows(connection, claims, accept_subject, **window)
     return BotPage.model_validate(offset_page(rows, total, query))
 
 
@@ -230,9 +232,10 @@ def bots_overview(query: BotListQuery) -> Any:
 @auth_checked_in_query
 @response(BotOut)
 def get_bot(bot_id: int) -> Any:
-    return BotOut.model_validate(
-        service.bot_row(db_connection(), token_claims(), accept_subject, bot_id)
-    )
+    connection, claims = db_connection(), token_claims()
+    if service.renders_json(connection):
+        return json_text(service.bot_json(connection, claims, accept_subject, BOT_FIELDS, bot_id))
+    return BotOut.model_validate(service.bot_row(connection, claims, accept_subject, bot_id))
 
 
 @bp.patch("/api/bots/<int:bot_id>")

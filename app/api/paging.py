@@ -21,3 +21,8 @@ class OffsetQuery(RequestModel):
 def offset_page(items: list[Any], total: int, query: OffsetQuery) -> dict[str, Any]:
     """The page body: the items, how many match in all, and the window that was asked for."""
     return {"items": items, "total": total, "limit": query.limit, "offset": query.offset}
+
+
+def offset_page_json(items: str, total: int, query: OffsetQuery) -> str:
+    """`offset_page` as JSON text, for items the database wrote as a JSON array."""
+    return f'{{"items":{items},"total":{total},"limit":{query.limit},"offset":{query.offset}}}'

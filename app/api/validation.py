@@ -248,6 +248,12 @@ def query(model: type[BaseModel]) -> Callable[[F], F]:
     return decorator
 
 
+def json_text(body: str, status: int = 200) -> Response:
+    """A response whose body is JSON text already written (by pydantic, or by the database:
+    `app.store.wire_json`)."""
+    return Response(body, status, mimetype="application/json")
+
+
 def response(model: type[BaseModel], status: int = 200) -> Callable[[F], F]:
     """Serialise a returned model (or dict validated against it) with the given status,
     straight to the JSON body (one pass in pydantic's core, no intermediate dict)."""
@@ -260,7 +266,7 @@ def response(model: type[BaseModel], status: int = 200) -> Callable[[F], F]:
                 return result
             if not isinstance(result, BaseModel):
                 result = model.model_validate(result)
-            return Response(result.model_dump_json(), status, mimetype="application/json")
+            return json_text(result.model_dump_json(), status)
 
         wrapper._tw_response = (model, status)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

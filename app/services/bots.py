@@ -17,9 +17,23 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, func, or_, select, true
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from app.domain.protections import parse_protections
@@ -49,6 +63,7 @@ from app.store.models import Bot, User
 from app.store.models.ledger import EquitySnapshot, Fill, Order, Position
 from app.store.paging import fetch_page
 from app.store.prepared import id_parameter, text_parameter
+from app.store.wire_json import wire_array, wire_object
 
 log = logging.getLogger("tradewind.bots")
 
@@ -214,6 +229,91 @@ def list_bot_rows(
     if offset == 0:
         return [], 0
     return [], int(connection.execute(_BOT_COUNT, params).scalar_one())
+
+
+def renders_json(connection: Connection) -> bool:
+    """Whether the database writes the bot reads' response JSON itself (`list_bots_json`)."""
+    return connection.dialect.name == "postgresql"
+
+
+@cache
+def _json_page(names: tuple[str, ...], in_family: bool) -> Select[Any]:
+    listed = (
+        select(Bot.id, wire_object(Bot.__table__.c, names).label("item"),
+               func.count().over().label("total"))
+        .where(_LISTED)
+        .order_by(Bot.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("listed")
+    )  # fmt: skip
+    page = select(
+        wire_array(listed.c.item, listed.c.id.desc()).label("page_items"),
+        func.max(listed.c.total).label("total"),
+    ).subquery("page")
+    return subject_select(page.c.page_items, page.c.total, in_family=in_family).select_from(
+        User.__table__.outerjoin(page, true())
+    )
+
+
+@cache
+def _json_bot(names: tuple[str, ...], in_family: bool) -> Select[Any]:
+    found = Bot.id.is_not(None)  # the outer join found the bot (else every column is NULL)
+    item = case((found, cast(wire_object(Bot.__table__.c, names), Text))).label("item")
+    return subject_select(item, in_family=in_family).select_from(
+        User.__table__.outerjoin(Bot.__table__, _OWN_BOT)
+    )
+
+
+def list_bots_json(
+    connection: Connection,
+    claims: dict[str, Any],
+    accept: Accept,
+    names: tuple[str, ...],
+    *,
+    status: str | None = None,
+    symbol: str | None = None,
+    strategy: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[str, int]:
+    """As `list_bot_rows` on Postgres, each bot already written as a JSON object of the
+    fields `names` (`app.store.wire_json`): the items' JSON array text and the total."""
+    found = subject_params(claims)
+    if found is None:
+        accept(None, False)
+        return "[]", 0
+    params, in_family = found
+    params.update(status=status or None, symbol=symbol or None, strategy=strategy or None,
+                  limit=limit, offset=offset)  # fmt: skip
+    row = connection.execute(_json_page(names, in_family), params).first()
+    accept(*subject_of(row))
+    if row is not None and row.page_items is not None:
+        return row.page_items, int(row.total)
+    if row is None or offset == 0:
+        return "[]", 0
+    return "[]", int(connection.execute(_BOT_COUNT, params).scalar_one())
+
+
+def bot_json(
+    connection: Connection,
+    claims: dict[str, Any],
+    accept: Accept,
+    names: tuple[str, ...],
+    bot_id: int,
+) -> str:
+    """As `bot_row` on Postgres, the bot written as a JSON object of the fields `names`."""
+    found = subject_params(claims)
+    if found is None:
+        accept(None, False)
+        raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
+    params, in_family = found
+    params["bot_id"] = bot_id
+    row = connection.execute(_json_bot(names, in_family), params).first()
+    accept(*subject_of(row))
+    if row is None or row.item is None:
+        raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
+    return str(row.item)
 
 
 def bot_row(
