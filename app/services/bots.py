@@ -303,17 +303,8 @@ def bot_json(
     bot_id: int,
 ) -> str:
     """As `bot_row` on Postgres, the bot written as a JSON object of the fields `names`."""
-    found = subject_params(claims)
-    if found is None:
-        accept(None, False)
-        raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
-    params, in_family = found
-    params["bot_id"] = bot_id
-    row = connection.execute(_json_bot(names, in_family), params).first()
-    accept(*subject_of(row))
-    if row is None or row.item is None:
-        raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
-    return str(row.item)
+    row = _checked_bot(connection, claims, accept, bot_id, lambda f: _json_bot(names, f))
+    return str(row[SUBJECT_WIDTH])
 
 
 def bot_row(
@@ -322,18 +313,31 @@ def bot_row(
     """The bot `bot_id` of the user the token `claims` name (not deleted) as plain column
     dicts, read in one round trip with the token's check (`accept`, as `list_bot_rows`);
     NotFound as `get_bot`."""
+    row = _checked_bot(connection, claims, accept, bot_id, _SUBJECT_BOT.__getitem__)
+    return dict(zip(_READ_NAMES, row[SUBJECT_WIDTH:], strict=False))
+
+
+def _checked_bot(
+    connection: Connection,
+    claims: dict[str, Any],
+    accept: Accept,
+    bot_id: int,
+    statement: Callable[[bool], Select[Any]],
+) -> Row[Any]:
+    """The row of `statement(in_family)` for bot `bot_id` after `accept` took the token's
+    subject; NotFound when the user has no such bot (its first column after the subject's is
+    NULL)."""
     found = subject_params(claims)
     if found is None:
         accept(None, False)
         raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
     params, in_family = found
     params["bot_id"] = bot_id
-    row = connection.execute(_SUBJECT_BOT[in_family], params).first()
+    row = connection.execute(statement(in_family), params).first()
     accept(*subject_of(row))
-    bot = None if row is None else _bot_columns(row)
-    if bot is None:
+    if row is None or row[SUBJECT_WIDTH] is None:
         raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
-    return bot
+    return row
 
 
 # -- writing -----------------------------------------------------------------------------
