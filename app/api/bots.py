@@ -232,10 +232,9 @@ def bots_overview(query: BotListQuery) -> Any:
 @auth_checked_in_query
 @response(BotOut)
 def get_bot(bot_id: int) -> Any:
-    connection, claims = db_connection(), token_claims()
-    if service.renders_json(connection):
-        return json_text(service.bot_json(connection, claims, accept_subject, BOT_FIELDS, bot_id))
-    return BotOut.model_validate(service.bot_row(connection, claims, accept_subject, bot_id))
+    return BotOut.model_validate(
+        service.bot_row(db_connection(), token_claims(), accept_subject, bot_id)
+    )
 
 
 @bp.patch("/api/bots/<int:bot_id>")

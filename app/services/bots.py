@@ -24,11 +24,9 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
-    Text,
     and_,
     bindparam,
     case,
-    cast,
     func,
     or_,
     select,
@@ -232,7 +230,7 @@ def list_bot_rows(
 
 
 def renders_json(connection: Connection) -> bool:
-    """Whether the database writes the bot reads' response JSON itself (`list_bots_json`)."""
+    """Whether the database writes the bot list's response JSON itself (`list_bots_json`)."""
     return connection.dialect.name == "postgresql"
 
 
@@ -253,15 +251,6 @@ def _json_page(names: tuple[str, ...], in_family: bool) -> Select[Any]:
     ).subquery("page")
     return subject_select(page.c.page_items, page.c.total, in_family=in_family).select_from(
         User.__table__.outerjoin(page, true())
-    )
-
-
-@cache
-def _json_bot(names: tuple[str, ...], in_family: bool) -> Select[Any]:
-    found = Bot.id.is_not(None)  # the outer join found the bot (else every column is NULL)
-    item = case((found, cast(wire_object(Bot.__table__.c, names), Text))).label("item")
-    return subject_select(item, in_family=in_family).select_from(
-        User.__table__.outerjoin(Bot.__table__, _OWN_BOT)
     )
 
 
@@ -295,49 +284,24 @@ def list_bots_json(
     return "[]", int(connection.execute(_BOT_COUNT, params).scalar_one())
 
 
-def bot_json(
-    connection: Connection,
-    claims: dict[str, Any],
-    accept: Accept,
-    names: tuple[str, ...],
-    bot_id: int,
-) -> str:
-    """As `bot_row` on Postgres, the bot written as a JSON object of the fields `names`."""
-    row = _checked_bot(connection, claims, accept, bot_id, lambda f: _json_bot(names, f))
-    return str(row[SUBJECT_WIDTH])
-
-
 def bot_row(
     connection: Connection, claims: dict[str, Any], accept: Accept, bot_id: int
 ) -> dict[str, Any]:
     """The bot `bot_id` of the user the token `claims` name (not deleted) as plain column
     dicts, read in one round trip with the token's check (`accept`, as `list_bot_rows`);
     NotFound as `get_bot`."""
-    row = _checked_bot(connection, claims, accept, bot_id, _SUBJECT_BOT.__getitem__)
-    return dict(zip(_READ_NAMES, row[SUBJECT_WIDTH:], strict=False))
-
-
-def _checked_bot(
-    connection: Connection,
-    claims: dict[str, Any],
-    accept: Accept,
-    bot_id: int,
-    statement: Callable[[bool], Select[Any]],
-) -> Row[Any]:
-    """The row of `statement(in_family)` for bot `bot_id` after `accept` took the token's
-    subject; NotFound when the user has no such bot (its first column after the subject's is
-    NULL)."""
     found = subject_params(claims)
     if found is None:
         accept(None, False)
         raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
     params, in_family = found
     params["bot_id"] = bot_id
-    row = connection.execute(statement(in_family), params).first()
+    row = connection.execute(_SUBJECT_BOT[in_family], params).first()
     accept(*subject_of(row))
-    if row is None or row[SUBJECT_WIDTH] is None:
+    bot = None if row is None else _bot_columns(row)
+    if bot is None:
         raise NotFound(f"bot {bot_id} not found", code="bot_not_found")
-    return row
+    return bot
 
 
 # -- writing -----------------------------------------------------------------------------
