@@ -68,16 +68,16 @@ def stop_waiting(session: Session) -> bool:
     units of work and gives way - rolls back - so the stop never waits for a whole batch."""
     if session.get_bind().dialect.name != "postgresql":
         return False
-    queued = text(
-        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-        f"AND mode = 'ExclusiveLock' AND classid = {GATE_LOCK_KEY >> 32} "
-        f"AND objid = {GATE_LOCK_KEY & 0xFFFFFFFF} AND objsubid = 1)"
-    )
-    return bool(
-        session.scalar(
-            select(or_(SystemState.emergency_stop, queued)).where(SystemState.id == 1)
-        )
-    )
+    return bool(session.scalar(_STOP_WAITING))
+
+
+# Built once: a batch holding the gate asks this every STOP_LOOK_HOLDING_SECONDS.
+_STOP_QUEUED = text(
+    "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+    f"AND mode = 'ExclusiveLock' AND classid = {GATE_LOCK_KEY >> 32} "
+    f"AND objid = {GATE_LOCK_KEY & 0xFFFFFFFF} AND objsubid = 1)"
+)
+_STOP_WAITING = select(or_(SystemState.emergency_stop, _STOP_QUEUED)).where(SystemState.id == 1)
 
 
 def trading_allowed_condition() -> ColumnElement[bool]:
