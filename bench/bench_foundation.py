@@ -83,7 +83,8 @@ def serve(
             app_ref,
         ],
         cwd=cwd,
-        env={**env, "PYTHONPATH": str(cwd)},
+        # the bare app runs on our worker class too (`app.serving`, which imports nothing else)
+        env={**env, "PYTHONPATH": os.pathsep.join(dict.fromkeys((str(cwd), str(ROOT))))},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
