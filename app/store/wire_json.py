@@ -1,12 +1,12 @@
 """Rows rendered as response JSON by Postgres itself, for the hottest reads.
 
-A bot-list request spent most of its own time turning rows into Python values and back
+A bot-list request spent about a third of its CPU turning rows into Python values and back
 into text: psycopg2 parsing every timestamp, decimal and JSON column, SQLAlchemy's result
 processing, pydantic validating and serialising. Postgres can write the same JSON in C
 while it reads the rows, and the request passes that text through. The text must be what
 the response model would have written: decimals as plain normalised text (`decimal_text`),
 moments as ISO 8601 UTC with a `Z` (`iso`), JSON columns as they are stored, everything
-else as its JSON value. `tests/store/test_wire_json.py` holds both renderings side by side.
+else as its JSON value. `tests/api/test_bot_wire_json.py` holds both renderings side by side.
 """
 
 from __future__ import annotations
