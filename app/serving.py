@@ -7,8 +7,9 @@ worker to wake: then one worker serves every request on one core while the other
 here: 32 connections, 2 workers, half the requests per second in such runs). A worker that
 already holds a connection for each of its threads waits a moment before it accepts another,
 so an idle sibling takes it first; the more it holds beyond its threads, the longer it waits
-(2 ms a connection, at most 20 ms), so a sibling that is slow to be scheduled on a loaded
-machine still gets its share. When every worker is that busy, they all accept, a little later.
+(2 ms, and 2 ms more for each connection beyond them, at most 20 ms), so a sibling that is
+slow to be scheduled on a loaded machine still gets its share. When every worker is that busy,
+they all accept, a little later.
 """
 
 from __future__ import annotations
