@@ -212,21 +212,44 @@ def list_bot_rows(
     round trip with the token's check: `accept(user, revoked)` sees the subject first and
     raises to refuse it (then nothing read is returned). Only a page past the end costs a
     second query, its count."""
-    found = subject_params(claims)
+    found = _list_params(claims, accept, status, symbol, strategy, limit, offset)
     if found is None:
-        accept(None, False)
         return [], 0
     params, in_family = found
-    params.update(status=status or None, symbol=symbol or None, strategy=strategy or None,
-                  limit=limit, offset=offset)  # fmt: skip
     rows = connection.execute(_SUBJECT_PAGE[in_family], params).all()
     accept(*subject_of(rows[0] if rows else None))
     items = [item for item in map(_bot_columns, rows) if item is not None]
     if items:
         return items, int(rows[0][-1])
-    if offset == 0:
-        return [], 0
-    return [], int(connection.execute(_BOT_COUNT, params).scalar_one())
+    return [], _total_past_the_end(connection, params)
+
+
+def _list_params(
+    claims: dict[str, Any],
+    accept: Accept,
+    status: str | None,
+    symbol: str | None,
+    strategy: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[dict[str, Any], bool] | None:
+    """A list statement's parameters and which statement (a refresh family or not); None,
+    once `accept` has seen no subject, when the token names no user."""
+    found = subject_params(claims)
+    if found is None:
+        accept(None, False)
+        return None
+    params, in_family = found
+    params.update(status=status or None, symbol=symbol or None, strategy=strategy or None,
+                  limit=limit, offset=offset)  # fmt: skip
+    return params, in_family
+
+
+def _total_past_the_end(connection: Connection, params: dict[str, Any]) -> int:
+    """How many bots match when the page came back empty (none, from the first page)."""
+    if params["offset"] == 0:
+        return 0
+    return int(connection.execute(_BOT_COUNT, params).scalar_one())
 
 
 def renders_json(connection: Connection) -> bool:
@@ -268,20 +291,15 @@ def list_bots_json(
 ) -> tuple[str, int]:
     """As `list_bot_rows` on Postgres, each bot already written as a JSON object of the
     fields `names` (`app.store.wire_json`): the items' JSON array text and the total."""
-    found = subject_params(claims)
+    found = _list_params(claims, accept, status, symbol, strategy, limit, offset)
     if found is None:
-        accept(None, False)
         return "[]", 0
     params, in_family = found
-    params.update(status=status or None, symbol=symbol or None, strategy=strategy or None,
-                  limit=limit, offset=offset)  # fmt: skip
     row = connection.execute(_json_page(names, in_family), params).first()
     accept(*subject_of(row))
     if row is not None and row.page_items is not None:
         return row.page_items, int(row.total)
-    if row is None or offset == 0:
-        return "[]", 0
-    return "[]", int(connection.execute(_BOT_COUNT, params).scalar_one())
+    return "[]", _total_past_the_end(connection, params)
 
 
 def bot_row(
